@@ -1,0 +1,278 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// HTTP headers of the protocol, shared by the gateway, the agent and the
+// functions' callers.
+const (
+	// HeaderFunctionID names the function an invocation is for. The agent
+	// refuses a request whose function ID is not the one it has loaded.
+	HeaderFunctionID = "X-Faas-Function-Id"
+	// HeaderRequestID carries the request's ID; the gateway generates one
+	// when it is absent and every response echoes it.
+	HeaderRequestID = "X-Faas-Request-Id"
+	// HeaderCaller names the caller, for per-caller fairness when the
+	// dataplane sheds load.
+	HeaderCaller = "X-Faas-Caller"
+	// HeaderPriority is the request's priority class: "critical",
+	// "default" or "sheddable".
+	HeaderPriority = "X-Faas-Priority"
+	// HeaderIdempotent, set to "true", allows the dataplane to retry the
+	// request on another instance even after its body reached a function.
+	HeaderIdempotent = "X-Faas-Idempotent"
+	// HeaderErrorCode carries an [ErrorCode] on every error response.
+	HeaderErrorCode = "X-Faas-Error-Code"
+	// HeaderErrorMessage carries a human-readable message on every error
+	// response (single line, at most 512 bytes).
+	HeaderErrorMessage = "X-Faas-Error-Message"
+)
+
+// ErrorCode is the machine-readable kind of an error on the wire, in the
+// X-Faas-Error-Code header. The set is closed: the agent and the dataplane
+// send only these codes, and [ErrorCode.Valid] rejects any other.
+type ErrorCode string
+
+// The error codes and the HTTP status each travels with.
+const (
+	// CodeBadRequest (400): the request is malformed (a bad header, JSON
+	// body or parameter).
+	CodeBadRequest ErrorCode = "bad_request"
+	// CodeFunctionNotFound (404): no function with that ID is deployed.
+	CodeFunctionNotFound ErrorCode = "function_not_found"
+	// CodeInstanceReassigned (404): the agent serves another function (or
+	// none); the caller's route to this address is stale.
+	CodeInstanceReassigned ErrorCode = "instance_reassigned"
+	// CodeNoFunction (404): a generic warm pod's answer to a ping; no
+	// function is loaded.
+	CodeNoFunction ErrorCode = "no_function"
+	// CodeMethodNotAllowed (405): the endpoint does not take this method.
+	CodeMethodNotAllowed ErrorCode = "method_not_allowed"
+	// CodeAlreadyLoaded (409): a load request reached an agent that has
+	// already loaded a function (a specialized pod is never reused).
+	CodeAlreadyLoaded ErrorCode = "already_loaded"
+	// CodeTooLarge (413): the request body exceeds the limit.
+	CodeTooLarge ErrorCode = "too_large"
+	// CodeBadPackage (422): the code package is invalid: a digest or size
+	// mismatch, an unsafe archive entry, a bomb, a bad manifest.
+	CodeBadPackage ErrorCode = "bad_package"
+	// CodeConcurrencyLimit (429): the instance's or function's concurrency
+	// limit is reached.
+	CodeConcurrencyLimit ErrorCode = "concurrency_limit"
+	// CodeInternal (500): a bug or an unexpected failure.
+	CodeInternal ErrorCode = "internal"
+	// CodeInstanceFailure (502): the instance failed to answer (connection
+	// refused or reset, bad response).
+	CodeInstanceFailure ErrorCode = "instance_failure"
+	// CodeCodeFetch (502): the code could not be fetched from its store.
+	CodeCodeFetch ErrorCode = "code_fetch_failed"
+	// CodeLoadFailed (502): the function process did not start or listen.
+	CodeLoadFailed ErrorCode = "load_failed"
+	// CodeInitFailed (502): the function's init hook failed; the process
+	// is kept and initialize may be retried.
+	CodeInitFailed ErrorCode = "init_failed"
+	// CodeNotReady (503): the instance is not Ready (loading, not yet
+	// initialized, or draining).
+	CodeNotReady ErrorCode = "not_ready"
+	// CodeFunctionExited (503): the function process has exited.
+	CodeFunctionExited ErrorCode = "function_exited"
+	// CodeShed (503): the dataplane is overloaded and refused the request
+	// early; Retry-After says when to retry.
+	CodeShed ErrorCode = "shed"
+	// CodeTimeout (504): the request's deadline, its queue time or its
+	// cold start ran out.
+	CodeTimeout ErrorCode = "timeout"
+)
+
+var codeStatus = map[ErrorCode]int{
+	CodeBadRequest:         http.StatusBadRequest,
+	CodeFunctionNotFound:   http.StatusNotFound,
+	CodeInstanceReassigned: http.StatusNotFound,
+	CodeNoFunction:         http.StatusNotFound,
+	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
+	CodeAlreadyLoaded:      http.StatusConflict,
+	CodeTooLarge:           http.StatusRequestEntityTooLarge,
+	CodeBadPackage:         http.StatusUnprocessableEntity,
+	CodeConcurrencyLimit:   http.StatusTooManyRequests,
+	CodeInternal:           http.StatusInternalServerError,
+	CodeInstanceFailure:    http.StatusBadGateway,
+	CodeCodeFetch:          http.StatusBadGateway,
+	CodeLoadFailed:         http.StatusBadGateway,
+	CodeInitFailed:         http.StatusBadGateway,
+	CodeNotReady:           http.StatusServiceUnavailable,
+	CodeFunctionExited:     http.StatusServiceUnavailable,
+	CodeShed:               http.StatusServiceUnavailable,
+	CodeTimeout:            http.StatusGatewayTimeout,
+}
+
+// Codes returns every valid error code, sorted.
+func Codes() []ErrorCode {
+	out := make([]ErrorCode, 0, len(codeStatus))
+	for c := range codeStatus {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Valid reports whether c is one of the protocol's codes.
+func (c ErrorCode) Valid() bool {
+	_, ok := codeStatus[c]
+	return ok
+}
+
+// Status returns the HTTP status that travels with c (500 for an invalid
+// code).
+func (c ErrorCode) Status() int {
+	if s, ok := codeStatus[c]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Error is an error of the protocol: what an agent or the gateway sends on
+// the wire, and what the client and Invoke return. errors.Is(err, target)
+// holds when target is an *Error with the same Code and an empty Message,
+// so the sentinels below work with errors.Is.
+type Error struct {
+	// Code is the machine-readable kind.
+	Code ErrorCode
+	// Message is a human-readable description.
+	Message string
+	// Status is the HTTP status (Code.Status() unless the sender chose
+	// otherwise).
+	Status int
+	// RequestID is the request's X-Faas-Request-Id, when known.
+	RequestID string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "faas: " + string(e.Code)
+	}
+	return fmt.Sprintf("faas: %s: %s", e.Code, e.Message)
+}
+
+// Is reports whether target is an *Error sentinel (no message) with the
+// same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Code == e.Code
+}
+
+// Sentinels for errors.Is, one per code.
+var (
+	ErrBadRequest         = &Error{Code: CodeBadRequest}
+	ErrFunctionNotFound   = &Error{Code: CodeFunctionNotFound}
+	ErrInstanceReassigned = &Error{Code: CodeInstanceReassigned}
+	ErrNoFunction         = &Error{Code: CodeNoFunction}
+	ErrMethodNotAllowed   = &Error{Code: CodeMethodNotAllowed}
+	ErrAlreadyLoaded      = &Error{Code: CodeAlreadyLoaded}
+	ErrTooLarge           = &Error{Code: CodeTooLarge}
+	ErrBadPackage         = &Error{Code: CodeBadPackage}
+	ErrConcurrencyLimit   = &Error{Code: CodeConcurrencyLimit}
+	ErrInternal           = &Error{Code: CodeInternal}
+	ErrInstanceFailure    = &Error{Code: CodeInstanceFailure}
+	ErrCodeFetch          = &Error{Code: CodeCodeFetch}
+	ErrLoadFailed         = &Error{Code: CodeLoadFailed}
+	ErrInitFailed         = &Error{Code: CodeInitFailed}
+	ErrNotReady           = &Error{Code: CodeNotReady}
+	ErrFunctionExited     = &Error{Code: CodeFunctionExited}
+	ErrShed               = &Error{Code: CodeShed}
+	ErrTimeout            = &Error{Code: CodeTimeout}
+)
+
+// Errorf returns an *Error with code c, its status, and a formatted message.
+func Errorf(c ErrorCode, format string, args ...any) *Error {
+	return &Error{Code: c, Status: c.Status(), Message: fmt.Sprintf(format, args...)}
+}
+
+// maxMessageLen bounds X-Faas-Error-Message so that an error never makes a
+// response header large.
+const maxMessageLen = 512
+
+// WriteError writes an error response: the status, the three error headers
+// (X-Faas-Error-Code, X-Faas-Error-Message, X-Faas-Request-Id) and the
+// message as a text body. The message is reduced to one line of valid UTF-8
+// of at most 512 bytes, so no input can inject headers or make them large.
+// A zero status means code.Status().
+func WriteError(w http.ResponseWriter, requestID string, status int, code ErrorCode, message string) {
+	if !code.Valid() {
+		code, status = CodeInternal, 0
+	}
+	if status == 0 {
+		status = code.Status()
+	}
+	msg := SanitizeHeaderValue(message, maxMessageLen)
+	h := w.Header()
+	h.Set(HeaderErrorCode, string(code))
+	h.Set(HeaderErrorMessage, msg)
+	h.Set(HeaderRequestID, SanitizeHeaderValue(requestID, 128))
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintln(w, string(code)+": "+msg)
+}
+
+// WriteErr writes err as an error response: an *Error (found with
+// errors.As) keeps its code and status; any other error becomes
+// CodeInternal.
+func WriteErr(w http.ResponseWriter, requestID string, err error) {
+	var pe *Error
+	if errors.As(err, &pe) {
+		WriteError(w, requestID, pe.Status, pe.Code, pe.Message)
+		return
+	}
+	WriteError(w, requestID, 0, CodeInternal, err.Error())
+}
+
+// ErrorFromResponse returns the *Error that resp carries in its headers, or
+// nil when resp is not an error response (status < 400). A 4xx/5xx without
+// a valid X-Faas-Error-Code (e.g. from a proxy in between) becomes
+// CodeInstanceFailure with the status kept. It does not read the body.
+func ErrorFromResponse(resp *http.Response) *Error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	code := ErrorCode(resp.Header.Get(HeaderErrorCode))
+	msg := resp.Header.Get(HeaderErrorMessage)
+	if !code.Valid() {
+		if msg == "" {
+			msg = fmt.Sprintf("unexpected HTTP status %d", resp.StatusCode)
+		}
+		code = CodeInstanceFailure
+	}
+	return &Error{Code: code, Message: msg, Status: resp.StatusCode, RequestID: resp.Header.Get(HeaderRequestID)}
+}
+
+// SanitizeHeaderValue returns s as a single line of valid UTF-8 without
+// control characters, cut to at most max bytes on a rune boundary.
+func SanitizeHeaderValue(s string, max int) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c >= utf8.RuneSelf {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= max {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f {
+			r = ' '
+		}
+		if b.Len()+utf8.RuneLen(r) > max {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
