@@ -110,9 +110,10 @@ type Transition struct {
 }
 
 // Observer receives every transition of the instances it observes,
-// synchronously and in order, after the state has changed. It must not call
-// Transition on the same instance (that would deadlock) and should return
-// quickly: the instance's next transition waits for it.
+// synchronously and in order, after the state has changed. It may read the
+// instance (State, History, Since) but must not call Transition or
+// TransitionFrom on the same instance (that would deadlock), and should
+// return quickly: the instance's next transition waits for it.
 type Observer interface {
 	ObserveTransition(inst *Instance, t Transition)
 }
@@ -147,7 +148,8 @@ type Instance struct {
 	Info
 
 	state     atomic.Uint32
-	mu        sync.Mutex // serializes transitions, history and notification
+	mu        sync.Mutex // serializes transitions and their notification
+	hmu       sync.Mutex // guards history; held briefly, so observers may read it
 	history   []Transition
 	observers []Observer
 }
@@ -191,12 +193,14 @@ func (in *Instance) transition(now time.Time, want *State, to State, reason stri
 		return &TransitionError{InstanceID: in.ID, From: from, To: to}
 	}
 	t := Transition{From: from, To: to, At: now, Reason: reason}
+	in.hmu.Lock()
 	if len(in.history) == maxHistory {
 		// Keep the creation record; drop the oldest transition after it.
 		copy(in.history[1:], in.history[2:])
 		in.history = in.history[:maxHistory-1]
 	}
 	in.history = append(in.history, t)
+	in.hmu.Unlock()
 	for _, o := range in.observers {
 		o.ObserveTransition(in, t)
 	}
@@ -207,14 +211,14 @@ func (in *Instance) transition(now time.Time, want *State, to State, reason stri
 // records the creation (Pending → Pending, reason "created"). At most the
 // last 63 transitions after creation are kept.
 func (in *Instance) History() []Transition {
-	in.mu.Lock()
-	defer in.mu.Unlock()
+	in.hmu.Lock()
+	defer in.hmu.Unlock()
 	return slices.Clone(in.history)
 }
 
 // Since returns when the instance entered its current state.
 func (in *Instance) Since() time.Time {
-	in.mu.Lock()
-	defer in.mu.Unlock()
+	in.hmu.Lock()
+	defer in.hmu.Unlock()
 	return in.history[len(in.history)-1].At
 }

@@ -1,0 +1,117 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCodesAreClosedAndSorted(t *testing.T) {
+	codes := Codes()
+	require.Len(t, codes, 18)
+	require.True(t, slices.IsSorted(codes))
+	for _, c := range codes {
+		require.True(t, c.Valid(), c)
+		require.GreaterOrEqual(t, c.Status(), 400, c)
+	}
+	require.False(t, ErrorCode("nope").Valid())
+	require.Equal(t, http.StatusInternalServerError, ErrorCode("nope").Status())
+}
+
+func TestErrorIsMatchesSentinelsByCode(t *testing.T) {
+	e := Errorf(CodeInitFailed, "boom %d", 1)
+	require.Equal(t, http.StatusBadGateway, e.Status)
+	require.Equal(t, "faas: init_failed: boom 1", e.Error())
+	wrapped := fmt.Errorf("calling agent: %w", e)
+	require.ErrorIs(t, wrapped, ErrInitFailed)
+	require.NotErrorIs(t, wrapped, ErrLoadFailed)
+	// A target with a message is not a sentinel.
+	require.False(t, errors.Is(e, &Error{Code: CodeInitFailed, Message: "boom 1"}))
+	require.Equal(t, "faas: not_ready", ErrNotReady.Error())
+}
+
+func TestWriteErrorRoundTrip(t *testing.T) {
+	for _, c := range Codes() {
+		rec := httptest.NewRecorder()
+		WriteError(rec, "req-1", 0, c, "something failed")
+		resp := rec.Result()
+		require.Equal(t, c.Status(), resp.StatusCode, c)
+		got := ErrorFromResponse(resp)
+		require.Equal(t, &Error{Code: c, Message: "something failed", Status: c.Status(), RequestID: "req-1"}, got)
+		require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+	}
+}
+
+func TestWriteErrorSanitizes(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, "id\r\nX-Evil: 1", 0, CodeBadRequest, "line1\r\nX-Injected: yes\x00"+strings.Repeat("é", 600))
+	h := rec.Result().Header
+	require.Empty(t, h.Get("X-Injected"))
+	require.Empty(t, h.Get("X-Evil"))
+	msg := h.Get(HeaderErrorMessage)
+	require.LessOrEqual(t, len(msg), 512)
+	require.True(t, utf8.ValidString(msg))
+	require.False(t, strings.ContainsAny(msg, "\r\n\x00"))
+	require.Equal(t, "id  X-Evil: 1", h.Get(HeaderRequestID))
+}
+
+func TestWriteErrorInvalidCodeBecomesInternal(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, "", 418, ErrorCode("teapot"), "x")
+	require.Equal(t, 500, rec.Code)
+	require.Equal(t, string(CodeInternal), rec.Header().Get(HeaderErrorCode))
+}
+
+func TestWriteErr(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteErr(rec, "r", fmt.Errorf("ctx: %w", &Error{Code: CodeNotReady, Status: 503, Message: "loading"}))
+	require.Equal(t, 503, rec.Code)
+	require.Equal(t, "not_ready", rec.Header().Get(HeaderErrorCode))
+	require.Equal(t, "loading", rec.Header().Get(HeaderErrorMessage))
+
+	rec = httptest.NewRecorder()
+	WriteErr(rec, "r", errors.New("plain"))
+	require.Equal(t, 500, rec.Code)
+	require.Equal(t, "internal", rec.Header().Get(HeaderErrorCode))
+}
+
+func TestErrorFromResponse(t *testing.T) {
+	require.Nil(t, ErrorFromResponse(&http.Response{StatusCode: 200, Header: http.Header{}}))
+	// A 502 from something that is not an agent (no code header).
+	got := ErrorFromResponse(&http.Response{StatusCode: 502, Header: http.Header{}})
+	require.Equal(t, CodeInstanceFailure, got.Code)
+	require.Equal(t, 502, got.Status)
+	require.Equal(t, "unexpected HTTP status 502", got.Message)
+	// An unknown code keeps its message but not its code.
+	h := http.Header{}
+	h.Set(HeaderErrorCode, "made_up")
+	h.Set(HeaderErrorMessage, "hi")
+	got = ErrorFromResponse(&http.Response{StatusCode: 404, Header: h})
+	require.Equal(t, &Error{Code: CodeInstanceFailure, Message: "hi", Status: 404}, got)
+}
+
+func TestSanitizeHeaderValue(t *testing.T) {
+	cases := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"plain", 10, "plain"},
+		{"0123456789abc", 10, "0123456789"},
+		{"a\tb\nc", 10, "a b c"},
+		{"héllo", 2, "h"},
+		{"héllo", 3, "hé"},
+		{"bad\xffutf8", 20, "bad utf8"},
+		{"", 5, ""},
+	}
+	for _, c := range cases {
+		require.Equal(t, c.want, SanitizeHeaderValue(c.in, c.max), "%q", c.in)
+	}
+}
