@@ -1,0 +1,219 @@
+package faas
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/concurrency"
+	"github.com/faasplane/faas/lifecycle"
+)
+
+// FunctionSpec describes a deployable function. The zero values of the
+// optional fields take the documented defaults (see [FunctionSpec.withDefaults]).
+type FunctionSpec struct {
+	// ID names the function (see lifecycle.ValidFunctionID: 1 to 256 bytes
+	// of letters, digits and "-_./:@"). Required.
+	ID string
+	// Runtime selects the warm pool whose generic pods can run the
+	// function (e.g. "go"). Required.
+	Runtime string
+	// Code is the function's code package. Required, with a digest.
+	Code code.Ref
+	// Command and Args override the package manifest's entry command.
+	Command string
+	Args    []string
+	// Env is added to the function process's environment.
+	Env map[string]string
+	// Protocol is "http1" (default) or "h2c" for gRPC functions; empty
+	// means what the package manifest says.
+	Protocol string
+
+	// Mode is concurrency.Shared (default) or concurrency.Exclusive (one
+	// request per instance at a time).
+	Mode concurrency.Mode
+	// Concurrency is the per-instance limit in Shared mode (default 10;
+	// ignored in Exclusive mode, where it is 1).
+	Concurrency int
+	// MaxConcurrency caps requests in flight across all instances, to
+	// protect the function's downstream services; 0 means no cap. Requests
+	// over it get 429 concurrency_limit.
+	MaxConcurrency int
+	// MinInstances are kept warm even without traffic (default 0: scale
+	// to zero). MaxInstances caps scale-out (default 100).
+	MinInstances, MaxInstances int
+	// KeepAlive is how long an idle instance is kept before scale-down
+	// (default 10 min, Azure Functions' and OpenWhisk's common choice).
+	KeepAlive time.Duration
+	// RequestTimeout bounds one invocation end to end, queueing and cold
+	// start included (default 60 s).
+	RequestTimeout time.Duration
+	// QueueTimeout bounds how long a request waits for a free slot or a
+	// cold start (default 30 s); it is separate from RequestTimeout so
+	// that a request never spends its whole budget queued.
+	QueueTimeout time.Duration
+	// InitTimeout bounds the function's init hook (default 30 s).
+	InitTimeout time.Duration
+	// InitAttempts is how many times the init hook is tried in the same
+	// process before the cold start fails (default 3).
+	InitAttempts int
+}
+
+// Defaults applied by [FunctionSpec.withDefaults].
+const (
+	DefaultConcurrency    = 10
+	DefaultMaxInstances   = 100
+	DefaultKeepAlive      = 10 * time.Minute
+	DefaultRequestTimeout = 60 * time.Second
+	DefaultQueueTimeout   = 30 * time.Second
+	DefaultInitTimeout    = 30 * time.Second
+	DefaultInitAttempts   = 3
+)
+
+// Limits of specs, to keep outside input bounded.
+const (
+	MaxInstancesLimit = 10_000
+	maxEnvVars        = 1024
+)
+
+func (s FunctionSpec) withDefaults() FunctionSpec {
+	if s.Concurrency == 0 {
+		s.Concurrency = DefaultConcurrency
+	}
+	if s.Mode == concurrency.Exclusive {
+		s.Concurrency = 1
+	}
+	if s.MaxInstances == 0 {
+		s.MaxInstances = max(DefaultMaxInstances, s.MinInstances)
+	}
+	if s.KeepAlive == 0 {
+		s.KeepAlive = DefaultKeepAlive
+	}
+	if s.RequestTimeout == 0 {
+		s.RequestTimeout = DefaultRequestTimeout
+	}
+	if s.QueueTimeout == 0 {
+		s.QueueTimeout = min(DefaultQueueTimeout, s.RequestTimeout)
+	}
+	if s.InitTimeout == 0 {
+		s.InitTimeout = DefaultInitTimeout
+	}
+	if s.InitAttempts == 0 {
+		s.InitAttempts = DefaultInitAttempts
+	}
+	s.Args = slices.Clone(s.Args)
+	s.Env = maps.Clone(s.Env)
+	return s
+}
+
+// ErrInvalidSpec is matched (errors.Is) by every spec validation error.
+var ErrInvalidSpec = errors.New("faas: invalid function spec")
+
+// FieldError reports one invalid field of a FunctionSpec.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+
+// Is makes errors.Is(err, ErrInvalidSpec) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidSpec }
+
+// SpecError lists every invalid field of a spec.
+type SpecError struct {
+	ID     string
+	Fields []*FieldError
+}
+
+func (e *SpecError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Error()
+	}
+	return fmt.Sprintf("faas: invalid spec for function %q: %s", e.ID, strings.Join(parts, "; "))
+}
+
+// Is makes errors.Is(err, ErrInvalidSpec) true.
+func (e *SpecError) Is(target error) bool { return target == ErrInvalidSpec }
+
+// Unwrap returns the field errors, so errors.As finds a *FieldError.
+func (e *SpecError) Unwrap() []error {
+	out := make([]error, len(e.Fields))
+	for i, f := range e.Fields {
+		out[i] = f
+	}
+	return out
+}
+
+// Validate checks every field and returns a *SpecError listing all invalid
+// ones, or nil. It validates the spec as given, before defaults.
+func (s FunctionSpec) Validate() error {
+	var fe []*FieldError
+	bad := func(field, format string, args ...any) {
+		fe = append(fe, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if err := lifecycle.ValidFunctionID(s.ID); err != nil {
+		bad("ID", "%v", strings.TrimPrefix(err.Error(), lifecycle.ErrInvalidRequest.Error()+": "))
+	}
+	if s.Runtime == "" || len(s.Runtime) > 128 {
+		bad("Runtime", "must be 1 to 128 bytes")
+	}
+	if err := s.Code.Validate(); err != nil {
+		bad("Code", "%v", err)
+	}
+	for k, v := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			bad("Env", "bad variable %q", k)
+			break
+		}
+	}
+	if len(s.Env) > maxEnvVars {
+		bad("Env", "more than %d variables", maxEnvVars)
+	}
+	switch s.Protocol {
+	case "", lifecycle.ProtocolHTTP1, lifecycle.ProtocolH2C:
+	default:
+		bad("Protocol", "want %q or %q, got %q", lifecycle.ProtocolHTTP1, lifecycle.ProtocolH2C, s.Protocol)
+	}
+	if s.Mode != concurrency.Shared && s.Mode != concurrency.Exclusive {
+		bad("Mode", "unknown mode %d", s.Mode)
+	}
+	if s.Concurrency < 0 || s.Concurrency > concurrency.MaxLimit {
+		bad("Concurrency", "must be in [0, %d], got %d", concurrency.MaxLimit, s.Concurrency)
+	}
+	if s.MaxConcurrency < 0 {
+		bad("MaxConcurrency", "must not be negative, got %d", s.MaxConcurrency)
+	}
+	if s.MinInstances < 0 || s.MinInstances > MaxInstancesLimit {
+		bad("MinInstances", "must be in [0, %d], got %d", MaxInstancesLimit, s.MinInstances)
+	}
+	if s.MaxInstances < 0 || s.MaxInstances > MaxInstancesLimit {
+		bad("MaxInstances", "must be in [0, %d], got %d", MaxInstancesLimit, s.MaxInstances)
+	}
+	if s.MaxInstances > 0 && s.MinInstances > s.MaxInstances {
+		bad("MinInstances", "%d exceeds MaxInstances %d", s.MinInstances, s.MaxInstances)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"KeepAlive", s.KeepAlive}, {"RequestTimeout", s.RequestTimeout}, {"QueueTimeout", s.QueueTimeout}, {"InitTimeout", s.InitTimeout}} {
+		if d.v < 0 {
+			bad(d.name, "must not be negative, got %v", d.v)
+		}
+	}
+	if s.RequestTimeout > 0 && s.QueueTimeout > s.RequestTimeout {
+		bad("QueueTimeout", "%v exceeds RequestTimeout %v", s.QueueTimeout, s.RequestTimeout)
+	}
+	if s.InitAttempts < 0 || s.InitAttempts > 100 {
+		bad("InitAttempts", "must be in [0, 100], got %d", s.InitAttempts)
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return &SpecError{ID: s.ID, Fields: fe}
+}
