@@ -39,7 +39,16 @@ func (m Mode) String() string {
 // use.
 type Slots struct {
 	word atomic.Uint64
+	// exclusive pins the limit to 1; it is set by NewSlots and never
+	// changes, so SetLimit reads it without synchronisation.
+	exclusive bool
+	// The router keeps one Slots per instance and many goroutines update
+	// neighbouring instances at once: padding each to a cache line keeps
+	// their counters from sharing one (false sharing).
+	_ [cacheLine - 16]byte
 }
+
+const cacheLine = 64
 
 // MaxLimit is the largest limit Slots accepts.
 const MaxLimit = 1<<31 - 1
@@ -48,8 +57,8 @@ const MaxLimit = 1<<31 - 1
 // limit is 1 whatever limit says. A limit below 1 is raised to 1 and one
 // above MaxLimit lowered to it; callers validate configuration before this.
 func NewSlots(mode Mode, limit int) *Slots {
-	s := &Slots{}
-	if mode == Exclusive {
+	s := &Slots{exclusive: mode == Exclusive}
+	if s.exclusive {
 		limit = 1
 	}
 	s.word.Store(pack(clampLimit(limit), 0))
@@ -118,16 +127,25 @@ func (s *Slots) Free() int {
 }
 
 // Utilization returns in-flight / limit, the measure the router's policies
-// compare; it may exceed 1 after the limit was lowered.
+// compare; it may exceed 1 after the limit was lowered. The zero value, which
+// has no capacity, reports 1 (full) rather than NaN so that comparisons stay
+// meaningful.
 func (s *Slots) Utilization() float64 {
 	l, n := unpack(s.word.Load())
+	if l == 0 {
+		return max(1, float64(n))
+	}
 	return float64(n) / float64(l)
 }
 
 // SetLimit changes the limit at run time (clamped to [1, MaxLimit]).
 // Requests already in flight keep their slots; when the new limit is below
-// the count in flight, TryAcquire fails until enough are released.
+// the count in flight, TryAcquire fails until enough are released. Slots
+// created in Exclusive mode keep their limit of 1 whatever limit says.
 func (s *Slots) SetLimit(limit int) {
+	if s.exclusive {
+		limit = 1
+	}
 	l := clampLimit(limit)
 	for {
 		w := s.word.Load()
