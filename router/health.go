@@ -1,0 +1,285 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/faasplane/faas/lifecycle"
+)
+
+// HealthChecker is the pull side of health checking: the dataplane asks an
+// instance whether it is healthy. A check that reaches an agent serving
+// another function (or none) returns an error matching
+// lifecycle.ErrInstanceReassigned, which removes the instance at once.
+type HealthChecker interface {
+	// Check returns nil when inst is healthy. It must honour ctx's
+	// deadline.
+	Check(ctx context.Context, inst *lifecycle.Instance) error
+}
+
+// CheckerFunc adapts a function to [HealthChecker].
+type CheckerFunc func(ctx context.Context, inst *lifecycle.Instance) error
+
+// Check calls f(ctx, inst).
+func (f CheckerFunc) Check(ctx context.Context, inst *lifecycle.Instance) error { return f(ctx, inst) }
+
+// HealthReport is a pushed health observation of one instance, from a
+// checker local to the instance's host.
+type HealthReport struct {
+	// InstanceID names the instance.
+	InstanceID string
+	// Healthy is the host's verdict.
+	Healthy bool
+	// Reassigned reports that the instance's pod serves another function
+	// now (or none): the route is stale and is removed.
+	Reassigned bool
+	// Reason says why, for events and logs.
+	Reason string
+}
+
+// HealthSource is the push side of health checking: a subscription through
+// which a host-local checker reports an instance's health as soon as it
+// changes (over pub/sub in a multi-node deployment; contrib/nats carries
+// it), so that the dataplane does not depend on the kubelet alone.
+type HealthSource interface {
+	// Watch delivers reports to report until ctx is done or the source
+	// fails, and returns why it stopped. report is called from one
+	// goroutine at a time.
+	Watch(ctx context.Context, report func(HealthReport)) error
+}
+
+// ReportHealth applies a pushed health report at now: an unhealthy report
+// takes the instance out of the routes at once (and moves it from Ready to
+// Unhealthy), a healthy one lets it back when no pull check holds it out, a
+// reassigned one removes it. It returns an error wrapping
+// [ErrUnknownInstance] for an instance the router does not hold.
+func (r *Router) ReportHealth(now time.Time, rep HealthReport) error {
+	r.mu.Lock()
+	m := r.instances[rep.InstanceID]
+	r.mu.Unlock()
+	if m == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownInstance, rep.InstanceID)
+	}
+	reason := "push: " + rep.Reason
+	switch {
+	case rep.Reassigned:
+		r.retire(now, m, CauseReassigned, reason, false)
+	default:
+		r.setHealth(now, m, healthPush, rep.Healthy, CauseHealthPush, reason)
+	}
+	return nil
+}
+
+// retire removes m from the routes, then asks for a replacement (when
+// replace is set) and moves the instance to Draining.
+func (r *Router) retire(now time.Time, m *member, cause Cause, reason string, replace bool) {
+	f := m.fn
+	f.mu.Lock()
+	if m.removed {
+		f.mu.Unlock()
+		return
+	}
+	after := f.retire(now, m, cause, reason, replace)
+	f.mu.Unlock()
+	after()
+}
+
+// setHealth records source's verdict on m. Going out, the route leaves
+// first and the instance then moves Ready → Unhealthy; coming back, the
+// instance moves Unhealthy → Ready first and the route returns last, so
+// that the events carry the health cause rather than the state change.
+func (r *Router) setHealth(now time.Time, m *member, source uint8, healthy bool, cause Cause, reason string) {
+	m.hmu.Lock()
+	defer m.hmu.Unlock()
+	f := m.fn
+	f.mu.Lock()
+	if m.removed || (m.health&source == 0) == healthy {
+		f.mu.Unlock()
+		return
+	}
+	was := m.health
+	if !healthy {
+		m.health |= source
+		if !f.update(now, m, cause, reason, time.Time{}) {
+			f.publish() // the unhealthy count changed
+		}
+		f.mu.Unlock()
+		if was == 0 {
+			_ = m.inst.TransitionFrom(now, lifecycle.Ready, lifecycle.Unhealthy, reason)
+		}
+		return
+	}
+	f.mu.Unlock()
+	if was == source {
+		_ = m.inst.TransitionFrom(now, lifecycle.Unhealthy, lifecycle.Ready, reason)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m.removed {
+		return
+	}
+	m.health &^= source
+	if !f.update(now, m, cause, reason, time.Time{}) {
+		f.publish()
+	}
+}
+
+// HTTPChecker is the default [HealthChecker]: GET /v1/ping on the
+// instance's agent. The instance is healthy when the agent answers 200 with
+// a ping response for the instance's function in state "ready"; an answer
+// for another function, or the codes instance_reassigned and no_function,
+// mean the address was reassigned; anything else, including a timeout, is a
+// failure.
+type HTTPChecker struct {
+	client  *http.Client
+	timeout time.Duration
+}
+
+// maxPingBody bounds how much of a ping response is read.
+const maxPingBody = 64 << 10
+
+// NewHTTPChecker returns a checker that uses client (nil: a client with its
+// own transport, closed by CloseIdleConnections) and bounds each check by
+// timeout (zero: 1 s, Kubernetes' default probe timeout).
+func NewHTTPChecker(client *http.Client, timeout time.Duration) *HTTPChecker {
+	if client == nil {
+		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	return &HTTPChecker{client: client, timeout: timeout}
+}
+
+// Check pings inst's agent.
+func (c *HTTPChecker) Check(ctx context.Context, inst *lifecycle.Instance) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+inst.Addr+lifecycle.PathPing, nil)
+	if err != nil {
+		return fmt.Errorf("router: ping %s: %w", inst.Addr, err)
+	}
+	req.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("router: ping %s: %w", inst.Addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPingBody))
+	if err != nil {
+		return fmt.Errorf("router: ping %s: reading the response: %w", inst.Addr, err)
+	}
+	if err := CheckPingResponse(inst.FunctionID, resp.StatusCode, resp.Header, body); err != nil {
+		return fmt.Errorf("router: ping %s: %w", inst.Addr, err)
+	}
+	return nil
+}
+
+// CloseIdleConnections closes the checker's idle connections; the
+// [HealthMonitor] calls it when it closes.
+func (c *HTTPChecker) CloseIdleConnections() { c.client.CloseIdleConnections() }
+
+// CheckPingResponse judges an agent's answer to GET /v1/ping for function
+// functionID: nil when healthy, an error matching
+// lifecycle.ErrInstanceReassigned when the agent serves another function or
+// none, another error otherwise. It is what [HTTPChecker] applies to the
+// status, headers and (at most 64 KiB of) body it receives, and never
+// panics on any input.
+func CheckPingResponse(functionID string, status int, header http.Header, body []byte) error {
+	if status >= 400 {
+		perr := lifecycle.ErrorFromResponse(&http.Response{StatusCode: status, Header: header})
+		if perr.Code == lifecycle.CodeInstanceReassigned || perr.Code == lifecycle.CodeNoFunction {
+			return fmt.Errorf("%w (agent answered %s)", lifecycle.ErrInstanceReassigned, perr.Code)
+		}
+		return perr
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("unexpected HTTP status %d", status)
+	}
+	var pr lifecycle.PingResponse
+	if err := json.Unmarshal(body, &pr); err != nil {
+		return fmt.Errorf("malformed ping response: %w", err)
+	}
+	if pr.FunctionID != functionID {
+		return fmt.Errorf("%w (agent serves function %q)", lifecycle.ErrInstanceReassigned, lifecycle.SanitizeHeaderValue(pr.FunctionID, 256))
+	}
+	if pr.State != "ready" {
+		return fmt.Errorf("%w (agent state %q)", lifecycle.ErrNotReady, lifecycle.SanitizeHeaderValue(pr.State, 64))
+	}
+	return nil
+}
+
+// HealthFeed is an in-process [HealthSource]: what a host-local checker
+// publishes reaches every watcher synchronously. It is the push side when
+// checker and dataplane share a process, and a test double otherwise.
+type HealthFeed struct {
+	mu     sync.RWMutex
+	subs   map[int]func(HealthReport)
+	next   int
+	closed bool
+	done   chan struct{}
+}
+
+// NewHealthFeed returns a feed without watchers.
+func NewHealthFeed() *HealthFeed {
+	return &HealthFeed{subs: make(map[int]func(HealthReport)), done: make(chan struct{})}
+}
+
+// Publish delivers rep to every current watcher before it returns. A
+// watcher must not call Watch, Publish or Close from its report function.
+func (h *HealthFeed) Publish(rep HealthReport) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, fn := range h.subs {
+		fn(rep)
+	}
+}
+
+// Watches returns the number of current watchers.
+func (h *HealthFeed) Watches() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs)
+}
+
+// Watch delivers published reports to report until ctx is done (it returns
+// ctx.Err()) or the feed is closed ([ErrClosed]). Once it has returned,
+// report is not called again.
+func (h *HealthFeed) Watch(ctx context.Context, report func(HealthReport)) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	id := h.next
+	h.next++
+	h.subs[id] = report
+	h.mu.Unlock()
+	var err error
+	select {
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-h.done:
+		err = ErrClosed
+	}
+	h.mu.Lock()
+	delete(h.subs, id)
+	h.mu.Unlock()
+	return err
+}
+
+// Close ends every Watch; it is idempotent.
+func (h *HealthFeed) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
