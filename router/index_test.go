@@ -1,0 +1,74 @@
+package router
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestIndexGrowsAndRemoves(t *testing.T) {
+	ix := newIndex()
+	mk := func(id string, h uint64) *function { return &function{id: id, hash: h} }
+	const n = 5000
+	entries := make(map[string]*function, n)
+	for i := range n {
+		id := fmt.Sprintf("fn-%d", i)
+		f := ix.getOrCreate(id, mk)
+		require.Equal(t, id, f.id)
+		require.Same(t, f, ix.getOrCreate(id, mk), "a second call returns the same entry")
+		entries[id] = f
+	}
+	assert.Equal(t, n, ix.len())
+	buckets := len(ix.cur.Load().buckets)
+	assert.GreaterOrEqual(t, buckets, n, "the bucket array grew with the entries")
+	assert.Less(t, buckets, 4*n)
+	for id, f := range entries {
+		require.Same(t, f, ix.get(id))
+	}
+	assert.Nil(t, ix.get("fn-missing"))
+
+	for i := 0; i < n; i += 2 {
+		id := fmt.Sprintf("fn-%d", i)
+		ix.remove(entries[id])
+		ix.remove(entries[id]) // twice: no effect
+	}
+	assert.Equal(t, n/2, ix.len())
+	for i := range n {
+		id := fmt.Sprintf("fn-%d", i)
+		if i%2 == 0 {
+			require.Nil(t, ix.get(id))
+		} else {
+			require.Same(t, entries[id], ix.get(id))
+		}
+	}
+	// A stale entry (removed, then the ID re-created) is not removed by
+	// its old pointer.
+	old := entries["fn-1"]
+	ix.remove(old)
+	fresh := ix.getOrCreate("fn-1", mk)
+	require.NotSame(t, old, fresh)
+	ix.remove(old)
+	require.Same(t, fresh, ix.get("fn-1"))
+}
+
+// TestIndexCollisions puts entries with the same hash in one bucket.
+func TestIndexCollisions(t *testing.T) {
+	ix := newIndex()
+	mk := func(id string, h uint64) *function { return &function{id: id, hash: 42} }
+	var fs []*function
+	for i := range 10 {
+		fs = append(fs, ix.getOrCreate(fmt.Sprintf("c%d", i), mk))
+	}
+	// get hashes the ID for real, so look the entries up by scanning the
+	// bucket they share, as get would after a collision.
+	a := ix.cur.Load()
+	b := a.buckets[42&a.mask].Load()
+	require.Len(t, b.entries, 10)
+	ix.remove(fs[3])
+	b = a.buckets[42&a.mask].Load()
+	require.Len(t, b.entries, 9)
+	assert.NotContains(t, b.entries, fs[3])
+	assert.Equal(t, 9, ix.len())
+}
