@@ -1,0 +1,450 @@
+package code
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Defaults of [Limits].
+const (
+	DefaultMaxFiles         = 10_000
+	DefaultMaxUnpackedBytes = 512 << 20
+	DefaultMaxRatio         = 100
+	// RatioFloor is the unpacked size below which the compression ratio
+	// is not checked: a small package of text or a tar's zero padding
+	// compresses far beyond 100:1 without being a bomb.
+	RatioFloor = 1 << 20
+)
+
+// Limits bound what [Extract] may write. The zero value means the defaults:
+// 10,000 entries, 512 MiB unpacked, a compression ratio of 100:1.
+type Limits struct {
+	// MaxFiles bounds the entries (files, directories, links). Default
+	// 10,000.
+	MaxFiles int
+	// MaxBytes bounds the unpacked bytes of all files. Default 512 MiB.
+	MaxBytes int64
+	// MaxRatio bounds unpacked bytes divided by the archive's size, once
+	// the unpacked bytes exceed RatioFloor. For a .tar.gz the unpacked
+	// bytes are those of the whole decompressed tar stream, headers and
+	// padding included, so a bomb hidden in headers is caught too.
+	// Default 100.
+	MaxRatio float64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = DefaultMaxFiles
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxUnpackedBytes
+	}
+	if l.MaxRatio <= 0 {
+		l.MaxRatio = DefaultMaxRatio
+	}
+	return l
+}
+
+// Format is an archive format of code packages.
+type Format uint8
+
+// The archive formats Extract understands, told apart by their first bytes.
+const (
+	FormatUnknown Format = iota
+	FormatTarGz          // gzip-compressed tar (.tar.gz, .tgz)
+	FormatZip            // zip
+)
+
+// String returns "tar.gz", "zip" or "unknown".
+func (f Format) String() string {
+	switch f {
+	case FormatTarGz:
+		return "tar.gz"
+	case FormatZip:
+		return "zip"
+	default:
+		return "unknown"
+	}
+}
+
+// DetectFormat tells the format from an archive's first bytes (at least 4).
+func DetectFormat(head []byte) Format {
+	switch {
+	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+		return FormatTarGz
+	case len(head) >= 4 && string(head[:4]) == "PK\x03\x04", len(head) >= 4 && string(head[:4]) == "PK\x05\x06":
+		return FormatZip
+	default:
+		return FormatUnknown
+	}
+}
+
+// ErrBadPackage is matched (errors.Is) by every rejection of a package's
+// content: each of the Err... values below and every [*ExtractError].
+var ErrBadPackage = errors.New("code: bad package")
+
+// packageError is a sentinel that also matches ErrBadPackage.
+type packageError struct{ msg string }
+
+func (e *packageError) Error() string        { return e.msg }
+func (e *packageError) Is(target error) bool { return target == ErrBadPackage }
+
+// Rejections of Extract and the manifest, one per cause; each matches
+// ErrBadPackage too.
+var (
+	// ErrUnknownFormat: the package is neither a .tar.gz nor a zip.
+	ErrUnknownFormat error = &packageError{"code: unknown archive format (want .tar.gz or .zip)"}
+	// ErrCorruptArchive: the archive cannot be read (bad gzip, tar or
+	// zip structure, a checksum that does not match).
+	ErrCorruptArchive error = &packageError{"code: corrupt archive"}
+	// ErrUnsafePath: an entry's name is absolute, has a ".." element, a
+	// backslash or NUL, is too long, or lies beneath a symlink.
+	ErrUnsafePath error = &packageError{"code: unsafe path in archive"}
+	// ErrUnsafeLink: a symlink whose target is absolute or leaves the
+	// package, or a hard link to anything but an earlier regular file of
+	// the package.
+	ErrUnsafeLink error = &packageError{"code: unsafe link in archive"}
+	// ErrSpecialFile: a device, FIFO, socket or other non-regular entry.
+	ErrSpecialFile error = &packageError{"code: special file in archive"}
+	// ErrDuplicateEntry: an entry that would overwrite or conflict with an
+	// earlier one.
+	ErrDuplicateEntry error = &packageError{"code: duplicate entry in archive"}
+	// ErrTooManyFiles: more entries than Limits.MaxFiles.
+	ErrTooManyFiles error = &packageError{"code: too many files in archive"}
+	// ErrUnpackedTooLarge: more unpacked bytes than Limits.MaxBytes.
+	ErrUnpackedTooLarge error = &packageError{"code: archive unpacks too large"}
+	// ErrCompressionRatio: unpacked bytes above Limits.MaxRatio times the
+	// archive's size.
+	ErrCompressionRatio error = &packageError{"code: compression ratio too high (archive bomb?)"}
+	// ErrBadManifest: the package's manifest is missing, malformed or
+	// invalid; see [*ManifestError].
+	ErrBadManifest error = &packageError{"code: bad manifest"}
+)
+
+// ExtractError reports the entry Extract rejected and why. Err is one of the
+// package's sentinels (ErrUnsafePath...), so errors.Is works on it.
+type ExtractError struct {
+	// Entry is the entry's name as the archive spells it (sanitized for
+	// printing).
+	Entry string
+	// Err is the sentinel of the rejection.
+	Err error
+	// Detail says what exactly was wrong.
+	Detail string
+}
+
+func (e *ExtractError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
+	if e.Entry != "" {
+		fmt.Fprintf(&b, ": entry %q", e.Entry)
+	}
+	if e.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Detail)
+	}
+	return b.String()
+}
+
+// Unwrap returns Err.
+func (e *ExtractError) Unwrap() error { return e.Err }
+
+// Is makes every ExtractError match ErrBadPackage.
+func (e *ExtractError) Is(target error) bool { return target == ErrBadPackage }
+
+func reject(entry string, sentinel error, format string, args ...any) error {
+	return &ExtractError{Entry: short(entry), Err: sentinel, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ExtractStats describes what Extract wrote.
+type ExtractStats struct {
+	Format Format
+	// Entries counts files, directories and links.
+	Entries int
+	// Bytes is the total size of the regular files written.
+	Bytes int64
+}
+
+// Extract unpacks the archive src (size bytes, .tar.gz or zip, told apart by
+// its first bytes) into the directory dst, which must exist and should be
+// empty. Every write goes through an [os.Root] opened on dst, and every
+// entry is checked before anything is written for it, so nothing is ever
+// written outside dst. It rejects, each with its own error (an
+// [*ExtractError] wrapping the sentinel): absolute or ".." paths
+// (ErrUnsafePath), symlinks that leave dst and hard links to anything but an
+// earlier file (ErrUnsafeLink), devices and FIFOs (ErrSpecialFile),
+// duplicates (ErrDuplicateEntry), and archives beyond lim (ErrTooManyFiles,
+// ErrUnpackedTooLarge, ErrCompressionRatio). On an error dst may hold part of
+// the archive; the caller removes it.
+//
+// Extract trusts src no more than any other input: verify the digest first
+// (the agent does, with [VerifyReader]). File modes keep their execute bits;
+// setuid, setgid, sticky and group/other write bits are dropped.
+func Extract(ctx context.Context, src io.ReaderAt, size int64, dst string, lim Limits) (ExtractStats, error) {
+	lim = lim.withDefaults()
+	var head [4]byte
+	if n, _ := src.ReadAt(head[:], 0); n < 2 {
+		return ExtractStats{}, reject("", ErrUnknownFormat, "archive has %d bytes", size)
+	}
+	format := DetectFormat(head[:])
+	if format == FormatUnknown {
+		return ExtractStats{}, reject("", ErrUnknownFormat, "starts with %q", head[:])
+	}
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return ExtractStats{}, fmt.Errorf("code: extract: %w", err)
+	}
+	defer root.Close()
+	w := &treeWriter{ctx: ctx, root: root, lim: lim, archiveSize: size,
+		symlinks: map[string]bool{}, files: map[string]bool{}}
+	switch format {
+	case FormatTarGz:
+		err = extractTarGz(w, io.NewSectionReader(src, 0, size))
+	case FormatZip:
+		err = extractZip(w, src, size)
+	}
+	return ExtractStats{Format: format, Entries: w.entries, Bytes: w.bytes}, err
+}
+
+// treeWriter writes checked entries below root and enforces the limits;
+// the format readers only decode.
+type treeWriter struct {
+	ctx         context.Context
+	root        *os.Root
+	lim         Limits
+	archiveSize int64
+	entries     int
+	bytes       int64 // regular file bytes written
+	streamBytes int64 // decompressed bytes seen (tar stream); ratio basis
+	symlinks    map[string]bool
+	files       map[string]bool
+	buf         []byte
+}
+
+const maxNameLen = 4096
+
+// cleanName validates an archive entry's name and returns it as a clean,
+// slash-separated relative path; "" with a nil error means the archive's
+// root ("." or "./"), which is skipped.
+func (w *treeWriter) cleanName(name string) (string, error) {
+	if len(name) > maxNameLen {
+		return "", reject(name, ErrUnsafePath, "name longer than %d bytes", maxNameLen)
+	}
+	if strings.ContainsAny(name, "\\\x00") {
+		return "", reject(name, ErrUnsafePath, "name contains a backslash or NUL")
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", reject(name, ErrUnsafePath, "absolute path")
+	}
+	for elem := range strings.SplitSeq(name, "/") {
+		if elem == ".." {
+			return "", reject(name, ErrUnsafePath, "path has a \"..\" element")
+		}
+		if len(elem) > 255 {
+			return "", reject(name, ErrUnsafePath, "path element longer than 255 bytes")
+		}
+	}
+	clean := filepath.ToSlash(filepath.Clean(name))
+	if clean == "." {
+		return "", nil
+	}
+	if !filepath.IsLocal(clean) {
+		return "", reject(name, ErrUnsafePath, "not a local path")
+	}
+	// No entry may be written through a symlink of the package: that is
+	// how a link inside the tree turns a later entry into a write outside.
+	for i := range len(clean) {
+		if clean[i] == '/' && w.symlinks[clean[:i]] {
+			return "", reject(name, ErrUnsafePath, "path lies beneath the symlink %q", clean[:i])
+		}
+	}
+	return clean, nil
+}
+
+// admit counts an entry against MaxFiles and checks for cancellation.
+func (w *treeWriter) admit(name string) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	w.entries++
+	if w.entries > w.lim.MaxFiles {
+		return reject(name, ErrTooManyFiles, "more than %d entries", w.lim.MaxFiles)
+	}
+	return nil
+}
+
+// checkRatio applies the ratio limit to n unpacked bytes.
+func (w *treeWriter) checkRatio(name string, n int64) error {
+	if n > RatioFloor && float64(n) > w.lim.MaxRatio*float64(max(w.archiveSize, 1)) {
+		return reject(name, ErrCompressionRatio, "more than %.0f:1 (%d bytes from a %d-byte archive)", w.lim.MaxRatio, n, w.archiveSize)
+	}
+	return nil
+}
+
+func (w *treeWriter) mkdirParent(name string) error {
+	if dir := filepath.Dir(name); dir != "." {
+		if err := w.root.MkdirAll(dir, 0o755); err != nil {
+			return reject(name, ErrDuplicateEntry, "parent directory: %v", err)
+		}
+	}
+	return nil
+}
+
+func (w *treeWriter) dir(rawName string) error {
+	name, err := w.cleanName(rawName)
+	if err != nil || name == "" {
+		return err
+	}
+	if err := w.admit(name); err != nil {
+		return err
+	}
+	if w.files[name] || w.symlinks[name] {
+		return reject(rawName, ErrDuplicateEntry, "directory replaces a file or link")
+	}
+	if err := w.root.MkdirAll(name, 0o755); err != nil {
+		return reject(rawName, ErrDuplicateEntry, "%v", err)
+	}
+	return nil
+}
+
+// filePerm keeps the execute bits and owner access, drops the rest.
+func filePerm(mode os.FileMode) os.FileMode {
+	return (mode.Perm() &^ 0o022) | 0o600
+}
+
+func (w *treeWriter) file(rawName string, mode os.FileMode, r io.Reader) error {
+	name, err := w.cleanName(rawName)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return reject(rawName, ErrDuplicateEntry, "a file cannot replace the package root")
+	}
+	if err := w.admit(name); err != nil {
+		return err
+	}
+	if err := w.mkdirParent(name); err != nil {
+		return err
+	}
+	f, err := w.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm(mode))
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return reject(rawName, ErrDuplicateEntry, "already exists")
+		}
+		return reject(rawName, ErrDuplicateEntry, "%v", err)
+	}
+	w.files[name] = true
+	// Set the mode exactly, whatever the agent's umask.
+	err = f.Chmod(filePerm(mode))
+	if err == nil {
+		err = w.copy(rawName, f, r)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("code: extract %q: %w", short(rawName), cerr)
+	}
+	return err
+}
+
+// copy writes r to f, checking the byte and ratio limits as it goes.
+func (w *treeWriter) copy(name string, f *os.File, r io.Reader) error {
+	if w.buf == nil {
+		w.buf = make([]byte, 256<<10)
+	}
+	for {
+		n, rerr := r.Read(w.buf)
+		if n > 0 {
+			w.bytes += int64(n)
+			if w.bytes > w.lim.MaxBytes {
+				return reject(name, ErrUnpackedTooLarge, "more than %d bytes", w.lim.MaxBytes)
+			}
+			if err := w.checkRatio(name, max(w.bytes, w.streamBytes)); err != nil {
+				return err
+			}
+			if _, err := f.Write(w.buf[:n]); err != nil {
+				return fmt.Errorf("code: extract %q: %w", short(name), err)
+			}
+			if err := w.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return w.readErr(name, rerr)
+		}
+	}
+}
+
+// readErr classifies an error from a format reader: the limits' own
+// rejections and cancellation pass through; anything else is corruption.
+func (w *treeWriter) readErr(name string, err error) error {
+	var ee *ExtractError
+	if errors.As(err, &ee) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return reject(name, ErrCorruptArchive, "%v", err)
+}
+
+// symlink creates name → target after checking that the target, resolved
+// lexically from the link's directory, stays inside the package.
+func (w *treeWriter) symlink(rawName, target string) error {
+	name, err := w.cleanName(rawName)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return reject(rawName, ErrUnsafeLink, "the package root cannot be a link")
+	}
+	if err := w.admit(name); err != nil {
+		return err
+	}
+	if target == "" || len(target) > maxNameLen || strings.ContainsAny(target, "\\\x00") {
+		return reject(rawName, ErrUnsafeLink, "bad link target %q", short(target))
+	}
+	if strings.HasPrefix(target, "/") {
+		return reject(rawName, ErrUnsafeLink, "absolute target %q", short(target))
+	}
+	if resolved := filepath.Join(filepath.Dir(name), target); !filepath.IsLocal(resolved) {
+		return reject(rawName, ErrUnsafeLink, "target %q leaves the package", short(target))
+	}
+	if err := w.mkdirParent(name); err != nil {
+		return err
+	}
+	if err := w.root.Symlink(target, name); err != nil {
+		return reject(rawName, ErrDuplicateEntry, "%v", err)
+	}
+	w.symlinks[name] = true
+	return nil
+}
+
+// hardlink creates name as another name of the earlier regular file target.
+func (w *treeWriter) hardlink(rawName, rawTarget string) error {
+	name, err := w.cleanName(rawName)
+	if err != nil {
+		return err
+	}
+	if err := w.admit(name); err != nil {
+		return err
+	}
+	target, err := w.cleanName(rawTarget)
+	if err != nil || target == "" || !w.files[target] {
+		return reject(rawName, ErrUnsafeLink, "hard link target %q is not an earlier file of the package", short(rawTarget))
+	}
+	if name == "" {
+		return reject(rawName, ErrUnsafeLink, "the package root cannot be a link")
+	}
+	if err := w.mkdirParent(name); err != nil {
+		return err
+	}
+	if err := w.root.Link(target, name); err != nil {
+		return reject(rawName, ErrDuplicateEntry, "%v", err)
+	}
+	w.files[name] = true
+	return nil
+}

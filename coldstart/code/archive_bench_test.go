@@ -1,0 +1,64 @@
+package code_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/faasplane/faas/coldstart/code"
+)
+
+// benchBinary returns n bytes that compress roughly like a Go binary (about
+// 2:1): random bytes interleaved with runs of repeated text.
+func benchBinary(n int) string {
+	r := rand.New(rand.NewPCG(7, 7))
+	b := make([]byte, 0, n)
+	for len(b) < n {
+		chunk := make([]byte, 64)
+		for i := range chunk {
+			chunk[i] = byte(r.UintN(256))
+		}
+		b = append(b, chunk...)
+		b = append(b, "runtime.gopanic runtime.mallocgc "...)
+	}
+	return string(b[:n])
+}
+
+// BenchmarkExtract unpacks a package shaped like a function: one 8 MiB
+// binary and a manifest, as tar.gz and as zip (stored and deflated).
+func BenchmarkExtract(b *testing.B) {
+	entries := []pkgEntry{
+		{Name: "faas.json", Body: `{"command":"./fn"}`},
+		{Name: "fn", Body: benchBinary(8 << 20), Mode: 0o755},
+	}
+	for _, c := range []struct {
+		name    string
+		archive []byte
+	}{
+		{"tar.gz", pkgTarGz(b, entries...)},
+		{"zip-store", pkgZip(b, zip.Store, entries...)},
+		{"zip-deflate", pkgZip(b, zip.Deflate, entries...)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			work := b.TempDir()
+			b.SetBytes(8 << 20)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				dst := filepath.Join(work, "d", string(rune('a'+i%26))+string(rune('a'+i/26%26)))
+				_ = os.RemoveAll(dst)
+				if err := os.MkdirAll(dst, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := code.Extract(context.Background(), bytes.NewReader(c.archive), int64(len(c.archive)), dst, code.Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,119 @@
+package code
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DefaultSpoolMemory is the package size up to which [Unpack] holds a
+// fetched package in memory; larger ones are spooled to a temporary file.
+const DefaultSpoolMemory = 64 << 20
+
+// UnpackOptions configures [Unpack]. The zero value is valid.
+type UnpackOptions struct {
+	// Limits bound the extraction; zero fields take Extract's defaults.
+	Limits Limits
+	// SpoolDir holds the temporary file of a package larger than
+	// SpoolMemory that the store did not deliver as a file. Default: the
+	// parent directory of dst.
+	SpoolDir string
+	// SpoolMemory is the size up to which a package is held in memory.
+	// Default 64 MiB.
+	SpoolMemory int64
+}
+
+// UnpackStats reports what Unpack did and how long each step took.
+type UnpackStats struct {
+	ExtractStats
+	// Fetch is the time to open, read and verify the package.
+	Fetch time.Duration
+	// Extract is the time to write the tree.
+	Extract time.Duration
+}
+
+// Unpack fetches ref from st, verifies its size and digest, and only then
+// extracts it into dst with [Extract]. A store that delivers an *os.File
+// (a directory store, a disk cache hit) is read twice, once to verify and
+// once to extract, without a copy; any other reader is held in memory or
+// spooled to a temporary file first. Errors wrap the store's errors
+// (ErrNotFound, ErrFetch...), ErrSizeMismatch or ErrDigestMismatch, or an
+// extraction error matching ErrBadPackage.
+func Unpack(ctx context.Context, st Store, ref Ref, dst string, opt UnpackOptions) (UnpackStats, error) {
+	var stats UnpackStats
+	if err := ref.Validate(); err != nil {
+		return stats, err
+	}
+	start := time.Now()
+	rc, err := st.Open(ctx, ref)
+	if err != nil {
+		return stats, err
+	}
+	src, cleanup, err := spool(ctx, rc, ref, dst, opt)
+	if err != nil {
+		return stats, err
+	}
+	defer cleanup()
+	stats.Fetch = time.Since(start)
+	start = time.Now()
+	stats.ExtractStats, err = Extract(ctx, src, ref.Size, dst, opt.Limits)
+	stats.Extract = time.Since(start)
+	return stats, err
+}
+
+// spool reads rc to its end through VerifyReader and returns the verified
+// bytes as an io.ReaderAt. It closes rc, except a file it returns, which
+// cleanup closes.
+func spool(ctx context.Context, rc io.ReadCloser, ref Ref, dst string, opt UnpackOptions) (io.ReaderAt, func(), error) {
+	vr := VerifyReader(ctxReadCloser{ctx, rc}, ref)
+	if f, ok := rc.(*os.File); ok {
+		if _, err := io.Copy(io.Discard, vr); err != nil {
+			_ = f.Close()
+			return nil, nil, err
+		}
+		return f, func() { _ = f.Close() }, nil
+	}
+	defer rc.Close()
+	memMax := opt.SpoolMemory
+	if memMax <= 0 {
+		memMax = DefaultSpoolMemory
+	}
+	if ref.Size <= memMax {
+		buf := bytes.NewBuffer(make([]byte, 0, ref.Size+1))
+		if _, err := buf.ReadFrom(vr); err != nil {
+			return nil, nil, err
+		}
+		return bytes.NewReader(buf.Bytes()), func() {}, nil
+	}
+	dir := opt.SpoolDir
+	if dir == "" {
+		dir = filepath.Dir(dst)
+	}
+	tmp, err := os.CreateTemp(dir, ".spool-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("code: spooling %s: %w", ref.Digest, err)
+	}
+	cleanup := func() { _ = tmp.Close(); _ = os.Remove(tmp.Name()) }
+	if _, err := io.Copy(tmp, vr); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return tmp, cleanup, nil
+}
+
+// ctxReadCloser stops a read loop once ctx is done.
+type ctxReadCloser struct {
+	ctx context.Context
+	io.ReadCloser
+}
+
+func (c ctxReadCloser) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.ReadCloser.Read(p)
+}
