@@ -1,0 +1,85 @@
+package warmpool
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Lease is a holder's time-bounded right to manage one key (a pod ID). The
+// store numbers the leases of a key with fencing tokens that increase every
+// time the key changes hands, and checks the token on every operation, so
+// that a holder that lost its lease (paused, partitioned, slow clock)
+// cannot act on the key any more, whatever it believes.
+type Lease struct {
+	// Key is the leased key: a pod ID.
+	Key string
+	// Holder is the manager that holds the lease.
+	Holder string
+	// Token is the fencing token (> 0).
+	Token uint64
+	// Expires is when the lease lapses unless renewed, by the store's
+	// clock.
+	Expires time.Time
+}
+
+// Valid reports whether l is a lease (Token > 0) that has not expired at
+// now. It is the holder's local view; the store's is the one that counts.
+func (l Lease) Valid(now time.Time) bool { return l.Token != 0 && now.Before(l.Expires) }
+
+// Errors of lease stores; test for them with errors.Is.
+var (
+	// ErrLeaseHeld reports an Acquire of a key another holder leases.
+	ErrLeaseHeld = errors.New("warmpool: lease held by another holder")
+	// ErrLeaseLost reports an operation with a lease that expired, was
+	// released, or whose key changed hands since (the token differs).
+	ErrLeaseLost = errors.New("warmpool: lease lost")
+	// ErrClaimed reports an Acquire of a key that was claimed: its pod was
+	// handed to a function and is no longer a pool's.
+	ErrClaimed = errors.New("warmpool: pod claimed")
+)
+
+// LeaseStore grants leases on keys with fencing tokens. Every operation is
+// a compare-and-set on the key's current lease, atomic in the store.
+// Implementations: [MemLeaseStore] for one process; contrib/etcd and
+// Kubernetes Leases for several. They must be safe for concurrent use.
+type LeaseStore interface {
+	// Acquire grants key to holder for ttl when the key is free or its
+	// lease has expired, with a token greater than every earlier token of
+	// the key. It fails with ErrLeaseHeld when the key has a live lease,
+	// even one of holder's (a restarted process must not inherit the
+	// leases of the incarnation it replaces: they are renewed with Renew
+	// or left to expire), and with ErrClaimed when the key is claimed.
+	Acquire(ctx context.Context, key, holder string, ttl time.Duration) (Lease, error)
+	// Renew extends each lease by ttl from now if it is still the key's
+	// live lease (same token, not expired), in one batch. It returns one
+	// Lease per input, in order; a lease that could not be renewed comes
+	// back with Token 0. The error reports a failure of the whole batch.
+	Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]Lease, error)
+	// Release frees the key if l is its current lease (live or claimed);
+	// otherwise it returns ErrLeaseLost and changes nothing.
+	Release(ctx context.Context, l Lease) error
+	// Claim marks the key as claimed if l is its live lease: the pod was
+	// handed to a function, and no holder may acquire it until the claim
+	// is released. Claiming a key already claimed with l's token succeeds
+	// (retries are safe). Otherwise it returns ErrLeaseLost.
+	Claim(ctx context.Context, l Lease) error
+}
+
+// Membership tracks the live managers that share a pod population, through
+// heartbeats with a time to live.
+type Membership interface {
+	// Heartbeat records id as live until ttl from now.
+	Heartbeat(ctx context.Context, id string, ttl time.Duration) error
+	// Leave removes id at once (a graceful shutdown).
+	Leave(ctx context.Context, id string) error
+	// Members returns the IDs of the live managers, sorted.
+	Members(ctx context.Context) ([]string, error)
+}
+
+// soloMembership is the membership of a Manager alone.
+type soloMembership struct{ id string }
+
+func (s soloMembership) Heartbeat(context.Context, string, time.Duration) error { return nil }
+func (s soloMembership) Leave(context.Context, string) error                    { return nil }
+func (s soloMembership) Members(context.Context) ([]string, error)              { return []string{s.id}, nil }

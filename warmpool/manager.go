@@ -1,0 +1,589 @@
+package warmpool
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/faasplane/faas/sharding"
+)
+
+// RuntimeConfig configures the pool of one runtime.
+type RuntimeConfig struct {
+	// Min and Max bound the pool's target size (the default sizing
+	// policy's clamp): 0 <= Min <= Max, Max > 0.
+	Min, Max int
+	// Labels are added to the runtime's new pods.
+	Labels map[string]string
+}
+
+// Config configures a [Manager].
+type Config struct {
+	// ID names the manager among the managers sharing a pod population;
+	// it must be unique per process incarnation (e.g. node name plus
+	// start time), since leases are held in its name. Default "warmpool".
+	ID string
+	// Provider creates, deletes and lists the pods. Required.
+	Provider PodProvider
+	// Runtimes are the pools, by runtime name. At least one is required.
+	Runtimes map[string]RuntimeConfig
+	// Sizing returns the sizing policy of a runtime's pool. Default: an
+	// [EWMASizing] with the runtime's Min and Max and default settings.
+	Sizing func(runtime string, rc RuntimeConfig) (SizingPolicy, error)
+	// MaxParallelCreates bounds the pod creations in flight, all
+	// runtimes together. Default 4.
+	MaxParallelCreates int
+	// CreateTimeout bounds one pod creation. Default 2 minutes.
+	CreateTimeout time.Duration
+	// Backoff spaces creation retries after provider errors, per runtime.
+	// Defaults: see [Backoff].
+	Backoff Backoff
+	// Prober checks idle pods. Default: an [HTTPProber] (GET /v1/ping).
+	Prober Prober
+	// ProbeInterval is how often each idle pod is probed. Default 10
+	// seconds; negative disables probing, including the probe of a pod
+	// adopted from another manager before it joins the pool.
+	ProbeInterval time.Duration
+	// MaxParallelProbes bounds the probes in flight. Default 8.
+	MaxParallelProbes int
+	// NodeHealth says which nodes may receive cold starts; Take never
+	// returns a pod on an unhealthy node. Default: every node is healthy.
+	NodeHealth NodeHealth
+	// Leases grants the leases on pods. Default: a private
+	// [MemLeaseStore] on Now. Managers that share a pod population must
+	// share a store.
+	Leases LeaseStore
+	// Membership tracks the live managers that share the pod population;
+	// each owns the pods that sharding assigns it among them. Default:
+	// this manager alone.
+	Membership Membership
+	// LeaseTTL is the lifetime of a lease (and of a heartbeat) unless
+	// renewed. Default 15 seconds.
+	LeaseTTL time.Duration
+	// RenewInterval is the period of the upkeep round ([Manager.Tick]):
+	// heartbeat, lease renewal, handover and adoption, sizing, probes.
+	// Default LeaseTTL/3; it must be shorter than LeaseTTL.
+	RenewInterval time.Duration
+	// KeepIdleOnClose makes Close release the idle pods' leases for other
+	// managers to adopt, instead of deleting the pods (the default).
+	KeepIdleOnClose bool
+	// CloseTimeout bounds the deletions and releases of Close. Default 30
+	// seconds.
+	CloseTimeout time.Duration
+	// Manual starts no goroutine: nothing happens unless the caller calls
+	// [Manager.Tick], which then runs creations and probes one after
+	// another before it returns. Simulations and tests on a virtual clock
+	// use it; production code does not.
+	Manual bool
+	// Now is the clock of every decision (leases, backoff, sizing).
+	// Default time.Now. The background loop's timers use real time; a
+	// virtual clock goes with Manual.
+	Now func() time.Time
+	// Seed seeds the randomness of pod names and backoff jitter; 0 means
+	// a random seed.
+	Seed uint64
+	// Logger receives the manager's warnings. nil discards them.
+	Logger *slog.Logger
+}
+
+// Preference scores a candidate pod for a Take: the highest score wins,
+// and ties go to the pod idle the longest. A typical preference scores 1
+// for a pod on a node that caches the function's code. It is called under
+// the Manager's lock, so it must be fast and must not call the Manager.
+type Preference func(Pod) int
+
+// Manager keeps a pool of idle generic pods per runtime and hands them out
+// to cold starts. See the package documentation for how it sizes,
+// replenishes, probes and shares pods with other managers. It is safe for
+// concurrent use.
+type Manager struct {
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	provider   PodProvider
+	prober     Prober
+	health     NodeHealth
+	leases     LeaseStore
+	membership Membership
+	backoff    Backoff
+	pools      map[string]*pool // fixed after New
+	poolList   []*pool          // sorted by runtime, for a deterministic order
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kickCh chan struct{}
+	tickMu sync.Mutex // serializes upkeep rounds
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	mu            sync.Mutex
+	closed        bool
+	table         *sharding.Table
+	members       []string
+	held          map[string]*entry // leased pods, idle or awaiting their first probe
+	taking        map[string]bool   // pods between pick and claim
+	claimed       map[string]Lease  // pods handed out and not yet deleted
+	claimedSeen   map[string]bool   // pods the store reported claimed (by anyone)
+	creatingTotal int
+	probing       int
+	nextTickAt    time.Time
+	handedOver    int64
+	adopted       int64
+	leasesLost    int64
+	closeOnce     sync.Once
+	closeErr      error
+}
+
+type pool struct {
+	runtime string
+	labels  map[string]string
+	sizer   SizingPolicy
+	max     int
+
+	idle     []*entry // oldest first
+	pending  int      // held entries awaiting their first probe
+	waiters  []*waiter
+	creating int
+	target   int
+	failures int // consecutive creation failures
+	retryAt  time.Time
+
+	taken, created, createFailures, probeFailures int64
+}
+
+type entry struct {
+	pod       Pod
+	lease     Lease
+	pool      *pool
+	idle      bool // in pool.idle; false while awaiting the first probe
+	probing   bool
+	nextProbe time.Time
+}
+
+type waiter struct {
+	ch   chan *entry // buffered; closed when the manager closes
+	pref Preference
+}
+
+// New validates cfg, fills in its defaults and returns a Manager. Unless
+// cfg.Manual is set it starts the background upkeep at once; call Close to
+// stop it.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		provider:    cfg.Provider,
+		prober:      cfg.Prober,
+		health:      cfg.NodeHealth,
+		leases:      cfg.Leases,
+		membership:  cfg.Membership,
+		pools:       make(map[string]*pool, len(cfg.Runtimes)),
+		held:        make(map[string]*entry),
+		taking:      make(map[string]bool),
+		claimed:     make(map[string]Lease),
+		claimedSeen: make(map[string]bool),
+		members:     []string{cfg.ID},
+		table:       sharding.MustNew(sharding.Node{ID: cfg.ID, Weight: 1}),
+	}
+	m.backoff, _ = cfg.Backoff.withDefaults()
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	m.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	for _, rt := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
+		rc := cfg.Runtimes[rt]
+		sizer, err := cfg.Sizing(rt, rc)
+		if err != nil {
+			return nil, fmt.Errorf("warmpool: runtime %q: %w", rt, err)
+		}
+		p := &pool{runtime: rt, labels: maps.Clone(rc.Labels), sizer: sizer, max: rc.Max}
+		p.target = sizer.Target(m.now())
+		m.pools[rt] = p
+		m.poolList = append(m.poolList, p)
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if !cfg.Manual {
+		m.kickCh = make(chan struct{}, 1)
+		m.wg.Go(m.run)
+		if w, ok := cfg.Provider.(PodWatcher); ok {
+			m.wg.Go(func() { m.watch(w) })
+		}
+	}
+	return m, nil
+}
+
+func (cfg *Config) withDefaults() error {
+	if cfg.Provider == nil {
+		return errors.New("warmpool: Config.Provider is required")
+	}
+	if len(cfg.Runtimes) == 0 {
+		return errors.New("warmpool: Config.Runtimes needs at least one runtime")
+	}
+	for rt, rc := range cfg.Runtimes {
+		if rt == "" {
+			return errors.New("warmpool: Config.Runtimes has an empty runtime name")
+		}
+		if rc.Min < 0 || rc.Max <= 0 || rc.Min > rc.Max {
+			return fmt.Errorf("warmpool: runtime %q: want 0 <= Min <= Max and Max > 0, got Min=%d Max=%d", rt, rc.Min, rc.Max)
+		}
+	}
+	if cfg.ID == "" {
+		cfg.ID = "warmpool"
+	}
+	if cfg.Sizing == nil {
+		cfg.Sizing = func(_ string, rc RuntimeConfig) (SizingPolicy, error) {
+			return NewEWMASizing(EWMASizingConfig{Min: rc.Min, Max: rc.Max})
+		}
+	}
+	cfg.MaxParallelCreates = cmp.Or(cfg.MaxParallelCreates, 4)
+	cfg.MaxParallelProbes = cmp.Or(cfg.MaxParallelProbes, 8)
+	cfg.CreateTimeout = cmp.Or(cfg.CreateTimeout, 2*time.Minute)
+	cfg.ProbeInterval = cmp.Or(cfg.ProbeInterval, 10*time.Second)
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
+	cfg.RenewInterval = cmp.Or(cfg.RenewInterval, cfg.LeaseTTL/3)
+	cfg.CloseTimeout = cmp.Or(cfg.CloseTimeout, 30*time.Second)
+	switch {
+	case cfg.MaxParallelCreates < 0 || cfg.MaxParallelProbes < 0:
+		return errors.New("warmpool: MaxParallelCreates and MaxParallelProbes must be > 0")
+	case cfg.CreateTimeout < 0 || cfg.LeaseTTL < 0 || cfg.RenewInterval < 0 || cfg.CloseTimeout < 0:
+		return errors.New("warmpool: CreateTimeout, LeaseTTL, RenewInterval and CloseTimeout must be > 0")
+	case cfg.RenewInterval >= cfg.LeaseTTL:
+		return fmt.Errorf("warmpool: RenewInterval (%v) must be shorter than LeaseTTL (%v)", cfg.RenewInterval, cfg.LeaseTTL)
+	}
+	if _, err := cfg.Backoff.withDefaults(); err != nil {
+		return err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Prober == nil {
+		cfg.Prober = &HTTPProber{}
+	}
+	if cfg.NodeHealth == nil {
+		cfg.NodeHealth = allHealthy{}
+	}
+	if cfg.Leases == nil {
+		cfg.Leases = NewMemLeaseStore(cfg.Now)
+	}
+	if cfg.Membership == nil {
+		cfg.Membership = soloMembership{id: cfg.ID}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// ID returns the manager's ID.
+func (m *Manager) ID() string { return m.cfg.ID }
+
+// ErrNoIdlePod reports a TryTake that found no idle pod.
+var ErrNoIdlePod = errors.New("warmpool: no idle pod")
+
+// Take hands out an idle pod of runtime: the best one by pref (nil: the one
+// idle the longest) among those on healthy nodes. When there is none it
+// waits, bounded by ctx, for one being created (a waiting Take triggers a
+// creation at once). The pod leaves the pool for good: it is claimed in the
+// lease store with the manager's fencing token, so that no other manager
+// can ever hand it out, and the caller deletes it with [Manager.Delete]
+// when its instance ends or its cold start fails.
+func (m *Manager) Take(ctx context.Context, runtime string, pref Preference) (Pod, error) {
+	return m.take(ctx, runtime, pref, true)
+}
+
+// TryTake is Take without waiting: when no idle pod is available it fails at
+// once with an error wrapping ErrNoIdlePod (and triggers a creation).
+func (m *Manager) TryTake(ctx context.Context, runtime string, pref Preference) (Pod, error) {
+	return m.take(ctx, runtime, pref, false)
+}
+
+func (m *Manager) take(ctx context.Context, runtime string, pref Preference, wait bool) (Pod, error) {
+	p, ok := m.pools[runtime]
+	if !ok {
+		return Pod{}, fmt.Errorf("%w %q", ErrUnknownRuntime, runtime)
+	}
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return Pod{}, ErrClosed
+		}
+		e := m.pickLocked(p, pref, m.now())
+		var w *waiter
+		if e == nil && wait {
+			w = &waiter{ch: make(chan *entry, 1), pref: pref}
+			p.waiters = append(p.waiters, w)
+		}
+		m.mu.Unlock()
+		if e == nil {
+			m.kick()
+			if !wait {
+				return Pod{}, fmt.Errorf("warmpool: take %s: %w", runtime, ErrNoIdlePod)
+			}
+			var err error
+			if e, err = m.wait(ctx, p, w); err != nil {
+				return Pod{}, err
+			}
+		}
+		err := m.leases.Claim(ctx, e.lease)
+		m.mu.Lock()
+		delete(m.taking, e.pod.ID)
+		switch {
+		case err == nil:
+			m.claimed[e.pod.ID] = e.lease
+			p.taken++
+			p.sizer.ObserveTake(m.now())
+			m.mu.Unlock()
+			m.kick()
+			return e.pod.Clone(), nil
+		case errors.Is(err, ErrLeaseLost):
+			// Another manager owns the pod now (the lease expired or was
+			// handed over): forget it and take another.
+			m.leasesLost++
+			m.mu.Unlock()
+		default:
+			// The store failed; the pod is still ours.
+			m.restoreLocked(e)
+			m.mu.Unlock()
+			return Pod{}, fmt.Errorf("warmpool: take %s: claiming pod %s: %w", runtime, e.pod.ID, err)
+		}
+	}
+}
+
+func (m *Manager) wait(ctx context.Context, p *pool, w *waiter) (*entry, error) {
+	select {
+	case e, ok := <-w.ch:
+		if !ok {
+			return nil, ErrClosed
+		}
+		return e, nil
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		m.mu.Unlock()
+		return nil, fmt.Errorf("warmpool: take %s: %w", p.runtime, ctx.Err())
+	}
+	m.mu.Unlock()
+	// A pod was delivered (or the manager closed) as ctx ended: give the
+	// pod back.
+	if e, ok := <-w.ch; ok {
+		m.mu.Lock()
+		delete(m.taking, e.pod.ID)
+		m.restoreLocked(e)
+		m.mu.Unlock()
+	}
+	return nil, fmt.Errorf("warmpool: take %s: %w", p.runtime, ctx.Err())
+}
+
+// pickLocked removes and returns the best idle pod of p for pref, or nil.
+func (m *Manager) pickLocked(p *pool, pref Preference, now time.Time) *entry {
+	best, bestScore := -1, 0
+	for i, e := range p.idle {
+		if !e.lease.Valid(now) || !m.health.NodeHealthy(e.pod.Node) {
+			continue
+		}
+		s := 0
+		if pref != nil {
+			s = pref(e.pod)
+		}
+		if best < 0 || s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	e := p.idle[best]
+	p.idle = slices.Delete(p.idle, best, best+1)
+	e.idle = false
+	delete(m.held, e.pod.ID)
+	m.taking[e.pod.ID] = true
+	return e
+}
+
+// restoreLocked puts back a pod picked for a Take that did not complete.
+func (m *Manager) restoreLocked(e *entry) {
+	if m.closed {
+		m.log.Warn("warmpool: pod returned after close; its lease will lapse", "pod", e.pod.ID)
+		return
+	}
+	e.idle = true
+	m.held[e.pod.ID] = e
+	e.pool.idle = append(e.pool.idle, e)
+	m.dispatchLocked(e.pool)
+}
+
+// dispatchLocked hands idle pods to waiting Takes, oldest waiter first.
+func (m *Manager) dispatchLocked(p *pool) {
+	if len(p.waiters) == 0 {
+		return
+	}
+	now := m.now()
+	for len(p.waiters) > 0 {
+		w := p.waiters[0]
+		e := m.pickLocked(p, w.pref, now)
+		if e == nil {
+			return
+		}
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		w.ch <- e
+	}
+}
+
+// dropLocked removes a held pod from the pool (it is not deleted).
+func (m *Manager) dropLocked(e *entry) {
+	delete(m.held, e.pod.ID)
+	if e.idle {
+		if i := slices.Index(e.pool.idle, e); i >= 0 {
+			e.pool.idle = slices.Delete(e.pool.idle, i, i+1)
+		}
+		e.idle = false
+	} else {
+		e.pool.pending--
+	}
+}
+
+// Delete deletes a pod taken from the manager, when its instance ends or
+// its cold start failed, and releases its claim. A pod that is idle in the
+// pool is removed from it first. A pod the provider no longer has is not an
+// error.
+func (m *Manager) Delete(ctx context.Context, pod Pod) error {
+	m.mu.Lock()
+	l, claimed := m.claimed[pod.ID]
+	delete(m.claimed, pod.ID)
+	if e := m.held[pod.ID]; e != nil {
+		m.dropLocked(e)
+		l, claimed = e.lease, true
+	}
+	m.mu.Unlock()
+	if err := m.provider.Delete(ctx, pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
+		if claimed {
+			m.mu.Lock()
+			m.claimed[pod.ID] = l // keep it for a retry
+			m.mu.Unlock()
+		}
+		return fmt.Errorf("warmpool: delete pod %s: %w", pod.ID, err)
+	}
+	if claimed {
+		if err := m.leases.Release(ctx, l); err != nil && !errors.Is(err, ErrLeaseLost) {
+			m.log.Warn("warmpool: releasing a deleted pod's claim failed", "pod", pod.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// kick wakes the background loop to replenish at once.
+func (m *Manager) kick() {
+	select {
+	case m.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// RuntimeStats describes one pool.
+type RuntimeStats struct {
+	// Idle counts the pods ready to be taken (on any node), Pending the
+	// adopted pods awaiting their first probe, Creating the creations in
+	// flight, Waiting the Takes waiting, Target the sizing policy's last
+	// answer.
+	Idle, Pending, Creating, Waiting, Target int
+	// Taken, Created, CreateFailures and ProbeFailures count since New.
+	Taken, Created, CreateFailures, ProbeFailures int64
+}
+
+// Stats describes a manager.
+type Stats struct {
+	// Members is the number of live managers this one knows of.
+	Members int
+	// HandedOver counts pods released to another owner, Adopted the pods
+	// acquired from another owner or found unowned, LeasesLost the leases
+	// that could not be renewed or claimed.
+	HandedOver, Adopted, LeasesLost int64
+	// Runtimes holds each pool's figures.
+	Runtimes map[string]RuntimeStats
+}
+
+// Stats returns the manager's figures.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := Stats{Members: len(m.members), HandedOver: m.handedOver, Adopted: m.adopted, LeasesLost: m.leasesLost,
+		Runtimes: make(map[string]RuntimeStats, len(m.pools))}
+	for rt, p := range m.pools {
+		s.Runtimes[rt] = RuntimeStats{
+			Idle: len(p.idle), Pending: p.pending, Creating: p.creating, Waiting: len(p.waiters), Target: p.target,
+			Taken: p.taken, Created: p.created, CreateFailures: p.createFailures, ProbeFailures: p.probeFailures,
+		}
+	}
+	return s
+}
+
+// Close stops the background work and waits for it, fails the waiting
+// Takes with ErrClosed, leaves the membership, and deletes the idle pods
+// the manager holds (or, with KeepIdleOnClose, releases their leases for
+// other managers to adopt). Pods already taken are not touched. Close is
+// idempotent; it returns the errors of the deletions.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		for _, p := range m.poolList {
+			for _, w := range p.waiters {
+				close(w.ch)
+			}
+			p.waiters = nil
+		}
+		m.mu.Unlock()
+		m.cancel()
+		m.wg.Wait()
+
+		m.mu.Lock()
+		entries := slices.Collect(maps.Values(m.held))
+		for _, e := range entries {
+			m.dropLocked(e)
+		}
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.CloseTimeout)
+		defer cancel()
+		// Leave first, so that the others adopt the released pods at
+		// their next round instead of waiting for our heartbeat to lapse.
+		if err := m.membership.Leave(ctx, m.cfg.ID); err != nil {
+			m.log.Warn("warmpool: leaving the membership failed", "err", err)
+		}
+		errs := make([]error, len(entries))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, m.cfg.MaxParallelCreates)
+		for i, e := range entries {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if !m.cfg.KeepIdleOnClose {
+					if err := m.provider.Delete(ctx, e.pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
+						errs[i] = fmt.Errorf("warmpool: close: delete pod %s: %w", e.pod.ID, err)
+						return
+					}
+				}
+				_ = m.leases.Release(ctx, e.lease)
+			})
+		}
+		wg.Wait()
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}

@@ -1,0 +1,117 @@
+package warmpool
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"time"
+)
+
+// Pod is a generic pod: a sandbox running the runtime agent, not yet bound
+// to a function. It is a value; the provider is the source of truth.
+type Pod struct {
+	// ID is unique among the provider's pods (for Kubernetes, the pod
+	// name). The sharded Manager hashes it to pick the pod's owner.
+	ID string
+	// Node is the machine the pod runs on: the key of node health and of
+	// code locality.
+	Node string
+	// Addr is the host:port of the pod's agent.
+	Addr string
+	// Runtime is the language runtime the pod serves, e.g. "python3.12".
+	Runtime string
+	// Labels are the provider's key/value metadata.
+	Labels map[string]string
+	// Created is when the provider created the pod.
+	Created time.Time
+}
+
+// Clone returns a copy of p that shares no map with it.
+func (p Pod) Clone() Pod {
+	p.Labels = maps.Clone(p.Labels)
+	return p
+}
+
+// PodSpec is what a Manager asks a provider to create.
+type PodSpec struct {
+	// Name is the ID the Manager would like the pod to have. Providers
+	// should use it as the pod's ID: the sharded Manager chooses names that
+	// hash to itself, so that a new pod needs no handover. A provider that
+	// assigns IDs of its own still works; its pods are handed over to
+	// their owners.
+	Name string
+	// Runtime is the runtime the pod must serve.
+	Runtime string
+	// Labels are added to the pod's labels.
+	Labels map[string]string
+}
+
+// PodProvider creates, deletes and lists generic pods. Implementations:
+// [StaticProvider] (in memory, for tests and examples), pods/local (agents
+// as local processes), contrib/kubernetes. They must be safe for concurrent
+// use.
+type PodProvider interface {
+	// Create creates a pod for spec.Runtime and returns once its agent
+	// listens on Pod.Addr. It honours ctx: a cancelled creation must not
+	// leave a pod behind, or must delete it later.
+	Create(ctx context.Context, spec PodSpec) (Pod, error)
+	// Delete deletes the pod with the given ID; deleting a pod that does
+	// not exist returns an error wrapping ErrPodNotFound.
+	Delete(ctx context.Context, id string) error
+	// List returns every pod of the provider, sorted by ID.
+	List(ctx context.Context) ([]Pod, error)
+}
+
+// PodWatcher is implemented by providers that push changes. A Manager whose
+// provider implements it drops a deleted pod from its pool as soon as the
+// event arrives instead of at its next reconciliation.
+type PodWatcher interface {
+	// Watch returns a channel of events that is closed when ctx is done
+	// or when the watcher fell behind (the consumer then lists again).
+	Watch(ctx context.Context) (<-chan PodEvent, error)
+}
+
+// PodEventType is the kind of a [PodEvent].
+type PodEventType uint8
+
+// The kinds of pod events.
+const (
+	// PodAdded reports a new pod.
+	PodAdded PodEventType = iota + 1
+	// PodDeleted reports a deleted pod.
+	PodDeleted
+)
+
+// String returns "added" or "deleted".
+func (t PodEventType) String() string {
+	switch t {
+	case PodAdded:
+		return "added"
+	case PodDeleted:
+		return "deleted"
+	default:
+		return "unknown"
+	}
+}
+
+// PodEvent is one change reported by a [PodWatcher].
+type PodEvent struct {
+	Type PodEventType
+	Pod  Pod
+}
+
+// Errors of the package; test for them with errors.Is.
+var (
+	// ErrPodNotFound reports a pod the provider does not have.
+	ErrPodNotFound = errors.New("warmpool: pod not found")
+	// ErrPodExists reports a create whose name is taken.
+	ErrPodExists = errors.New("warmpool: pod already exists")
+	// ErrUnknownRuntime reports a Take for a runtime the Manager has no
+	// pool for.
+	ErrUnknownRuntime = errors.New("warmpool: unknown runtime")
+	// ErrClosed reports a call on a closed Manager.
+	ErrClosed = errors.New("warmpool: manager closed")
+	// ErrNotIdle reports a pod whose agent answers the probe with a
+	// function loaded: it is specialized, not a warm pod.
+	ErrNotIdle = errors.New("warmpool: pod is not idle")
+)

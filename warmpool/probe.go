@@ -1,0 +1,99 @@
+package warmpool
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/faasplane/faas/lifecycle"
+)
+
+// Prober checks that an idle pod is alive and still generic. The Manager
+// probes its idle pods periodically and replaces those that fail, and
+// probes a pod it adopts before it joins the pool. Implementations must be
+// safe for concurrent use.
+type Prober interface {
+	// Probe returns nil when the pod's agent answers as a generic pod
+	// does, an error wrapping ErrNotIdle when it answers with a function
+	// loaded, and any other error when it does not answer properly.
+	Probe(ctx context.Context, pod Pod) error
+}
+
+// ProberFunc adapts a function to [Prober].
+type ProberFunc func(ctx context.Context, pod Pod) error
+
+// Probe calls f(ctx, pod).
+func (f ProberFunc) Probe(ctx context.Context, pod Pod) error { return f(ctx, pod) }
+
+// HTTPProber probes a pod's agent with GET /v1/ping. A generic pod answers
+// 404 with X-Faas-Error-Code "no_function"; 200 means a function is loaded
+// (ErrNotIdle); anything else, or no answer, is a failure.
+type HTTPProber struct {
+	// Client sends the probes. Default: a client with its own transport
+	// (keep-alive, so that periodic probes reuse connections).
+	Client *http.Client
+	// Timeout bounds one probe. Default 2 seconds.
+	Timeout time.Duration
+}
+
+var defaultProbeClient = &http.Client{Transport: &http.Transport{
+	MaxIdleConnsPerHost: 1,
+	IdleConnTimeout:     time.Minute,
+}}
+
+// maxProbeBody bounds what a probe reads of an answer's body (to reuse the
+// connection) so that a confused agent cannot make it read without end.
+const maxProbeBody = 4 << 10
+
+// Probe sends GET /v1/ping to pod.Addr.
+func (p *HTTPProber) Probe(ctx context.Context, pod Pod) error {
+	client, timeout := p.Client, p.Timeout
+	if client == nil {
+		client = defaultProbeClient
+	}
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+pod.Addr+lifecycle.PathPing, nil)
+	if err != nil {
+		return fmt.Errorf("warmpool: probe %s: %w", pod.ID, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("warmpool: probe %s: %w", pod.ID, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
+	_ = resp.Body.Close()
+	code := resp.Header.Get(lifecycle.HeaderErrorCode)
+	switch {
+	case resp.StatusCode == http.StatusNotFound && code == string(lifecycle.CodeNoFunction):
+		return nil
+	case resp.StatusCode == http.StatusOK:
+		return fmt.Errorf("warmpool: probe %s: %w (the agent has a function loaded)", pod.ID, ErrNotIdle)
+	default:
+		return fmt.Errorf("warmpool: probe %s: unexpected answer: HTTP %d, %s %q",
+			pod.ID, resp.StatusCode, lifecycle.HeaderErrorCode, lifecycle.SanitizeHeaderValue(code, 64))
+	}
+}
+
+// NodeHealth tells whether a node may receive cold starts. The Manager never
+// hands out a pod on a node it reports unhealthy. NodeHealthy is called on
+// the Take path for every candidate pod, so it must be fast and must not
+// block (read a snapshot kept up to date elsewhere).
+type NodeHealth interface {
+	NodeHealthy(node string) bool
+}
+
+// NodeHealthFunc adapts a function to [NodeHealth].
+type NodeHealthFunc func(node string) bool
+
+// NodeHealthy calls f(node).
+func (f NodeHealthFunc) NodeHealthy(node string) bool { return f(node) }
+
+type allHealthy struct{}
+
+func (allHealthy) NodeHealthy(string) bool { return true }

@@ -1,0 +1,146 @@
+package warmpool
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// heldBy returns the IDs of the pods m holds.
+func heldBy(m *Manager) map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]bool{}
+	for id := range m.held {
+		out[id] = true
+	}
+	return out
+}
+
+func TestShardedHandoverOnJoinAndLeave(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("m1")
+	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 12, Max: 12}}
+	cfg.MaxParallelCreates = 12
+	m1 := e.manager(t, cfg)
+	tick(t, m1)
+	require.Len(t, heldBy(m1), 12)
+
+	cfg2 := cfg
+	cfg2.ID = "m2"
+	cfg2.KeepIdleOnClose = true
+	m2 := e.manager(t, cfg2)
+	tick(t, m2) // joins; creates its own pods, named to hash to itself
+	tick(t, m1) // sees m2 and releases the pods that now hash to it
+	handed := m1.Stats().HandedOver
+	assert.Positive(t, handed)
+	tick(t, m2) // adopts them
+	assert.Equal(t, handed, m2.Stats().Adopted)
+
+	h1, h2 := heldBy(m1), heldBy(m2)
+	for id := range h1 {
+		assert.False(t, h2[id], "pod %s held by both", id)
+	}
+	for id := range h1 {
+		n, _ := m1.table.Pick(id)
+		assert.Equal(t, "m1", n.ID)
+	}
+	for id := range h2 {
+		n, _ := m2.table.Pick(id)
+		assert.Equal(t, "m2", n.ID)
+	}
+	pods, _ := e.prov.List(context.Background())
+	assert.Len(t, pods, len(h1)+len(h2), "every pod is held by its owner")
+
+	// m2 leaves gracefully, keeping its pods: m1 adopts them all at its
+	// next round, then deletes the oldest beyond its Max.
+	require.NoError(t, m2.Close())
+	tick(t, m1)
+	assert.EqualValues(t, len(h2), m1.Stats().Adopted)
+	assert.Len(t, heldBy(m1), 12)
+	pods, _ = e.prov.List(context.Background())
+	assert.Len(t, pods, 12)
+}
+
+func TestShardedCrashedManagersPodsAreAdoptedAfterTheirLeasesLapse(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("m1")
+	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 6, Max: 6}}
+	cfg.MaxParallelCreates = 6
+	m1 := e.manager(t, cfg)
+	cfg2 := cfg
+	cfg2.ID = "m2"
+	m2 := e.manager(t, cfg2)
+	tick(t, m1)
+	tick(t, m2)
+	tick(t, m1)
+	tick(t, m2)
+	orphans := heldBy(m2)
+	require.NotEmpty(t, orphans)
+	// m2 crashes: it stops ticking. Until its leases lapse, m1 adopts none
+	// of its pods.
+	e.clock.Advance(10 * time.Second)
+	tick(t, m1)
+	for id := range orphans {
+		assert.False(t, heldBy(m1)[id])
+	}
+	e.clock.Advance(5 * time.Second) // 15 s: the TTL since m2's last round
+	tick(t, m1)
+	for id := range orphans {
+		assert.True(t, heldBy(m1)[id], "pod %s adopted", id)
+	}
+}
+
+// A paused manager wakes up believing its leases are live; the store's
+// fencing tokens refuse its Take of a pod another manager adopted.
+func TestZombieManagerCannotHandOutAnAdoptedPod(t *testing.T) {
+	e := newEnv(t)
+	frozen := e.clock.Now()
+	paused := false
+	zombieNow := func() time.Time {
+		if paused {
+			return frozen
+		}
+		return e.clock.Now()
+	}
+	cfg := e.config("zombie")
+	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 3, Max: 3}}
+	cfg.Now = zombieNow
+	z := e.manager(t, cfg)
+	tick(t, z)
+	require.Len(t, heldBy(z), 3)
+	frozen, paused = e.clock.Now(), true
+
+	cfg2 := e.config("live")
+	cfg2.Runtimes = cfg.Runtimes
+	live := e.manager(t, cfg2)
+	e.clock.Advance(16 * time.Second)
+	tick(t, live)
+	adopted := heldBy(live)
+	for id := range heldBy(z) {
+		require.True(t, adopted[id])
+	}
+
+	// The zombie hands out nothing it lost; the live manager hands out
+	// each adopted pod once.
+	taken := map[string]bool{}
+	for {
+		p, err := z.TryTake(context.Background(), "go", nil)
+		if err != nil {
+			require.ErrorIs(t, err, ErrNoIdlePod)
+			break
+		}
+		taken[p.ID] = true
+	}
+	assert.Empty(t, taken)
+	assert.EqualValues(t, 3, z.Stats().LeasesLost)
+	for range 3 {
+		p, err := live.TryTake(context.Background(), "go", nil)
+		require.NoError(t, err)
+		require.False(t, taken[p.ID])
+		taken[p.ID] = true
+	}
+}

@@ -1,0 +1,385 @@
+package warmpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/faasplane/faas/sharding"
+)
+
+// run is the background loop: an upkeep round every RenewInterval, and a
+// replenishment whenever a Take or a failed creation kicks it or a backoff
+// ends.
+func (m *Manager) run() {
+	timer := time.NewTimer(0) // the first round at once
+	defer timer.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-timer.C:
+			m.mu.Lock()
+			due := !m.now().Before(m.nextTickAt)
+			m.mu.Unlock()
+			if due {
+				_ = m.Tick(m.ctx)
+			} else {
+				m.replenish(false)
+			}
+		case <-m.kickCh:
+			m.replenish(false)
+		}
+		timer.Reset(m.untilWake())
+	}
+}
+
+// untilWake returns the time to the next round or the end of the earliest
+// backoff of a pool that needs pods, whichever comes first.
+func (m *Manager) untilWake() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	wake := m.nextTickAt
+	for _, p := range m.poolList {
+		if p.retryAt.After(now) && p.retryAt.Before(wake) {
+			wake = p.retryAt
+		}
+	}
+	return max(wake.Sub(now), time.Millisecond)
+}
+
+// Tick runs one upkeep round: it renews the manager's heartbeat and reads
+// the membership, renews its leases in one batch, hands over the pods that
+// now belong to another manager and adopts the unowned pods that belong to
+// it, updates the pools' targets, probes the idle pods that are due, and
+// starts the creations the pools need. The background loop calls it every
+// RenewInterval; with Config.Manual, the caller does, and Tick then waits
+// for the probes, creations and deletions it started. A pool that holds
+// more than its Max (after adopting another manager's pods) deletes its
+// oldest idle pods; between its target and Max, idle pods stay until they
+// are taken. It returns the errors of the
+// membership and of the provider's List (the rest of the round still runs).
+func (m *Manager) Tick(ctx context.Context) error {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if m.isClosed() {
+		return ErrClosed
+	}
+	m.mu.Lock()
+	m.nextTickAt = m.now().Add(m.cfg.RenewInterval)
+	m.mu.Unlock()
+	errMembers := m.syncMembership(ctx)
+	m.renew(ctx)
+	errList := m.rebalance(ctx)
+	m.mu.Lock()
+	now := m.now()
+	var trim []*entry
+	for _, p := range m.poolList {
+		p.target = p.sizer.Target(now)
+		m.dispatchLocked(p) // node health may have changed
+		// Beyond Max (after adoptions), the oldest idle pods go.
+		for len(p.idle) > 0 && len(p.idle)+p.pending > p.max {
+			e := p.idle[0]
+			m.dropLocked(e)
+			trim = append(trim, e)
+		}
+	}
+	m.mu.Unlock()
+	for _, e := range trim {
+		if m.cfg.Manual {
+			m.retire(e, true)
+		} else {
+			m.wg.Go(func() { m.retire(e, true) })
+		}
+	}
+	m.probeDue()
+	m.replenish(m.cfg.Manual)
+	return errors.Join(errMembers, errList)
+}
+
+func (m *Manager) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+// syncMembership heartbeats and rebuilds the sharding table when the set of
+// live managers changed. The manager always counts itself in: it knows it
+// is alive, and dropping itself on a failed heartbeat would release all its
+// pods for nothing.
+func (m *Manager) syncMembership(ctx context.Context) error {
+	var errs []error
+	if err := m.membership.Heartbeat(ctx, m.cfg.ID, m.cfg.LeaseTTL); err != nil {
+		errs = append(errs, fmt.Errorf("warmpool: heartbeat: %w", err))
+	}
+	ids, err := m.membership.Members(ctx)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("warmpool: members: %w", err))...)
+	}
+	if !slices.Contains(ids, m.cfg.ID) {
+		ids = append(ids, m.cfg.ID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.Equal(ids, m.members) {
+		return errors.Join(errs...)
+	}
+	nodes := make([]sharding.Node, len(ids))
+	for i, id := range ids {
+		nodes[i] = sharding.Node{ID: id, Weight: 1}
+	}
+	t, err := sharding.New(nodes...)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("warmpool: members: %w", err))...)
+	}
+	m.table, m.members = t, ids
+	return errors.Join(errs...)
+}
+
+// ownsLocked reports whether the current table assigns pod id to this
+// manager.
+func (m *Manager) ownsLocked(id string) bool {
+	n, ok := m.table.Pick(id)
+	return ok && n.ID == m.cfg.ID
+}
+
+// renew extends the leases of the held pods in one batch and drops the pods
+// whose lease was lost.
+func (m *Manager) renew(ctx context.Context) {
+	m.mu.Lock()
+	leases := make([]Lease, 0, len(m.held))
+	for _, e := range m.held {
+		leases = append(leases, e.lease)
+	}
+	m.mu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	renewed, err := m.leases.Renew(ctx, leases, m.cfg.LeaseTTL)
+	if err != nil || len(renewed) != len(leases) {
+		m.log.Warn("warmpool: lease renewal failed", "leases", len(leases), "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, l := range renewed {
+		e := m.held[leases[i].Key]
+		if e == nil || e.lease.Token != leases[i].Token {
+			continue // taken or dropped meanwhile
+		}
+		if l.Token == 0 {
+			m.dropLocked(e)
+			m.leasesLost++
+			continue
+		}
+		e.lease = l
+	}
+}
+
+// rebalance compares the held pods with the provider's: it releases the
+// pods that vanished or that another manager owns now, and acquires the
+// unowned pods this manager owns.
+func (m *Manager) rebalance(ctx context.Context) error {
+	pods, err := m.provider.List(ctx)
+	if err != nil {
+		return fmt.Errorf("warmpool: list pods: %w", err)
+	}
+	exists := make(map[string]bool, len(pods))
+	for _, p := range pods {
+		exists[p.ID] = true
+	}
+	var release []*entry
+	var adopt []Pod
+	m.mu.Lock()
+	for id, e := range m.held {
+		switch {
+		case !exists[id]:
+			m.dropLocked(e) // deleted behind our back
+			release = append(release, e)
+		case !m.ownsLocked(id):
+			m.dropLocked(e)
+			release = append(release, e)
+			m.handedOver++
+		}
+	}
+	for id := range m.claimedSeen {
+		if !exists[id] {
+			delete(m.claimedSeen, id)
+		}
+	}
+	for _, pod := range pods {
+		if m.pools[pod.Runtime] == nil || m.held[pod.ID] != nil || m.taking[pod.ID] || m.claimedSeen[pod.ID] {
+			continue
+		}
+		if _, ok := m.claimed[pod.ID]; ok || !m.ownsLocked(pod.ID) {
+			continue
+		}
+		adopt = append(adopt, pod)
+	}
+	m.mu.Unlock()
+
+	for _, e := range release {
+		_ = m.leases.Release(ctx, e.lease) // a lost lease needs no release
+	}
+	for _, pod := range adopt {
+		l, err := m.leases.Acquire(ctx, pod.ID, m.cfg.ID, m.cfg.LeaseTTL)
+		switch {
+		case errors.Is(err, ErrClaimed):
+			m.mu.Lock()
+			m.claimedSeen[pod.ID] = true
+			m.mu.Unlock()
+			continue
+		case errors.Is(err, ErrLeaseHeld):
+			continue // its owner has not handed it over yet, or its lease has not lapsed
+		case err != nil:
+			m.log.Warn("warmpool: acquiring a lease failed", "pod", pod.ID, "err", err)
+			continue
+		}
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			_ = m.leases.Release(ctx, l)
+			continue
+		}
+		p := m.pools[pod.Runtime]
+		e := &entry{pod: pod, lease: l, pool: p}
+		m.held[pod.ID] = e
+		m.adopted++
+		if m.cfg.ProbeInterval < 0 {
+			e.idle = true
+			p.idle = append(p.idle, e)
+			m.dispatchLocked(p)
+		} else {
+			p.pending++ // joins the pool once a probe says it is alive and generic
+		}
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+// probeDue probes the held pods whose probe is due: adopted pods before
+// they join the pool, idle pods every ProbeInterval.
+func (m *Manager) probeDue() {
+	if m.cfg.ProbeInterval < 0 {
+		return
+	}
+	m.mu.Lock()
+	now := m.now()
+	var due []*entry
+	for _, p := range m.poolList {
+		for _, e := range p.idle {
+			if !e.probing && !now.Before(e.nextProbe) {
+				due = append(due, e)
+			}
+		}
+	}
+	for _, e := range m.held {
+		if !e.idle && !e.probing {
+			due = append(due, e)
+		}
+	}
+	if !m.cfg.Manual {
+		due = due[:min(len(due), m.cfg.MaxParallelProbes-m.probing)]
+	}
+	for _, e := range due {
+		e.probing = true
+	}
+	m.probing += len(due)
+	m.mu.Unlock()
+	for _, e := range due {
+		if m.cfg.Manual {
+			m.probe(e)
+		} else {
+			m.wg.Go(func() { m.probe(e) })
+		}
+	}
+}
+
+// probe probes one pod and acts on the answer: a pending pod that passes
+// joins the pool; a pod that fails leaves it, and is deleted unless it
+// answered with a function loaded (then it is somebody's instance, and only
+// its lease is released).
+func (m *Manager) probe(e *entry) {
+	err := m.prober.Probe(m.ctx, e.pod)
+	m.mu.Lock()
+	e.probing = false
+	m.probing--
+	if m.held[e.pod.ID] != e {
+		m.mu.Unlock() // taken or dropped meanwhile
+		return
+	}
+	if err == nil {
+		e.nextProbe = m.now().Add(m.cfg.ProbeInterval)
+		if !e.idle {
+			e.pool.pending--
+			e.idle = true
+			e.pool.idle = append(e.pool.idle, e)
+			m.dispatchLocked(e.pool)
+		}
+		m.mu.Unlock()
+		return
+	}
+	if m.ctx.Err() != nil {
+		m.mu.Unlock() // closing: not the pod's fault
+		return
+	}
+	m.dropLocked(e)
+	e.pool.probeFailures++
+	m.mu.Unlock()
+	m.log.Warn("warmpool: probe failed; pod leaves the pool", "pod", e.pod.ID, "err", err)
+	m.retire(e, !errors.Is(err, ErrNotIdle))
+}
+
+// retire deletes a pod that left the pool (when del) and releases its
+// lease.
+func (m *Manager) retire(e *entry, del bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), m.cfg.CreateTimeout)
+	defer cancel()
+	if del {
+		if err := m.provider.Delete(ctx, e.pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
+			m.log.Warn("warmpool: deleting a pod failed", "pod", e.pod.ID, "err", err)
+		}
+	}
+	_ = m.leases.Release(ctx, e.lease)
+}
+
+// watch drops the pods the provider reports deleted as the events come,
+// and subscribes again when the watcher falls behind.
+func (m *Manager) watch(w PodWatcher) {
+	for m.ctx.Err() == nil {
+		ch, err := w.Watch(m.ctx)
+		if err == nil {
+			for ev := range ch {
+				if ev.Type == PodDeleted {
+					m.podGone(ev.Pod.ID)
+				}
+			}
+		}
+		t := time.NewTimer(m.cfg.RenewInterval)
+		select {
+		case <-m.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) podGone(id string) {
+	m.mu.Lock()
+	e := m.held[id]
+	if e != nil {
+		m.dropLocked(e)
+	}
+	delete(m.claimedSeen, id)
+	m.mu.Unlock()
+	if e != nil {
+		_ = m.leases.Release(m.ctx, e.lease)
+		m.kick()
+	}
+}
