@@ -2,21 +2,21 @@ package router
 
 import (
 	"hash/maphash"
-	"slices"
 	"sync"
 	"sync/atomic"
 )
 
 // index maps function IDs to their entries. Lookups are lock-free and cost
 // the same whatever the number of functions: one hash, one load of the
-// bucket array, one load of a bucket, and a comparison of the few entries in
-// it. Buckets are immutable slices replaced on write (copy-on-write per
-// bucket), so a reader never sees a half-written bucket; the bucket array
-// doubles when the entries outnumber the buckets, which keeps the expected
-// bucket length below one. Writers serialize on mu; function entries are
-// created and deleted far less often than instances change, so one lock for
-// the whole index is not contended. (sync.Map would serve, but its hash-trie
-// lookups get deeper as the map grows, which the pick's cost must not.)
+// bucket array, one load of a bucket, and a walk of its chain, whose
+// expected length stays below one because the bucket array doubles when the
+// entries outnumber the buckets. Chains are immutable lists: an insertion
+// publishes a new head in front of the old chain, a removal copies the nodes
+// before the removed one, so a reader never sees a half-written chain.
+// Writers serialize on mu; function entries are created and deleted far
+// less often than instances change, so one lock for the whole index is not
+// contended. (sync.Map would serve, but its hash-trie lookups get deeper as
+// the map grows, which the pick's cost must not.)
 type index struct {
 	seed maphash.Seed
 	cur  atomic.Pointer[bucketArray]
@@ -27,12 +27,17 @@ type index struct {
 
 type bucketArray struct {
 	mask    uint64
-	buckets []atomic.Pointer[bucket]
+	buckets []atomic.Pointer[node]
 }
 
-// bucket is immutable once published.
-type bucket struct {
-	entries []*function
+// node is one link of a bucket's chain; immutable once published. It holds
+// the ID and hash itself so that a lookup compares without loading the
+// function entry.
+type node struct {
+	hash uint64
+	id   string
+	fn   *function
+	next *node
 }
 
 const minBuckets = 16
@@ -44,7 +49,7 @@ func newIndex() *index {
 }
 
 func newBucketArray(n int) *bucketArray {
-	return &bucketArray{mask: uint64(n - 1), buckets: make([]atomic.Pointer[bucket], n)}
+	return &bucketArray{mask: uint64(n - 1), buckets: make([]atomic.Pointer[node], n)}
 }
 
 func (ix *index) hash(id string) uint64 { return maphash.String(ix.seed, id) }
@@ -53,13 +58,9 @@ func (ix *index) hash(id string) uint64 { return maphash.String(ix.seed, id) }
 func (ix *index) get(id string) *function {
 	h := ix.hash(id)
 	a := ix.cur.Load()
-	b := a.buckets[h&a.mask].Load()
-	if b == nil {
-		return nil
-	}
-	for _, f := range b.entries {
-		if f.hash == h && f.id == id {
-			return f
+	for n := a.buckets[h&a.mask].Load(); n != nil; n = n.next {
+		if n.hash == h && n.id == id {
+			return n.fn
 		}
 	}
 	return nil
@@ -81,11 +82,7 @@ func (ix *index) getOrCreate(id string, mk func(id string, hash uint64) *functio
 		a = ix.grow(a)
 	}
 	slot := &a.buckets[f.hash&a.mask]
-	var entries []*function
-	if b := slot.Load(); b != nil {
-		entries = b.entries
-	}
-	slot.Store(&bucket{entries: append(slices.Clip(entries), f)})
+	slot.Store(&node{hash: f.hash, id: f.id, fn: f, next: slot.Load()})
 	ix.n++
 	return f
 }
@@ -93,18 +90,10 @@ func (ix *index) getOrCreate(id string, mk func(id string, hash uint64) *functio
 // grow publishes a bucket array twice as large; called with mu held.
 func (ix *index) grow(old *bucketArray) *bucketArray {
 	next := newBucketArray(2 * len(old.buckets))
-	lists := make([][]*function, len(next.buckets))
 	for i := range old.buckets {
-		if b := old.buckets[i].Load(); b != nil {
-			for _, f := range b.entries {
-				j := f.hash & next.mask
-				lists[j] = append(lists[j], f)
-			}
-		}
-	}
-	for j, l := range lists {
-		if l != nil {
-			next.buckets[j].Store(&bucket{entries: l})
+		for n := old.buckets[i].Load(); n != nil; n = n.next {
+			slot := &next.buckets[n.hash&next.mask]
+			slot.Store(&node{hash: n.hash, id: n.id, fn: n.fn, next: slot.Load()})
 		}
 	}
 	ix.cur.Store(next)
@@ -117,19 +106,23 @@ func (ix *index) remove(f *function) {
 	defer ix.mu.Unlock()
 	a := ix.cur.Load()
 	slot := &a.buckets[f.hash&a.mask]
-	b := slot.Load()
-	if b == nil {
+	head := slot.Load()
+	var before []*node
+	n := head
+	for n != nil && n.fn != f {
+		before = append(before, n)
+		n = n.next
+	}
+	if n == nil {
 		return
 	}
-	i := slices.Index(b.entries, f)
-	if i < 0 {
-		return
+	// Copy the nodes in front of n onto n's successor.
+	rest := n.next
+	for i := len(before) - 1; i >= 0; i-- {
+		b := before[i]
+		rest = &node{hash: b.hash, id: b.id, fn: b.fn, next: rest}
 	}
-	if len(b.entries) == 1 {
-		slot.Store(nil)
-	} else {
-		slot.Store(&bucket{entries: slices.Delete(slices.Clone(b.entries), i, i+1)})
-	}
+	slot.Store(rest)
 	ix.n--
 }
 

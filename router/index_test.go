@@ -61,14 +61,23 @@ func TestIndexCollisions(t *testing.T) {
 	for i := range 10 {
 		fs = append(fs, ix.getOrCreate(fmt.Sprintf("c%d", i), mk))
 	}
-	// get hashes the ID for real, so look the entries up by scanning the
-	// bucket they share, as get would after a collision.
-	a := ix.cur.Load()
-	b := a.buckets[42&a.mask].Load()
-	require.Len(t, b.entries, 10)
+	// get hashes the ID for real, so look at the chain they share, as get
+	// walks it after a collision.
+	chain := func() []*function {
+		var out []*function
+		a := ix.cur.Load()
+		for n := a.buckets[42&a.mask].Load(); n != nil; n = n.next {
+			out = append(out, n.fn)
+		}
+		return out
+	}
+	require.Len(t, chain(), 10)
 	ix.remove(fs[3])
-	b = a.buckets[42&a.mask].Load()
-	require.Len(t, b.entries, 9)
-	assert.NotContains(t, b.entries, fs[3])
-	assert.Equal(t, 9, ix.len())
+	assert.Len(t, chain(), 9)
+	assert.NotContains(t, chain(), fs[3])
+	assert.Equal(t, fs[9], chain()[0], "the newest entry heads the chain")
+	ix.remove(fs[9])
+	ix.remove(fs[0])
+	assert.Len(t, chain(), 7)
+	assert.Equal(t, 7, ix.len())
 }
