@@ -60,8 +60,8 @@ func parseRoute(r *http.Request) (route, *lifecycle.Error) {
 	if err := lifecycle.ValidFunctionID(rt.functionID); err != nil {
 		return route{}, lifecycle.Errorf(lifecycle.CodeBadRequest, "%v", err)
 	}
-	if rt.path == "" {
-		rt.path = "/"
+	if !strings.HasPrefix(rt.path, "/") {
+		rt.path = "/" + rt.path // "*" (OPTIONS) or a hand-built request
 	}
 	return rt, nil
 }
