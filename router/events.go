@@ -91,9 +91,10 @@ type Event struct {
 // Observer receives route events. The router calls it synchronously while
 // it holds the function's write lock, so the events of one function arrive
 // in order. It must return quickly and must not call back into the Router
-// to change routes (Add, Remove, ReportHealth, Release with a failure...) nor
-// change an instance's lifecycle state: both would deadlock. Reading the
-// router (Pick, Stats) is allowed.
+// to change routes (Add, Remove, ReportHealth, Release with a failure...),
+// nor call Routes, nor change an instance's lifecycle state: all of them
+// take locks the router holds and would deadlock. The lock-free reads
+// (Pick, Acquire, Capacity, Stats) are allowed.
 type Observer interface {
 	ObserveRoute(e Event)
 }

@@ -178,3 +178,44 @@ func ExamplePolicy() {
 	fmt.Println(r.Policy().Name(), "picked", rt.Instance().ID)
 	// Output: least-in-flight picked small
 }
+
+// Handoff wired to a concurrency.Queue: a request that found no free slot
+// waits in the queue, and the next released slot goes straight to it
+// instead of back to the instance, where a newcomer could take it first.
+func ExampleConfig_handoff() {
+	var q *concurrency.Queue[router.Route]
+	r, _ := router.New(router.Config{
+		Handoff: func(rt router.Route) bool { return q.Handoff(rt) },
+	})
+	q, _ = concurrency.NewQueue(concurrency.QueueConfig[router.Route]{
+		TryAcquire: func() (router.Route, bool) {
+			rt, err := r.Pick("fn")
+			return rt, err == nil
+		},
+		Release: func(rt router.Route) { rt.Release(time.Now(), router.Success) },
+	})
+	defer q.Close()
+	now := time.Now()
+	_ = r.Add(now, startInstance(r, "a", "fn", now), concurrency.NewSlots(concurrency.Shared, 1))
+
+	first, _ := r.Pick("fn")
+	_, err := r.Pick("fn")
+	fmt.Println("second request:", err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		first.Release(time.Now(), router.Success) // the first request ends
+	}()
+	second, err := q.Acquire(context.Background()) // waits for its slot
+	if err != nil {
+		panic(err)
+	}
+	<-done
+	fmt.Println("second request runs on", second.Instance().ID, "in flight:", r.Stats("fn").InFlight)
+	second.Release(time.Now(), router.Success)
+	fmt.Println("in flight:", r.Stats("fn").InFlight)
+	// Output:
+	// second request: router: every routable instance is at its concurrency limit
+	// second request runs on a in flight: 1
+	// in flight: 0
+}
