@@ -1,7 +1,9 @@
 package router
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -187,4 +189,16 @@ func TestReassignedRemovesAtOnce(t *testing.T) {
 	assert.Empty(t, fx.replaced, "a stale route is not a lost instance")
 	other.Release(t0, Success)
 	assert.Equal(t, 0, other.Slots().InFlight())
+}
+
+func TestRouterLogsItsOwnDecisions(t *testing.T) {
+	var buf bytes.Buffer
+	fx := newFixture(t, Config{
+		Logger:  slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Breaker: BreakerConfig{ConsecutiveFailures: 1},
+	})
+	a := fx.add("f", "a", 1)
+	assert.Empty(t, buf.String(), "an Add by the owner is logged at debug level only")
+	fx.fail(a, 1, ConnectFailed, t0)
+	assert.Contains(t, buf.String(), `msg="route ejected" function=f instance=a cause=breaker`)
 }

@@ -1,7 +1,9 @@
 package router
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -178,7 +180,16 @@ func (f *function) publish() {
 	f.snap.Store(s)
 }
 
+// emit logs e and hands it to the observer; f.mu held.
 func (f *function) emit(e Event) {
+	level := slog.LevelInfo
+	if e.Cause == CauseCaller || e.Cause == CauseState {
+		level = slog.LevelDebug // the owner knows; only the router's own decisions are news
+	}
+	if f.r.log.Enabled(context.Background(), level) {
+		f.r.log.Log(context.Background(), level, "route "+e.Kind.String(), "function", f.id,
+			"instance", e.Instance.ID, "cause", e.Cause.String(), "reason", e.Reason)
+	}
 	if o := f.r.observer; o != nil {
 		o.ObserveRoute(e)
 	}

@@ -99,8 +99,8 @@ type HealthConfig struct {
 
 // HealthMonitor runs a router's health checks and breaker clock: pull
 // checks on a schedule, a push subscription, and [Router.Tick]. It is the
-// only part of the package that owns goroutines and a clock; [Close] stops
-// them. Without [HealthMonitor.Start], [HealthMonitor.RunOnce] drives it
+// only part of the package that owns goroutines and a clock;
+// [HealthMonitor.Close] stops them. Without [HealthMonitor.Start], [HealthMonitor.RunOnce] drives it
 // round by round on a virtual clock.
 type HealthMonitor struct {
 	r   *Router

@@ -45,8 +45,9 @@ type Config struct {
 	// a slot straight to a queued request. It runs on the hot path: it
 	// must be fast and must not block.
 	Handoff func(rt Route) bool
-	// Logger logs what is worth knowing but not an error of a call.
-	// Default: discard.
+	// Logger receives the route events: at info level those the router
+	// decided (ejections, readmissions, health, migrations), at debug
+	// level the others. Default: discard.
 	Logger *slog.Logger
 }
 
