@@ -202,3 +202,29 @@ func TestRouterLogsItsOwnDecisions(t *testing.T) {
 	fx.fail(a, 1, ConnectFailed, t0)
 	assert.Contains(t, buf.String(), `msg="route ejected" function=f instance=a cause=breaker`)
 }
+
+// TestHalfOpenListensOnlyToTheProbe: requests sent before the ejection that
+// end while the instance is half-open decide nothing; the probe does.
+func TestHalfOpenListensOnlyToTheProbe(t *testing.T) {
+	fx := newFixture(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 1, MaxEjectedShare: 1}})
+	a := fx.add("f", "a", 5)
+	var old []Route
+	for range 3 {
+		rt, err := fx.r.Acquire(a)
+		require.NoError(t, err)
+		old = append(old, rt)
+	}
+	old[0].Release(t0, ConnectFailed) // ejects
+	fx.r.Tick(t0.Add(time.Hour))
+	require.Equal(t, HalfOpen, fx.info("f", "a").Breaker)
+	old[1].Release(t0.Add(time.Hour), Success)
+	assert.Equal(t, HalfOpen, fx.info("f", "a").Breaker, "a stale success does not close")
+	old[2].Release(t0.Add(time.Hour), InstanceFailed)
+	assert.Equal(t, HalfOpen, fx.info("f", "a").Breaker, "a stale failure does not reopen")
+	probe, err := fx.r.Acquire(a)
+	require.NoError(t, err)
+	require.True(t, probe.Probe())
+	probe.Release(t0.Add(time.Hour), Success)
+	assert.Equal(t, Closed, fx.info("f", "a").Breaker)
+	assert.Equal(t, 0, fx.info("f", "a").InFlight)
+}

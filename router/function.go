@@ -195,9 +195,12 @@ func (f *function) emit(e Event) {
 	}
 }
 
-// settle feeds a request's outcome to m's breaker; it takes f.mu. It
-// returns the work to do once the lock is released (retiring m), or nil.
-func (m *member) settle(now time.Time, o Outcome) (after func()) {
+// settle feeds a request's outcome to m's breaker; it takes f.mu. probe
+// says whether the request was the half-open probe: while half-open, only
+// the probe's outcome decides (a request sent before the ejection says
+// nothing about the instance now). It returns the work to do once the lock
+// is released (retiring m), or nil.
+func (m *member) settle(now time.Time, o Outcome, probe bool) (after func()) {
 	f := m.fn
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -208,6 +211,8 @@ func (m *member) settle(now time.Time, o Outcome) (after func()) {
 	switch {
 	case o == Reassigned:
 		return f.retire(now, m, CauseReassigned, "agent answered instance_reassigned", false)
+	case m.br.State() == HalfOpen && !probe:
+		return nil
 	case o.Failure():
 		if !m.br.Failure(now) {
 			return nil

@@ -144,8 +144,9 @@ func (r *Router) Acquire(inst *lifecycle.Instance) (Route, error) {
 
 // Release returns the route's slot, at now, after a request that ended with
 // o, which feeds the instance's breaker: failures count towards an
-// ejection, a success clears them or readmits a half-open instance, and
-// Reassigned removes the instance at once and moves it to Draining. When
+// ejection, a success clears them, and Reassigned removes the instance at
+// once and moves it to Draining. While the instance is half-open only its
+// probe's outcome counts: success readmits it, failure ejects it again. When
 // Config.Handoff is set and the instance is still routable, the slot is
 // offered to it first. The zero Route releases nothing.
 //
@@ -163,7 +164,7 @@ func (rt Route) Release(now time.Time, o Outcome) {
 	if o == Success && !probe && !m.dirty.Load() {
 		// The common case: nothing to record.
 	} else if o != Canceled && o != Rejected {
-		if after := m.settle(now, o); after != nil {
+		if after := m.settle(now, o, probe); after != nil {
 			m.slots.Release()
 			if probe {
 				m.gate.Release()
