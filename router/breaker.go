@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -213,7 +214,12 @@ func (b *Breaker) Eject(now time.Time, jitter float64) (until time.Time, migrate
 	if k := time.Duration(b.ejections); k <= b.cfg.MaxEjection/max(b.cfg.BaseEjection, 1) {
 		d = min(k*b.cfg.BaseEjection, b.cfg.MaxEjection)
 	}
-	d += time.Duration(float64(d) * b.cfg.Jitter * min(max(jitter, 0), 1))
+	extra := time.Duration(float64(d) * b.cfg.Jitter * min(max(jitter, 0), 1))
+	if extra > 0 && d > math.MaxInt64-extra {
+		d = math.MaxInt64 // a configuration with ejections of centuries
+	} else {
+		d += extra
+	}
 	b.state, b.failures, b.until = Open, 0, now.Add(d)
 	return b.until, b.cfg.MigrateAfter > 0 && b.ejections >= b.cfg.MigrateAfter
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -153,22 +154,33 @@ func TestBreakerEjectWhileOpenChangesNothing(t *testing.T) {
 }
 
 func TestBreakerBackoffNeverOverflows(t *testing.T) {
-	b, err := NewBreaker(BreakerConfig{ConsecutiveFailures: 1, BaseEjection: time.Second, MaxEjection: 24 * time.Hour, MigrateAfter: -1, Jitter: -1})
-	require.NoError(t, err)
-	now := t0
-	var last time.Duration
-	for range 200_000 {
-		b.Failure(now)
-		until, migrate := b.Eject(now, 0)
-		require.False(t, migrate)
-		d := until.Sub(now)
-		require.GreaterOrEqual(t, d, last, "ejections never get shorter")
-		require.LessOrEqual(t, d, 24*time.Hour)
-		last = d
-		now = until
-		require.True(t, b.Expire(now))
+	tests := []struct {
+		base, max time.Duration
+		jitter    float64
+	}{
+		{time.Second, 24 * time.Hour, -1},
+		{1 << 62, math.MaxInt64, -1},
+		{1 << 62, math.MaxInt64, 1},
+		{math.MaxInt64 / 3, math.MaxInt64 - 1, 0.5},
 	}
-	assert.Equal(t, 24*time.Hour, last)
+	for _, tt := range tests {
+		b, err := NewBreaker(BreakerConfig{ConsecutiveFailures: 1, BaseEjection: tt.base, MaxEjection: tt.max, MigrateAfter: -1, Jitter: tt.jitter})
+		require.NoError(t, err)
+		var last time.Duration
+		for i := range 100_000 {
+			b.Failure(t0)
+			until, _ := b.Eject(t0, 0.99)
+			d := until.Sub(t0)
+			if d < last || d <= 0 {
+				t.Fatalf("base %v, max %v: ejection %d lasts %v after %v", tt.base, tt.max, i+1, d, last)
+			}
+			last = d
+			b.Expire(until)
+		}
+		if tt.jitter < 0 {
+			assert.Equal(t, tt.max, last)
+		}
+	}
 }
 
 func TestBreakerConfigValidation(t *testing.T) {
