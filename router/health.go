@@ -143,12 +143,18 @@ type HTTPChecker struct {
 // maxPingBody bounds how much of a ping response is read.
 const maxPingBody = 64 << 10
 
-// NewHTTPChecker returns a checker that uses client (nil: a client with its
-// own transport, closed by CloseIdleConnections) and bounds each check by
-// timeout (zero: 1 s, Kubernetes' default probe timeout).
+// NewHTTPChecker returns a checker that uses client and bounds each check by
+// timeout (zero: 1 s, Kubernetes' default probe timeout). A nil client means
+// one with its own transport: no proxy (agents are reached directly), one
+// kept-alive connection per agent and no bound on their number, since every
+// agent is pinged every few seconds; CloseIdleConnections closes them.
 func NewHTTPChecker(client *http.Client, timeout time.Duration) *HTTPChecker {
 	if client == nil {
-		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil
+		t.MaxIdleConns = 0
+		t.MaxIdleConnsPerHost = 1
+		client = &http.Client{Transport: t}
 	}
 	if timeout <= 0 {
 		timeout = time.Second
