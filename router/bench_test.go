@@ -154,6 +154,33 @@ func BenchmarkPicker(b *testing.B) {
 	}
 }
 
+// BenchmarkCapacity measures the cold-start decision's read of a
+// function's routable instances and free slots.
+func BenchmarkCapacity(b *testing.B) {
+	r := benchRouter(b, P2C(), 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if routable, _ := r.Capacity("fn"); routable != 100 {
+			b.Fatal(routable)
+		}
+	}
+}
+
+// BenchmarkAcquireRelease measures taking a slot on a given instance (the
+// last of 100, the worst case of the scan) and releasing it.
+func BenchmarkAcquireRelease(b *testing.B) {
+	r := benchRouter(b, P2C(), 100)
+	last := r.Routes("fn")[99].Instance
+	b.ReportAllocs()
+	for b.Loop() {
+		rt, err := r.Acquire(last)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rt.Release(benchNow, Success)
+	}
+}
+
 // readyInstance returns an instance of fnID in state Ready whose
 // transitions r observes.
 func readyInstance(tb testing.TB, fnID, id string, r *Router) *lifecycle.Instance {

@@ -31,10 +31,11 @@ type function struct {
 
 // snapshot is what Pick reads: immutable once published.
 type snapshot struct {
-	cands   []Candidate // routable instances, and half-open ones behind their gate
-	members []*member   // members[i] is cands[i]'s member
-	picker  Picker
-	all     []*member // every member, for Stats
+	cands    []Candidate // routable instances, and half-open ones behind their gate
+	members  []*member   // members[i] is cands[i]'s member
+	picker   Picker
+	all      []*member            // every member, for Stats
+	routable []*concurrency.Slots // the slots of the routable (not probing) instances
 	// ejected and unhealthy are counted at publication, for Stats.
 	ejected, unhealthy int
 }
@@ -171,6 +172,7 @@ func (f *function) publish() {
 		case modeFull:
 			s.cands = append(s.cands, Candidate{Instance: m.inst, Slots: m.slots})
 			s.members = append(s.members, m)
+			s.routable = append(s.routable, m.slots)
 		case modeProbe:
 			s.cands = append(s.cands, Candidate{Instance: m.inst, Slots: m.gate})
 			s.members = append(s.members, m)

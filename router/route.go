@@ -123,8 +123,8 @@ func (r *Router) Acquire(inst *lifecycle.Instance) (Route, error) {
 	for range r.attempts {
 		s := f.snap.Load()
 		i := -1
-		for k, m := range s.members {
-			if m.inst == inst {
+		for k := range s.cands { // contiguous, unlike the members
+			if s.cands[k].Instance == inst {
 				i = k
 				break
 			}

@@ -323,13 +323,10 @@ func (r *Router) Stats(functionID string) Stats {
 	for _, m := range s.all {
 		st.InFlight += m.slots.InFlight()
 	}
-	for i, c := range s.cands {
-		if c.Slots == s.members[i].slots {
-			st.Routable++
-			st.Free += c.Slots.Free()
-		} else {
-			st.Probing++
-		}
+	st.Routable = len(s.routable)
+	st.Probing = len(s.cands) - st.Routable
+	for _, sl := range s.routable {
+		st.Free += sl.Free()
 	}
 	return st
 }
@@ -343,13 +340,10 @@ func (r *Router) Capacity(functionID string) (routable, free int) {
 		return 0, 0
 	}
 	s := f.snap.Load()
-	for i, c := range s.cands {
-		if c.Slots == s.members[i].slots {
-			routable++
-			free += c.Slots.Free()
-		}
+	for _, sl := range s.routable {
+		free += sl.Free()
 	}
-	return routable, free
+	return len(s.routable), free
 }
 
 // RouteInfo describes one instance in a function's routes.
