@@ -184,6 +184,7 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, opts ..
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	c.logger.Info("function serving", "addr", ln.Addr().String(), "h2c", c.h2c)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("function: %w", err)

@@ -1,6 +1,8 @@
 // Command hello is the simplest function: it echoes the request body, or
-// greets ?name= (default "world") when there is none. It is the function of
-// the agent's end-to-end tests and of the proxy benchmark.
+// greets ?name= (default "world") when there is none, and reports the HTTP
+// version it was called with in X-Hello-Proto. It is the function of the
+// agent's end-to-end tests and of the proxy benchmark. With HELLO_H2C=1 it
+// also accepts HTTP/2 without TLS (set "protocol": "h2c" in the manifest).
 //
 // Package it with a manifest naming the binary:
 //
@@ -14,12 +16,17 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
 
 	"github.com/faasplane/faas/function"
 )
 
 func main() {
-	if err := function.Serve(handler()); err != nil {
+	var opts []function.Option
+	if os.Getenv("HELLO_H2C") == "1" {
+		opts = append(opts, function.WithH2C())
+	}
+	if err := function.Serve(handler(), opts...); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -27,8 +34,11 @@ func main() {
 func handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Hello-Proto", r.Proto)
 		if r.ContentLength != 0 && r.Body != nil {
-			// Stream the body back as it arrives.
+			// Stream the body back as it arrives: HTTP/1 needs full
+			// duplex for that (HTTP/2 always has it).
+			_ = http.NewResponseController(w).EnableFullDuplex()
 			if _, err := io.Copy(w, r.Body); err != nil {
 				log.Printf("echo: %v", err)
 			}

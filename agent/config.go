@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/faasplane/faas/coldstart/code"
+)
+
+// Defaults of [Config].
+const (
+	DefaultStartTimeout   = 10 * time.Second
+	DefaultInitTimeout    = 30 * time.Second
+	DefaultStopGrace      = 2 * time.Second
+	DefaultMaxConcurrency = 1000
+	DefaultTreeCacheSize  = 64
+)
+
+// Config configures an [Agent].
+type Config struct {
+	// Store fetches code packages. Required. The agent verifies every
+	// package's size and digest itself, so any store will do: the origin
+	// ([code.NewOrigin]) or the node's disk cache in front of it.
+	Store code.Store
+	// WorkDir holds the unpacked code of the loaded function and spooled
+	// packages. Required; created if missing. The agent removes what it
+	// created there when it closes.
+	WorkDir string
+	// Runtime is the runtime this agent provides (e.g. "go"); a load
+	// request for another runtime is refused. Required.
+	Runtime string
+	// Node names the node the agent runs on; ping reports it.
+	Node string
+	// TreeDir, when set, is a directory of unpacked packages keyed by
+	// digest, shared by the agents of a node. A load whose package is
+	// there skips fetching and unpacking: the tree is hard-linked into the
+	// work directory (copied across file systems). Cached files are made
+	// read-only, so a function cannot change the code of later instances
+	// by accident; leave TreeDir empty where functions of different
+	// tenants share a node and user. Default: no tree cache.
+	TreeDir string
+	// TreeCacheSize bounds the trees kept in TreeDir; the least recently
+	// used are removed beyond it. Default 64.
+	TreeCacheSize int
+	// Limits bound the unpacking of a package; zero fields take the
+	// defaults of [code.Limits] (10,000 files, 512 MiB, ratio 100:1).
+	Limits code.Limits
+	// StartTimeout bounds how long a load waits for the function process
+	// to listen, unless the request sets its own. Default 10 s.
+	StartTimeout time.Duration
+	// InitTimeout bounds one call of the init hook, unless the request
+	// sets its own. Default 30 s.
+	InitTimeout time.Duration
+	// StopGrace is how long a stopping function gets between SIGTERM and
+	// SIGKILL of its process group, and how long Close waits for
+	// in-flight requests. Default 2 s.
+	StopGrace time.Duration
+	// MaxConcurrency is the largest per-instance concurrency limit a load
+	// request may ask for. Default 1000.
+	MaxConcurrency int
+	// BaseEnv is the environment every function process starts with,
+	// before the manifest's and the request's variables and PORT. Nil
+	// means PATH, HOME, TMPDIR, LANG and TZ of the agent's own
+	// environment; an empty non-nil slice means nothing.
+	BaseEnv []string
+	// Logger receives the agent's logs and the function's output, one
+	// record per line, tagged with function_id. Nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("a Store is required"))
+	}
+	if c.WorkDir == "" {
+		errs = append(errs, errors.New("a WorkDir is required"))
+	}
+	if c.Runtime == "" {
+		errs = append(errs, errors.New("a Runtime is required"))
+	}
+	if c.StartTimeout < 0 || c.InitTimeout < 0 || c.StopGrace < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if c.MaxConcurrency < 0 || c.TreeCacheSize < 0 {
+		errs = append(errs, errors.New("MaxConcurrency and TreeCacheSize must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("agent: invalid config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.StartTimeout == 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.InitTimeout == 0 {
+		c.InitTimeout = DefaultInitTimeout
+	}
+	if c.StopGrace == 0 {
+		c.StopGrace = DefaultStopGrace
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.TreeCacheSize == 0 {
+		c.TreeCacheSize = DefaultTreeCacheSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.BaseEnv == nil {
+		for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"} {
+			if v, ok := os.LookupEnv(k); ok {
+				c.BaseEnv = append(c.BaseEnv, k+"="+v)
+			}
+		}
+	}
+	abs, err := filepath.Abs(c.WorkDir)
+	if err != nil {
+		return fmt.Errorf("agent: work dir: %w", err)
+	}
+	c.WorkDir = abs
+	if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("agent: work dir: %w", err)
+	}
+	if c.TreeDir != "" {
+		if c.TreeDir, err = filepath.Abs(c.TreeDir); err != nil {
+			return fmt.Errorf("agent: tree dir: %w", err)
+		}
+		if err := os.MkdirAll(c.TreeDir, 0o755); err != nil {
+			return fmt.Errorf("agent: tree dir: %w", err)
+		}
+	}
+	return nil
+}

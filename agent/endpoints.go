@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/faasplane/faas/lifecycle"
+)
+
+// current returns the loaded function, or answers for its absence: 503
+// not_ready while a load runs, else 404 no_function.
+func (a *Agent) current(w http.ResponseWriter, r *http.Request) *function {
+	if f := a.fn.Load(); f != nil {
+		return f
+	}
+	a.mu.Lock()
+	loading := a.loading
+	a.mu.Unlock()
+	if loading {
+		lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeNotReady, "a load is in progress")
+	} else {
+		lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeNoFunction, "no function is loaded on this pod")
+	}
+	return nil
+}
+
+// serveInitialize handles POST /v1/initialize: call the init hook once.
+// Attempts are serialized; after a success further calls are no-ops. A
+// failure keeps the process, so the caller retries cheaply.
+func (a *Agent) serveInitialize(w http.ResponseWriter, r *http.Request) {
+	rid := requestID(r)
+	if !onlyMethod(w, r, http.MethodPost) {
+		return
+	}
+	req, err := lifecycle.DecodeInitializeRequest(http.MaxBytesReader(w, r.Body, lifecycle.MaxRequestBytes))
+	if err != nil {
+		lifecycle.WriteErr(w, rid, err)
+		return
+	}
+	f := a.current(w, r)
+	if f == nil {
+		return
+	}
+	if f.id != req.FunctionID {
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
+		return
+	}
+	start := time.Now()
+	f.initMu.Lock()
+	defer f.initMu.Unlock()
+	resp := lifecycle.InitializeResponse{FunctionID: f.id}
+	if f.ready.Load() {
+		resp.Attempts, resp.AlreadyInitialized = f.attempts, true
+		writeJSON(w, resp)
+		return
+	}
+	if f.proc.exited.Load() {
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process has exited")
+		return
+	}
+	log := a.log.With("function_id", f.id)
+	if f.initPath != "" {
+		timeout := a.cfg.InitTimeout
+		if req.TimeoutMillis > 0 {
+			timeout = time.Duration(req.TimeoutMillis) * time.Millisecond
+		}
+		f.attempts++
+		if err := f.callInit(r.Context(), timeout); err != nil {
+			if err == errProcessExited {
+				lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process exited during init")
+				return
+			}
+			log.Warn("init failed", "attempt", f.attempts, "err", err)
+			lifecycle.WriteError(w, rid, 0, lifecycle.CodeInitFailed, err.Error())
+			return
+		}
+	}
+	f.ready.Store(true)
+	resp.Attempts = f.attempts
+	resp.Millis = millis(time.Since(start))
+	log.Info("function initialized", "attempts", f.attempts, "ms", resp.Millis)
+	writeJSON(w, resp)
+}
+
+// servePing handles GET /v1/ping: 200 with the function when it is loaded
+// (state "loaded" until initialized, then "ready"), 404 no_function on a
+// generic pod, 503 not_ready while loading, 503 function_exited when the
+// process died.
+func (a *Agent) servePing(w http.ResponseWriter, r *http.Request) {
+	if !onlyMethod(w, r, http.MethodGet) {
+		return
+	}
+	f := a.current(w, r)
+	if f == nil {
+		return
+	}
+	if f.proc.exited.Load() {
+		lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeFunctionExited,
+			"the function process has exited ("+f.proc.state.String()+")")
+		return
+	}
+	state := "loaded"
+	if f.ready.Load() {
+		state = "ready"
+	}
+	writeJSON(w, lifecycle.PingResponse{FunctionID: f.id, State: state, PID: f.proc.pid, Node: a.cfg.Node})
+}
+
+// serveStats handles GET /v1/stats. Completed counts the invocations that
+// reached the function, whatever their outcome; Failed those of them that
+// got no answer or a 5xx; Rejected the requests refused before the function
+// (wrong function, not ready, over the limit).
+func (a *Agent) serveStats(w http.ResponseWriter, r *http.Request) {
+	if !onlyMethod(w, r, http.MethodGet) {
+		return
+	}
+	st := lifecycle.Stats{Rejected: a.rejected.Load(), Uptime: time.Since(a.start)}
+	if f := a.fn.Load(); f != nil {
+		st.FunctionID = f.id
+		st.InFlight = f.slots.InFlight()
+		st.Limit = f.slots.Limit()
+		st.Completed = f.completed.Load()
+		st.Failed = f.failed.Load()
+		st.Latency = f.latency.summary()
+	}
+	writeJSON(w, st)
+}

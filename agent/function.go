@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/concurrency"
+	"github.com/faasplane/faas/lifecycle"
+)
+
+// function is the loaded function: its process, the proxy to it, its
+// concurrency slots and counters.
+type function struct {
+	id        string
+	protocol  string
+	dir       string
+	initPath  string // "" when the function has no init hook
+	proc      *process
+	slots     *concurrency.Slots
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	timeout   time.Duration // per invocation; 0 means none
+
+	ready    atomic.Bool
+	initMu   sync.Mutex // serializes init attempts
+	attempts int        // guarded by initMu
+
+	completed atomic.Int64
+	failed    atomic.Int64
+	latency   histogram
+}
+
+func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *process) *function {
+	limit := max(req.Limits.Concurrency, 1)
+	f := &function{
+		id:       req.FunctionID,
+		protocol: m.Protocol,
+		dir:      dir,
+		initPath: m.InitHookPath(),
+		proc:     proc,
+		slots:    concurrency.NewSlots(concurrency.Shared, limit),
+		timeout:  time.Duration(req.Limits.TimeoutMillis) * time.Millisecond,
+	}
+	f.transport = newTransport(m.Protocol, limit)
+	f.proxy = f.newProxy()
+	return f
+}
+
+// newTransport returns the transport to one function process: keep-alive
+// with an idle pool as large as the instance's concurrency (so a burst at
+// the limit reuses connections instead of dialing), no compression (the
+// bytes cross loopback), and HTTP/2 without TLS for h2c functions.
+func newTransport(protocol string, concurrency int) *http.Transport {
+	idle := min(concurrency, 1024)
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        idle,
+		MaxIdleConnsPerHost: idle,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		WriteBufferSize:     32 << 10,
+		ReadBufferSize:      32 << 10,
+	}
+	if protocol == code.ProtocolH2C {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = &p
+	}
+	return tr
+}
+
+// stop stops the process group and drops idle connections to it.
+func (f *function) stop(grace time.Duration) {
+	f.proc.stop(grace)
+	f.transport.CloseIdleConnections()
+}
+
+// errProcessExited is callInit's error when the process died under it.
+var errProcessExited = errors.New("function process exited")
+
+// callInit calls the init hook once: POST initPath on the process. A 2xx
+// answer is success; anything else is an error carrying the function's
+// message (the first line of its body, at most 512 bytes).
+func (f *function) callInit(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.proc.addr+f.initPath, http.NoBody)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(lifecycle.HeaderFunctionID, f.id)
+	resp, err := f.transport.RoundTrip(req)
+	if err != nil {
+		if f.proc.exited.Load() {
+			return errProcessExited
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("init hook did not answer within %v", timeout)
+		}
+		return fmt.Errorf("init hook unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	msg := strings.TrimSpace(string(body))
+	if msg == "" {
+		msg = "(no message)"
+	}
+	return fmt.Errorf("init hook answered HTTP %d: %s", resp.StatusCode, msg)
+}

@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/stretchr/testify/require"
+)
+
+// harness is one agent under test with its origin directory of packages.
+type harness struct {
+	t      *testing.T
+	agent  *Agent
+	addr   string
+	origin string // directory served as file://
+	work   string
+	logs   *logRecorder
+	client *lifecycle.Client
+	http   *http.Client
+}
+
+type tarEntry struct {
+	name, body string
+	mode       int64
+	typ        byte
+	link       string
+}
+
+func tarGz(t testing.TB, entries ...tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		typ := e.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		mode := e.mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		hdr := &tar.Header{Name: e.name, Mode: mode, Typeflag: typ, Linkname: e.link}
+		if typ == tar.TypeReg {
+			hdr.Size = int64(len(e.body))
+		}
+		require.NoError(t, tw.WriteHeader(hdr))
+		_, err := io.WriteString(tw, e.body)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+// binPackage returns a .tar.gz with the built function fn and a manifest.
+// It is built once per (fn, manifest): compressing a binary under -race
+// takes a while.
+func binPackage(t testing.TB, fn, manifest string) []byte {
+	t.Helper()
+	key := fn + "\x00" + manifest
+	if b, ok := packages.Load(key); ok {
+		return b.([]byte)
+	}
+	bin, err := os.ReadFile(filepath.Join(binDir, fn))
+	require.NoError(t, err)
+	b := tarGz(t, tarEntry{name: "faas.json", body: manifest}, tarEntry{name: fn, body: string(bin), mode: 0o755})
+	packages.Store(key, b)
+	return b
+}
+
+var packages sync.Map
+
+func newHarness(t *testing.T, edit func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, origin: t.TempDir(), work: filepath.Join(t.TempDir(), "work"), logs: newLogRecorder()}
+	store, err := code.NewDirStore(h.origin)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	cfg := Config{Store: store, WorkDir: h.work, Runtime: "go", Node: "node-1", Logger: slog.New(h.logs), StopGrace: 2 * time.Second}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h.agent, err = New(cfg)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	h.addr = ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- h.agent.Serve(context.Background(), ln) }()
+	tr := &http.Transport{}
+	h.http = &http.Client{Transport: tr}
+	h.client, err = lifecycle.NewClient(lifecycle.ClientConfig{HTTPClient: &http.Client{Transport: tr}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		st := h.agent.Status()
+		require.NoError(t, h.agent.Close())
+		require.NoError(t, <-served)
+		tr.CloseIdleConnections()
+		if st.PID != 0 {
+			requireGone(t, st.PID)
+		}
+	})
+	return h
+}
+
+// publish writes a package into the origin and returns its wire reference.
+func (h *harness) publish(name string, pkg []byte) lifecycle.CodeRef {
+	h.t.Helper()
+	require.NoError(h.t, os.WriteFile(filepath.Join(h.origin, name), pkg, 0o644))
+	ref := code.RefFor("file://"+filepath.Join(h.origin, name), pkg)
+	return lifecycle.CodeRef{URI: ref.URI, Digest: ref.Digest, Size: ref.Size}
+}
+
+func (h *harness) load(id string, ref lifecycle.CodeRef, edit func(*lifecycle.LoadRequest)) (lifecycle.LoadResponse, error) {
+	req := lifecycle.LoadRequest{FunctionID: id, Code: ref, Runtime: "go", Limits: lifecycle.Limits{Concurrency: 4}}
+	if edit != nil {
+		edit(&req)
+	}
+	return h.client.Load(context.Background(), h.addr, req)
+}
+
+// loadReady loads fn's binary as function id and initializes it.
+func (h *harness) loadReady(id, fn, manifest string, edit func(*lifecycle.LoadRequest)) lifecycle.LoadResponse {
+	h.t.Helper()
+	resp, err := h.load(id, h.publish(fn+".tar.gz", binPackage(h.t, fn, manifest)), edit)
+	require.NoError(h.t, err)
+	_, err = h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: id})
+	require.NoError(h.t, err)
+	return resp
+}
+
+type invokeResult struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (h *harness) invoke(ctx context.Context, id, method, path, body string) (invokeResult, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+h.addr+path, rd)
+	if err != nil {
+		return invokeResult{}, err
+	}
+	if id != "" {
+		req.Header.Set(lifecycle.HeaderFunctionID, id)
+	}
+	req.Header.Set(lifecycle.HeaderRequestID, "req-42")
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return invokeResult{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return invokeResult{resp.StatusCode, string(b), resp.Header}, err
+}
+
+func (h *harness) mustInvoke(id, path string) invokeResult {
+	h.t.Helper()
+	r, err := h.invoke(context.Background(), id, "GET", path, "")
+	require.NoError(h.t, err)
+	return r
+}
+
+// requireError checks a protocol error response: status, code and the
+// three headers.
+func requireError(t *testing.T, r invokeResult, code lifecycle.ErrorCode) {
+	t.Helper()
+	require.Equal(t, code.Status(), r.status, "body: %s", r.body)
+	require.Equal(t, string(code), r.header.Get(lifecycle.HeaderErrorCode))
+	require.NotEmpty(t, r.header.Get(lifecycle.HeaderErrorMessage))
+	require.Equal(t, "req-42", r.header.Get(lifecycle.HeaderRequestID))
+}
+
+// requireGone checks that pid no longer runs: it does not exist, or it is a
+// zombie waiting for init to reap it (a grandchild of the agent).
+func requireGone(t *testing.T, pid int) {
+	t.Helper()
+	err := syscall.Kill(pid, 0)
+	if errors.Is(err, syscall.ESRCH) {
+		return
+	}
+	stat, rerr := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if rerr == nil {
+		// The state follows the parenthesized command name.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return
+		}
+	}
+	t.Fatalf("process %d still runs (kill 0: %v)", pid, err)
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := netListen()
+	require.NoError(t, err)
+	return ln
+}

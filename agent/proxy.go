@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/lifecycle"
+)
+
+// serveInvoke proxies an invocation to the function process, after the
+// checks that keep a stale route or an overload from reaching it: the
+// request must name the loaded function (else 404 instance_reassigned),
+// the process must be alive (503 function_exited) and initialized (503
+// not_ready), and a concurrency slot must be free (429 concurrency_limit).
+// All of them are an atomic load or a compare-and-swap: no lock on the hot
+// path.
+func (a *Agent) serveInvoke(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get(lifecycle.HeaderFunctionID)
+	if id == "" {
+		a.reject(w, r, lifecycle.CodeBadRequest, "missing "+lifecycle.HeaderFunctionID+" header")
+		return
+	}
+	f := a.fn.Load()
+	switch {
+	case f == nil:
+		a.reject(w, r, lifecycle.CodeInstanceReassigned, "no function is loaded on this pod")
+		return
+	case f.id != id:
+		a.reject(w, r, lifecycle.CodeInstanceReassigned, "this pod serves another function")
+		return
+	case f.proc.exited.Load():
+		a.reject(w, r, lifecycle.CodeFunctionExited, "the function process has exited")
+		return
+	case !f.ready.Load():
+		a.reject(w, r, lifecycle.CodeNotReady, "the function is not initialized")
+		return
+	}
+	if !f.slots.TryAcquire() {
+		a.reject(w, r, lifecycle.CodeConcurrencyLimit, "instance at its concurrency limit")
+		return
+	}
+	defer f.slots.Release()
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// Stream the function's answer while the request body still
+		// arrives; without this the HTTP/1 server stops reading the body
+		// once the response starts.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	start := time.Now()
+	if f.timeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), f.timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	f.proxy.ServeHTTP(w, r)
+	f.latency.record(time.Since(start))
+	f.completed.Add(1)
+}
+
+func (a *Agent) reject(w http.ResponseWriter, r *http.Request, c lifecycle.ErrorCode, msg string) {
+	a.rejected.Add(1)
+	lifecycle.WriteError(w, requestID(r), 0, c, msg)
+}
+
+// bufferPool recycles the proxy's copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+var proxyBuffers = &bufferPool{}
+
+func (f *function) newProxy() *httputil.ReverseProxy {
+	addr := f.proc.addr
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = addr
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		Transport:  f.transport,
+		BufferPool: proxyBuffers,
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode >= 500 {
+				f.failed.Add(1)
+			}
+			return nil
+		},
+		ErrorHandler: f.proxyError,
+	}
+	if f.protocol == code.ProtocolH2C {
+		rp.FlushInterval = -1 // gRPC streams message by message
+	}
+	return rp
+}
+
+// proxyError answers an invocation the function did not answer.
+func (f *function) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	f.failed.Add(1)
+	rid := requestID(r)
+	switch {
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeTimeout, "the function did not answer within its timeout")
+	case f.proc.exited.Load():
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process has exited")
+	default:
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "function: "+err.Error())
+	}
+}
