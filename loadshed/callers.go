@@ -11,8 +11,11 @@ import (
 // account is one caller's accounting. The atomics are written on the hot
 // path; the rest belongs to the control step.
 type account struct {
-	inFlight atomic.Int64
-	counts   atomic.Uint64 // this interval: arrivals<<32 | admitted
+	// word packs, from the top: arrivals this interval (20 bits),
+	// admissions this interval (20 bits), requests in flight (24 bits), so
+	// that an admission is one atomic add. The control step takes the
+	// counts out with a compare-and-swap that keeps the count in flight.
+	word atomic.Uint64
 	// limited: the caller wants more than the fair share, so it is held
 	// to it while shedding. A caller that wants less is never refused
 	// for the random swings of its own count around its demand.
@@ -28,7 +31,27 @@ type account struct {
 
 type bucket struct{ arrivals, admitted int64 }
 
-const arrivalBit = 1 << 32
+const (
+	inFlightBits = 24
+	admitBit     = 1 << inFlightBits
+	arrivalBit   = 1 << (inFlightBits + 20)
+	inFlightMask = admitBit - 1
+	countMask    = 1<<20 - 1
+)
+
+// inFlight returns the caller's requests in flight.
+func (a *account) inFlight() int64 { return int64(a.word.Load() & inFlightMask) }
+
+// take returns and clears the interval's counts, keeping the count in
+// flight.
+func (a *account) take() (arrivals, admitted, inFlight int64) {
+	for {
+		w := a.word.Load()
+		if a.word.CompareAndSwap(w, w&inFlightMask) {
+			return int64(w >> (inFlightBits + 20)), int64(w >> inFlightBits & countMask), int64(w & inFlightMask)
+		}
+	}
+}
 
 // demand estimates the concurrency the caller would hold if every request
 // of it were admitted: the average it holds, scaled by arrivals / admitted
@@ -120,8 +143,7 @@ func (c *accounts) rotate(ended int, limit float64) float64 {
 		keep = make(map[string]*account, len(old)+len(c.pending))
 	}
 	visit := func(name string, a *account) {
-		c.close(a, ended)
-		if a.win.arrivals == 0 && a.inFlight.Load() == 0 {
+		if inFlight := c.close(a, ended); a.win.arrivals == 0 && inFlight == 0 {
 			// Idle for a whole window: forget it. A request admitted
 			// just now through an old snapshot keeps its account; only
 			// the next request of that caller starts a new one.
@@ -164,12 +186,12 @@ func (c *accounts) rotate(ended int, limit float64) float64 {
 	return level
 }
 
-// close adds the interval's counters to the window and samples inFlight.
-func (c *accounts) close(a *account, ended int) {
-	counts := a.counts.Swap(0)
-	n := float64(a.inFlight.Load())
-	a.held += (1 - math.Pow(1-c.alpha, float64(ended))) * (n - a.held)
-	b := bucket{arrivals: int64(counts >> 32), admitted: int64(counts & (arrivalBit - 1))}
+// close adds the interval's counters to the window, samples the count in
+// flight and returns it.
+func (c *accounts) close(a *account, ended int) int64 {
+	arrivals, admitted, n := a.take()
+	a.held += (1 - math.Pow(1-c.alpha, float64(ended))) * (float64(n) - a.held)
+	b := bucket{arrivals: arrivals, admitted: admitted}
 	for i := range min(ended, len(a.ring)*c.per) {
 		if i > 0 {
 			b = bucket{}
@@ -186,6 +208,7 @@ func (c *accounts) close(a *account, ended int) {
 		a.win.admitted += b.admitted
 		a.fill++
 	}
+	return n
 }
 
 // fairShare returns the max-min fair share ("water level") of capacity

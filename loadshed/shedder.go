@@ -119,13 +119,12 @@ func (s *Shedder) Admit(now time.Time, caller string, p Priority) (Ticket, error
 	s.arrivals.Add(countBit | uint64(max(n, 0)))
 	if s.shedding.Load() {
 		if r := s.refuse(c, n, p); r != 0 {
-			c.counts.Add(arrivalBit)
+			c.word.Add(arrivalBit)
 			return Ticket{}, s.errs[r]
 		}
 	}
 	s.inFlight.Add(1)
-	c.inFlight.Add(1)
-	c.counts.Add(arrivalBit | 1)
+	c.word.Add(arrivalBit | admitBit | 1)
 	return Ticket{s: s, c: c, start: t}, nil
 }
 
@@ -141,7 +140,7 @@ func (s *Shedder) refuse(c *account, n int64, p Priority) Reason {
 		return 0
 	}
 	if c.limited.Load() {
-		if level := math.Float64frombits(s.level.Load()); float64(c.inFlight.Load()) >= level {
+		if level := math.Float64frombits(s.level.Load()); float64(c.inFlight()) >= level {
 			if level < limit {
 				return ReasonOverShare
 			}
@@ -190,7 +189,7 @@ func (t *Ticket) Done(now time.Time, o Outcome) {
 	tn := s.since(now)
 	d := max(tn-t.start, 0)
 	s.inFlight.Add(-1)
-	t.c.inFlight.Add(-1)
+	t.c.word.Add(^uint64(0)) // -1 in the low field, which is ≥ 1
 	switch o {
 	case Success, Failure:
 		s.completed.Add(countBit | uint64(d/1000))
