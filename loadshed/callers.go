@@ -136,46 +136,29 @@ func (c *accounts) len() int {
 func (c *accounts) rotate(ended int, limit float64) float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The weight of this sample in each caller's moving average, for all
+	// the intervals that ended.
+	weight := 1 - math.Pow(1-c.alpha, float64(ended))
 	old := *c.snap.Load()
 	c.demands = c.demands[:0]
-	var keep map[string]*account
+	var keep map[string]*account // the next snapshot, when it changes
 	if len(c.pending) > 0 {
 		keep = make(map[string]*account, len(old)+len(c.pending))
 	}
-	visit := func(name string, a *account) {
-		if inFlight := c.close(a, ended); a.win.arrivals == 0 && inFlight == 0 {
-			// Idle for a whole window: forget it. A request admitted
-			// just now through an old snapshot keeps its account; only
-			// the next request of that caller starts a new one.
-			if keep == nil {
-				keep = make(map[string]*account, len(old))
-				for n, b := range old {
-					keep[n] = b
-				}
-			}
-			delete(keep, name)
-			c.n--
-			return
-		}
-		if keep != nil {
-			keep[name] = a
-		}
-		a.demand = a.estimate()
-		c.demands = append(c.demands, a.demand)
-	}
 	for name, a := range old {
-		visit(name, a)
+		keep = c.visit(name, a, ended, weight, old, keep)
 	}
 	for name, a := range c.pending {
-		visit(name, a)
+		keep = c.visit(name, a, ended, weight, old, keep)
 	}
-	c.close(c.other, ended)
+	c.close(c.other, ended, weight)
 	c.other.demand = c.other.estimate()
 	if c.other.win.arrivals > 0 {
 		c.demands = append(c.demands, c.other.demand)
 	}
 	if keep != nil {
-		c.snap.Store(&keep)
+		next := keep // only a published snapshot escapes to the heap
+		c.snap.Store(&next)
 		clear(c.pending)
 	}
 	level := fairShare(c.demands, limit)
@@ -186,11 +169,36 @@ func (c *accounts) rotate(ended int, limit float64) float64 {
 	return level
 }
 
+// visit closes one account's interval and records its demand, or drops
+// it from keep (a copy of old, made on the first drop) when it was idle
+// for a whole window. A request admitted just now through the old
+// snapshot keeps the dropped account; only the next request of that
+// caller starts a new one.
+func (c *accounts) visit(name string, a *account, ended int, weight float64, old, keep map[string]*account) map[string]*account {
+	if inFlight := c.close(a, ended, weight); a.win.arrivals == 0 && inFlight == 0 {
+		if keep == nil {
+			keep = make(map[string]*account, len(old))
+			for n, b := range old {
+				keep[n] = b
+			}
+		}
+		delete(keep, name)
+		c.n--
+		return keep
+	}
+	if keep != nil {
+		keep[name] = a
+	}
+	a.demand = a.estimate()
+	c.demands = append(c.demands, a.demand)
+	return keep
+}
+
 // close adds the interval's counters to the window, samples the count in
 // flight and returns it.
-func (c *accounts) close(a *account, ended int) int64 {
+func (c *accounts) close(a *account, ended int, weight float64) int64 {
 	arrivals, admitted, n := a.take()
-	a.held += (1 - math.Pow(1-c.alpha, float64(ended))) * (float64(n) - a.held)
+	a.held += weight * (float64(n) - a.held)
 	b := bucket{arrivals: arrivals, admitted: admitted}
 	for i := range min(ended, len(a.ring)*c.per) {
 		if i > 0 {
