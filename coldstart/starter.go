@@ -1,0 +1,360 @@
+package coldstart
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/warmpool"
+)
+
+// Pool hands out warm pods and deletes them. [*warmpool.Manager] implements
+// it.
+type Pool interface {
+	// Take returns an idle pod of runtime, preferring what pref scores
+	// highest, waiting bounded by ctx when none is idle.
+	Take(ctx context.Context, runtime string, pref warmpool.Preference) (warmpool.Pod, error)
+	// Delete deletes a pod taken from the pool.
+	Delete(ctx context.Context, pod warmpool.Pod) error
+}
+
+// Agent calls the runtime agent of a pod. [*lifecycle.Client] implements it.
+type Agent interface {
+	Load(ctx context.Context, addr string, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error)
+	Initialize(ctx context.Context, addr string, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error)
+}
+
+// Locality tells which nodes hold a code package in their cache, so that a
+// cold start prefers a pod on such a node. It is called while the pool is
+// locked, once per idle pod: it must be fast and must not block (read a
+// snapshot, e.g. of the digests the nodes' caches report).
+type Locality interface {
+	HasCode(node, digest string) bool
+}
+
+// LocalityFunc adapts a function to [Locality].
+type LocalityFunc func(node, digest string) bool
+
+// HasCode calls f(node, digest).
+func (f LocalityFunc) HasCode(node, digest string) bool { return f(node, digest) }
+
+// Config configures a [Starter].
+type Config struct {
+	// Pool hands out the warm pods. Required.
+	Pool Pool
+	// Agent talks to the pods' agents. Required.
+	Agent Agent
+	// Locality, when set, makes cold starts prefer pods on nodes that
+	// cache the function's code.
+	Locality Locality
+	// MaxConcurrent caps the cold starts in flight, all functions
+	// together, so that a burst of many functions cannot exhaust the
+	// pool, the code stores or the nodes at once. Default 64.
+	MaxConcurrent int
+	// QueueTimeout bounds the wait for a slot under MaxConcurrent.
+	// Default 30 seconds.
+	QueueTimeout time.Duration
+	// TakeTimeout bounds the wait for a warm pod. Default 30 seconds.
+	TakeTimeout time.Duration
+	// LoadTimeout bounds POST /v1/load (fetch, unpack, process start).
+	// Default 60 seconds.
+	LoadTimeout time.Duration
+	// InitTimeout bounds one call of the init hook, for functions that
+	// set none. Default 30 seconds.
+	InitTimeout time.Duration
+	// InitAttempts is how many times the init hook is called before the
+	// cold start fails, for functions that set none. Default 3.
+	InitAttempts int
+	// InitRetryDelay is the wait before the second call of the init hook;
+	// it doubles for each further call. It is paid only after a failure.
+	// Default 100 ms; negative means no wait.
+	InitRetryDelay time.Duration
+	// DeleteTimeout bounds the deletion of the pod of a failed cold start.
+	// Default 30 seconds.
+	DeleteTimeout time.Duration
+	// Observers receive the state transitions of every instance the
+	// Starter creates (the router adds an instance to its routes when it
+	// becomes Ready).
+	Observers []lifecycle.Observer
+	// OnColdStart, when set, receives the report of every cold start,
+	// successful or not, synchronously at its end; it must be fast.
+	OnColdStart func(Report)
+	// Now is the clock of the breakdowns and transitions. Default
+	// time.Now.
+	Now func() time.Time
+	// Logger receives warnings (pods that could not be deleted). nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Report describes one cold start.
+type Report struct {
+	FunctionID string
+	Generation string
+	// InstanceID, PodID and Node are empty when no pod was taken.
+	InstanceID string
+	PodID      string
+	Node       string
+	Breakdown  Breakdown
+	// Err is nil for a cold start that reached Ready, a *StepError
+	// otherwise.
+	Err error
+}
+
+// Result is a successful cold start: an instance in state Ready.
+type Result struct {
+	Instance  *lifecycle.Instance
+	Pod       warmpool.Pod
+	Breakdown Breakdown
+}
+
+// Starter runs cold starts: take a warm pod, load the function into it,
+// initialize it, and hand back a Ready instance. It is safe for concurrent
+// use; Close stops the cold starts it runs on its own (see [Starter.Ensure]).
+type Starter struct {
+	cfg Config
+	log *slog.Logger
+	sem *semaphore.Weighted
+
+	ctx    context.Context // of the cold starts Ensure runs
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool
+	flights map[flightKey][]*flight
+}
+
+// New validates cfg, fills in its defaults and returns a Starter.
+func New(cfg Config) (*Starter, error) {
+	if cfg.Pool == nil || cfg.Agent == nil {
+		return nil, errors.New("coldstart: Config.Pool and Config.Agent are required")
+	}
+	cfg.MaxConcurrent = cmp.Or(cfg.MaxConcurrent, 64)
+	cfg.QueueTimeout = cmp.Or(cfg.QueueTimeout, 30*time.Second)
+	cfg.TakeTimeout = cmp.Or(cfg.TakeTimeout, 30*time.Second)
+	cfg.LoadTimeout = cmp.Or(cfg.LoadTimeout, 60*time.Second)
+	cfg.InitTimeout = cmp.Or(cfg.InitTimeout, 30*time.Second)
+	cfg.InitAttempts = cmp.Or(cfg.InitAttempts, 3)
+	cfg.InitRetryDelay = cmp.Or(cfg.InitRetryDelay, 100*time.Millisecond)
+	cfg.DeleteTimeout = cmp.Or(cfg.DeleteTimeout, 30*time.Second)
+	if cfg.MaxConcurrent < 0 || cfg.InitAttempts < 0 || cfg.QueueTimeout < 0 || cfg.TakeTimeout < 0 ||
+		cfg.LoadTimeout < 0 || cfg.InitTimeout < 0 || cfg.DeleteTimeout < 0 {
+		return nil, errors.New("coldstart: Config limits and timeouts must not be negative")
+	}
+	if cfg.InitRetryDelay < 0 {
+		cfg.InitRetryDelay = 0
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Starter{cfg: cfg, log: cfg.Logger, sem: semaphore.NewWeighted(int64(cfg.MaxConcurrent)), flights: make(map[flightKey][]*flight)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start runs one cold start of fn in the calling goroutine, bounded by ctx
+// and by the per-step timeouts, and returns the Ready instance. It does not
+// collapse with other cold starts (see [Starter.Ensure] for that). On
+// failure it returns a *StepError naming the failed step, after deleting
+// the pod it took, if any; an invalid fn fails with ErrInvalidFunction
+// before any pod is taken.
+func (s *Starter) Start(ctx context.Context, fn Function) (Result, error) {
+	if err := fn.Validate(); err != nil {
+		return Result{}, err
+	}
+	if s.isClosed() {
+		return Result{}, ErrClosed
+	}
+	return s.run(ctx, &fn)
+}
+
+func (s *Starter) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// run is one cold start.
+func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error) {
+	now := s.cfg.Now
+	start := now()
+	var b Breakdown
+	var pod warmpool.Pod
+	var inst *lifecycle.Instance
+	defer func() {
+		b.Total = now().Sub(start)
+		res.Breakdown = b
+		if s.cfg.OnColdStart != nil {
+			r := Report{FunctionID: fn.ID, Generation: fn.Generation, PodID: pod.ID, Node: pod.Node, Breakdown: b, Err: err}
+			if inst != nil {
+				r.InstanceID = inst.ID
+			}
+			s.cfg.OnColdStart(r)
+		}
+	}()
+
+	// Queue: a slot under the global cap (no timer when one is free).
+	if !s.sem.TryAcquire(1) {
+		qctx, cancel := context.WithTimeout(ctx, s.cfg.QueueTimeout)
+		err = s.sem.Acquire(qctx, 1)
+		cancel()
+		if err != nil {
+			return res, &StepError{Step: StepQueue, FunctionID: fn.ID, Err: err}
+		}
+	}
+	defer s.sem.Release(1)
+	t := now()
+	b.Queue = t.Sub(start)
+	lap := func() time.Duration { // the time since the last lap
+		n := now()
+		d := n.Sub(t)
+		t = n
+		return d
+	}
+
+	// Take: a warm pod, on a node that has the code if possible.
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.TakeTimeout)
+	pod, err = s.cfg.Pool.Take(tctx, fn.Runtime, s.preference(fn.Code.Digest))
+	cancel()
+	b.Take = lap()
+	if err != nil {
+		return res, &StepError{Step: StepTake, FunctionID: fn.ID, Err: err}
+	}
+	inst = lifecycle.NewInstance(lifecycle.Info{
+		ID: "i-" + pod.ID, FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Runtime: pod.Runtime,
+	}, t, s.cfg.Observers...)
+	fail := func(step Step, attempts int, cause error) (Result, error) {
+		_ = inst.Transition(now(), lifecycle.Failed, string(step)+" failed")
+		s.deletePod(ctx, pod)
+		return Result{}, &StepError{Step: step, FunctionID: fn.ID, PodID: pod.ID, Attempts: attempts, Err: cause}
+	}
+
+	// Load: the agent fetches the code (through the node's cache),
+	// unpacks it and starts the process.
+	if err := inst.Transition(t, lifecycle.Loading, "load"); err != nil {
+		return fail(StepLoad, 0, err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LoadTimeout)
+	lr, err := s.cfg.Agent.Load(lctx, pod.Addr, fn.loadRequest())
+	cancel()
+	b.Load = lap()
+	b.Fetch, b.CacheHit = millis(lr.Timings.FetchMillis), lr.CacheHit
+	switch {
+	case errors.Is(err, lifecycle.ErrCodeFetch) || errors.Is(err, lifecycle.ErrBadPackage):
+		return fail(StepFetch, 0, err)
+	case err != nil:
+		return fail(StepLoad, 0, err)
+	case lr.FunctionID != fn.ID:
+		return fail(StepLoad, 0, fmt.Errorf("%w: load answered for function %q", ErrBadAgentResponse, lifecycle.SanitizeHeaderValue(lr.FunctionID, 80)))
+	}
+	if err := inst.Transition(t, lifecycle.Loaded, "loaded"); err != nil {
+		return fail(StepLoad, 0, err)
+	}
+
+	// Initialize, retried in the same process.
+	attempts, err := s.initialize(ctx, fn, pod.Addr)
+	b.Init, b.InitAttempts = lap(), attempts
+	if err != nil {
+		return fail(StepInit, attempts, err)
+	}
+	if err := inst.Transition(t, lifecycle.Ready, "initialized"); err != nil {
+		return fail(StepInit, attempts, err)
+	}
+	return Result{Instance: inst, Pod: pod}, nil
+}
+
+// initialize calls the init hook up to the function's attempts, waiting
+// InitRetryDelay (doubling) between calls. Only a failed hook or a timeout
+// is retried; an agent that is gone or confused is not.
+func (s *Starter) initialize(ctx context.Context, fn *Function, addr string) (attempts int, err error) {
+	max := cmp.Or(fn.InitAttempts, s.cfg.InitAttempts)
+	timeout := cmp.Or(fn.InitTimeout, s.cfg.InitTimeout)
+	req := lifecycle.InitializeRequest{FunctionID: fn.ID, TimeoutMillis: timeout.Milliseconds()}
+	delay := s.cfg.InitRetryDelay
+	for attempts = 1; ; attempts++ {
+		// The agent bounds the hook by TimeoutMillis; the call gets a
+		// second more, so that the agent's own answer comes first.
+		ictx, cancel := context.WithTimeout(ctx, timeout+time.Second)
+		var ir lifecycle.InitializeResponse
+		ir, err = s.cfg.Agent.Initialize(ictx, addr, req)
+		cancel()
+		if err == nil && ir.FunctionID != fn.ID {
+			return attempts, fmt.Errorf("%w: initialize answered for function %q", ErrBadAgentResponse, lifecycle.SanitizeHeaderValue(ir.FunctionID, 80))
+		}
+		if err == nil {
+			return attempts, nil
+		}
+		retry := errors.Is(err, lifecycle.ErrInitFailed) || errors.Is(err, lifecycle.ErrTimeout) ||
+			(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil)
+		if !retry || attempts >= max {
+			return attempts, err
+		}
+		if delay > 0 {
+			timer := time.NewTimer(delay)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return attempts, fmt.Errorf("%w (after: %w)", ctx.Err(), err)
+			}
+			delay *= 2
+		}
+	}
+}
+
+// preference scores a pod 1 when its node caches the code.
+func (s *Starter) preference(digest string) warmpool.Preference {
+	loc := s.cfg.Locality
+	if loc == nil {
+		return nil
+	}
+	return func(p warmpool.Pod) int {
+		if loc.HasCode(p.Node, digest) {
+			return 1
+		}
+		return 0
+	}
+}
+
+// deletePod deletes the pod of a failed cold start; it is never reused.
+func (s *Starter) deletePod(ctx context.Context, pod warmpool.Pod) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DeleteTimeout)
+	defer cancel()
+	if err := s.cfg.Pool.Delete(dctx, pod); err != nil {
+		s.log.Warn("coldstart: deleting the pod of a failed cold start failed", "pod", pod.ID, "err", err)
+	}
+}
+
+// millis converts an agent's fractional milliseconds, rejecting garbage
+// (negative, NaN, infinite or absurd values become 0).
+func millis(ms float64) time.Duration {
+	if !(ms > 0) || ms > float64(math.MaxInt64/int64(time.Millisecond)) {
+		return 0
+	}
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
+// Close stops the cold starts that Ensure runs and waits for them; their
+// pods are deleted. Cold starts run by Start end with their callers'
+// contexts. Close is idempotent; Start and Ensure fail with ErrClosed after
+// it.
+func (s *Starter) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
