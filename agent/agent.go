@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,4 +223,26 @@ func onlyMethod(w http.ResponseWriter, r *http.Request, m string) bool {
 	w.Header().Set("Allow", m)
 	lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeMethodNotAllowed, r.URL.Path+" takes "+m)
 	return false
+}
+
+// Unload stops the loaded function (its whole process group), removes its
+// code from the work directory, and makes the agent a generic pod again,
+// ready for another load. The dataplane normally deletes a specialized pod
+// instead of reusing it, since a function may leave traces outside its
+// process group; Unload is for embedders that know better (tests,
+// benchmarks, trusted single-tenant pools). It does nothing on a generic
+// pod and waits for the process to be gone.
+func (a *Agent) Unload() {
+	a.mu.Lock()
+	f := a.fn.Swap(nil)
+	if f != nil {
+		a.dirs = slices.DeleteFunc(a.dirs, func(d string) bool { return d == f.dir })
+	}
+	a.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.stop(a.cfg.StopGrace)
+	_ = os.RemoveAll(f.dir)
+	a.log.Info("function unloaded", "function_id", f.id)
 }

@@ -26,7 +26,7 @@ import (
 
 // harness is one agent under test with its origin directory of packages.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	agent  *Agent
 	addr   string
 	origin string // directory served as file://
@@ -88,7 +88,7 @@ func binPackage(t testing.TB, fn, manifest string) []byte {
 
 var packages sync.Map
 
-func newHarness(t *testing.T, edit func(*Config)) *harness {
+func newHarness(t testing.TB, edit func(*Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, origin: t.TempDir(), work: filepath.Join(t.TempDir(), "work"), logs: newLogRecorder()}
 	store, err := code.NewDirStore(h.origin)
@@ -194,7 +194,7 @@ func requireError(t *testing.T, r invokeResult, code lifecycle.ErrorCode) {
 
 // requireGone checks that pid no longer runs: it does not exist, or it is a
 // zombie waiting for init to reap it (a grandchild of the agent).
-func requireGone(t *testing.T, pid int) {
+func requireGone(t testing.TB, pid int) {
 	t.Helper()
 	err := syscall.Kill(pid, 0)
 	if errors.Is(err, syscall.ESRCH) {

@@ -142,11 +142,14 @@ func (p *process) wait() {
 }
 
 // waitReady dials the process's port until it accepts a connection, the
-// process exits, or ctx is done. The first attempts come quickly (200 µs
-// apart, growing by half each time up to 20 ms): a prebuilt binary listens
-// within milliseconds, and every millisecond here is cold-start latency.
+// process exits, or ctx is done. The first attempts come quickly: 200 µs
+// apart, growing by half each time to at most 1 ms during the first 100 ms
+// (a prebuilt binary listens within milliseconds, and every millisecond of
+// detection lag is cold-start latency; a refused dial on loopback costs
+// tens of microseconds), then up to 20 ms apart for slow starters.
 func (p *process) waitReady(ctx context.Context) error {
 	var d net.Dialer
+	start := time.Now()
 	backoff := 200 * time.Microsecond
 	timer := time.NewTimer(backoff)
 	defer timer.Stop()
@@ -166,7 +169,11 @@ func (p *process) waitReady(ctx context.Context) error {
 			return fmt.Errorf("process did not listen on %s: %w", p.addr, context.Cause(ctx))
 		case <-timer.C:
 		}
-		backoff = min(backoff*3/2, 20*time.Millisecond)
+		limit := 20 * time.Millisecond
+		if time.Since(start) < 100*time.Millisecond {
+			limit = time.Millisecond
+		}
+		backoff = min(backoff*3/2, limit)
 	}
 }
 

@@ -37,10 +37,11 @@ type UnpackStats struct {
 }
 
 // Unpack fetches ref from st, verifies its size and digest, and only then
-// extracts it into dst with [Extract]. A store that delivers an *os.File
-// (a directory store, a disk cache hit) is read twice, once to verify and
-// once to extract, without a copy; any other reader is held in memory or
-// spooled to a temporary file first. Errors wrap the store's errors
+// extracts it into dst with [Extract]. A reader that is also an io.ReaderAt
+// (an *os.File of a directory store, a disk cache hit) is read twice, once
+// to verify and once to extract, without a copy, and a [DiskCache] hit is
+// not hashed again (the cache verified it before admitting it); any other
+// reader is held in memory or spooled to a temporary file first. Errors wrap the store's errors
 // (ErrNotFound, ErrFetch...), ErrSizeMismatch or ErrDigestMismatch, or an
 // extraction error matching ErrBadPackage.
 func Unpack(ctx context.Context, st Store, ref Ref, dst string, opt UnpackOptions) (UnpackStats, error) {
@@ -53,7 +54,8 @@ func Unpack(ctx context.Context, st Store, ref Ref, dst string, opt UnpackOption
 	if err != nil {
 		return stats, err
 	}
-	src, cleanup, err := spool(ctx, rc, ref, dst, opt)
+	_, verified := st.(verifiedStore)
+	src, cleanup, err := spool(ctx, rc, ref, dst, verified, opt)
 	if err != nil {
 		return stats, err
 	}
@@ -66,16 +68,19 @@ func Unpack(ctx context.Context, st Store, ref Ref, dst string, opt UnpackOption
 }
 
 // spool reads rc to its end through VerifyReader and returns the verified
-// bytes as an io.ReaderAt. It closes rc, except a file it returns, which
-// cleanup closes.
-func spool(ctx context.Context, rc io.ReadCloser, ref Ref, dst string, opt UnpackOptions) (io.ReaderAt, func(), error) {
+// bytes as an io.ReaderAt. A reader that is an io.ReaderAt already is
+// returned as is, after the verifying read unless its store is verified.
+// cleanup closes rc and removes any spool file.
+func spool(ctx context.Context, rc io.ReadCloser, ref Ref, dst string, verified bool, opt UnpackOptions) (io.ReaderAt, func(), error) {
 	vr := VerifyReader(ctxReadCloser{ctx, rc}, ref)
-	if f, ok := rc.(*os.File); ok {
-		if _, err := io.Copy(io.Discard, vr); err != nil {
-			_ = f.Close()
-			return nil, nil, err
+	if ra, ok := rc.(io.ReaderAt); ok {
+		if !verified {
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				_ = rc.Close()
+				return nil, nil, err
+			}
 		}
-		return f, func() { _ = f.Close() }, nil
+		return ra, func() { _ = rc.Close() }, nil
 	}
 	defer rc.Close()
 	memMax := opt.SpoolMemory

@@ -95,3 +95,27 @@ func TestUnpackVerifiesBeforeExtracting(t *testing.T) {
 		})
 	}
 }
+
+// TestUnpackThroughDiskCache unpacks the same package twice through the
+// node's disk cache: a miss that fills it from the origin, then a hit read
+// through the cache's shared file.
+func TestUnpackThroughDiskCache(t *testing.T) {
+	archive := pkgTarGz(t, pkgEntry{Name: "faas.json", Body: `{"command":"./run"}`}, pkgEntry{Name: "run", Body: "#!/bin/sh\n", Mode: 0o755})
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "p.tar.gz"), archive, 0o644))
+	origin, err := code.NewDirStore(dir)
+	require.NoError(t, err)
+	defer origin.Close()
+	cache, err := code.NewDiskCache(code.CacheConfig{Dir: t.TempDir(), MaxBytes: 1 << 20}, origin)
+	require.NoError(t, err)
+	defer cache.Close()
+
+	ref := code.RefFor(origin.URI("p.tar.gz"), archive)
+	for range 2 {
+		dst := t.TempDir()
+		_, err := code.Unpack(context.Background(), cache, ref, dst, code.UnpackOptions{})
+		require.NoError(t, err)
+		require.Equal(t, []string{"faas.json", "run"}, pkgTree(t, dst))
+	}
+	require.Equal(t, int64(1), cache.Stats().Hits)
+}
