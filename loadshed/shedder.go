@@ -13,7 +13,7 @@ import (
 // once per Interval, on whichever call first sees the interval end (or on
 // [Shedder.Tick]); it costs O(callers), about 40 µs per thousand callers,
 // and a shell that wants it off the request path calls Tick from a ticker
-// a little before each interval ends. A Shedder reads no clock and starts
+// every Interval. A Shedder reads no clock and starts
 // no goroutine, so a simulator drives it on virtual time. All methods are safe for concurrent
 // use; times passed to them should not go backwards by more than a few
 // intervals.
