@@ -10,13 +10,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type reports struct {
 	mu  sync.Mutex
