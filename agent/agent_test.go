@@ -239,3 +239,25 @@ func TestServeContextCancelStopsTheFunction(t *testing.T) {
 	requireGone(t, lr.PID)
 	require.ErrorIs(t, h.agent.Serve(context.Background(), mustListen(t)), ErrClosed)
 }
+
+func TestUnloadMakesTheAgentGenericAgain(t *testing.T) {
+	h := newHarness(t, nil)
+	lr := h.loadReady("hello", "hello", helloManifest, nil)
+	dir := h.agent.Status().Dir
+	h.agent.Unload()
+	requireGone(t, lr.PID)
+	require.NoDirExists(t, dir)
+	_, err := h.client.Ping(context.Background(), h.addr)
+	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
+	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeInstanceReassigned)
+	h.agent.Unload() // no-op on a generic pod
+
+	// A function without an init hook: initialize only flips it to ready.
+	lr2 := h.loadReady("noinit", "hello", `{"command": "./hello", "no_init": true}`, nil)
+	require.NotEqual(t, lr.PID, lr2.PID)
+	ir, err := h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: "noinit"})
+	require.NoError(t, err)
+	require.True(t, ir.AlreadyInitialized)
+	require.Zero(t, ir.Attempts)
+	require.Equal(t, 200, h.mustInvoke("noinit", "/").status)
+}

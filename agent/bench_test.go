@@ -3,6 +3,7 @@ package agent
 import (
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net"
@@ -136,7 +137,8 @@ func BenchmarkColdStart(b *testing.B) {
 		pkg   []byte
 		trees bool
 	}{
-		{"tar.gz", binPackage(b, "hello", helloManifest), false},
+		{"tar.gz", tarGzLevel(b, gzip.DefaultCompression, tarEntry{name: "faas.json", body: helloManifest},
+			tarEntry{name: "hello", body: string(bin), mode: 0o755}), false},
 		{"zip-store", zipStore, false},
 		{"tree-cache-hit", binPackage(b, "hello", helloManifest), true},
 	}

@@ -45,8 +45,13 @@ type tarEntry struct {
 
 func tarGz(t testing.TB, entries ...tarEntry) []byte {
 	t.Helper()
+	return tarGzLevel(t, gzip.BestSpeed, entries...)
+}
+
+func tarGzLevel(t testing.TB, level int, entries ...tarEntry) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, _ := gzip.NewWriterLevel(&buf, level)
 	tw := tar.NewWriter(zw)
 	for _, e := range entries {
 		typ := e.typ
@@ -71,8 +76,10 @@ func tarGz(t testing.TB, entries ...tarEntry) []byte {
 }
 
 // binPackage returns a .tar.gz with the built function fn and a manifest.
-// It is built once per (fn, manifest): compressing a binary under -race
-// takes a while.
+// It is built once per (fn, manifest), and stored uncompressed (gzip
+// level 0, still a valid .tar.gz): compressing and decompressing a binary
+// under -race takes seconds, and the tests are about the agent, not about
+// gzip.
 func binPackage(t testing.TB, fn, manifest string) []byte {
 	t.Helper()
 	key := fn + "\x00" + manifest
@@ -81,7 +88,7 @@ func binPackage(t testing.TB, fn, manifest string) []byte {
 	}
 	bin, err := os.ReadFile(filepath.Join(binDir, fn))
 	require.NoError(t, err)
-	b := tarGz(t, tarEntry{name: "faas.json", body: manifest}, tarEntry{name: fn, body: string(bin), mode: 0o755})
+	b := tarGzLevel(t, gzip.NoCompression, tarEntry{name: "faas.json", body: manifest}, tarEntry{name: fn, body: string(bin), mode: 0o755})
 	packages.Store(key, b)
 	return b
 }
