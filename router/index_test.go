@@ -81,3 +81,30 @@ func TestIndexCollisions(t *testing.T) {
 	assert.Len(t, chain(), 7)
 	assert.Equal(t, 7, ix.len())
 }
+
+// TestIndexLookupCostDoesNotGrow checks the property behind "the cost of a
+// pick does not depend on the number of functions": the mean number of
+// chain nodes a successful lookup visits stays near one (1 + load/2, with
+// the load kept at or below 1/2) at 10 and at 100,000 functions.
+func TestIndexLookupCostDoesNotGrow(t *testing.T) {
+	for _, n := range []int{10, 100_000} {
+		ix := newIndex()
+		mk := func(id string, h uint64) *function { return &function{id: id, hash: h} }
+		for i := range n {
+			ix.getOrCreate(fmt.Sprintf("function-%06d", i), mk)
+		}
+		a := ix.cur.Load()
+		visited := 0
+		for i := range a.buckets {
+			pos := 0
+			for nd := a.buckets[i].Load(); nd != nil; nd = nd.next {
+				pos++
+				visited += pos // a lookup of nd walks pos nodes
+			}
+		}
+		mean := float64(visited) / float64(n)
+		t.Logf("%d functions: %d buckets, mean nodes visited %.3f", n, len(a.buckets), mean)
+		assert.Less(t, mean, 1.3, "%d functions", n)
+		assert.LessOrEqual(t, 2*n, len(a.buckets))
+	}
+}
