@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +292,39 @@ func TestStartWithTheWarmPool(t *testing.T) {
 	require.ErrorAs(t, err, &se)
 	_, ok = provider.Get(se.PodID)
 	assert.False(t, ok, "the failed cold start's pod is deleted from the provider")
+}
+
+// An agent that answers garbage over real HTTP (through the real lifecycle
+// client) fails the cold start in the load step with a clear error, and the
+// pod is deleted.
+func TestAgentAnsweringGarbage(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.HandlerFunc
+		want error
+	}{
+		{"not JSON", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("\x00\x01 hello")) }, lifecycle.ErrNoResponse},
+		{"another function", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"function_id":"evil","pid":1}`))
+		}, ErrBadAgentResponse},
+		{"error without a code", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "teapot", http.StatusTeapot) },
+			lifecycle.ErrInstanceFailure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(tt.h)
+			defer srv.Close()
+			client, err := lifecycle.NewClient(lifecycle.ClientConfig{HTTPClient: srv.Client()})
+			require.NoError(t, err)
+			pool := &fakePool{idle: []warmpool.Pod{{ID: "p", Node: "n", Addr: srv.Listener.Addr().String(), Runtime: "go"}}}
+			s, _ := newStarter(t, pool, client, nil)
+			_, err = s.Start(context.Background(), testFunction("f"))
+			var se *StepError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, StepLoad, se.Step)
+			require.ErrorIs(t, err, tt.want)
+			_, deleted := pool.stats()
+			assert.Equal(t, []string{"p"}, deleted)
+		})
+	}
 }
