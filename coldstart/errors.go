@@ -76,7 +76,8 @@ type Breakdown struct {
 	Init time.Duration
 	// Total is the time from the request to Ready (or to the failure).
 	Total time.Duration
-	// CacheHit is the agent's report of a code cache hit.
+	// CacheHit is the agent's LoadResponse.CacheHit: the package was
+	// already unpacked on the node, so nothing was fetched or unpacked.
 	CacheHit bool
 	// InitAttempts counts the init hook's calls.
 	InitAttempts int

@@ -1,7 +1,6 @@
 package warmpool
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,84 +13,6 @@ import (
 
 	"github.com/faasplane/faas/sharding"
 )
-
-// RuntimeConfig configures the pool of one runtime.
-type RuntimeConfig struct {
-	// Min and Max bound the pool's target size (the default sizing
-	// policy's clamp): 0 <= Min <= Max, Max > 0.
-	Min, Max int
-	// Labels are added to the runtime's new pods.
-	Labels map[string]string
-}
-
-// Config configures a [Manager].
-type Config struct {
-	// ID names the manager among the managers sharing a pod population;
-	// it must be unique per process incarnation (e.g. node name plus
-	// start time), since leases are held in its name. Default "warmpool".
-	ID string
-	// Provider creates, deletes and lists the pods. Required.
-	Provider PodProvider
-	// Runtimes are the pools, by runtime name. At least one is required.
-	Runtimes map[string]RuntimeConfig
-	// Sizing returns the sizing policy of a runtime's pool. Default: an
-	// [EWMASizing] with the runtime's Min and Max and default settings.
-	Sizing func(runtime string, rc RuntimeConfig) (SizingPolicy, error)
-	// MaxParallelCreates bounds the pod creations in flight, all
-	// runtimes together. Default 4.
-	MaxParallelCreates int
-	// CreateTimeout bounds one pod creation. Default 2 minutes.
-	CreateTimeout time.Duration
-	// Backoff spaces creation retries after provider errors, per runtime.
-	// Defaults: see [Backoff].
-	Backoff Backoff
-	// Prober checks idle pods. Default: an [HTTPProber] (GET /v1/ping).
-	Prober Prober
-	// ProbeInterval is how often each idle pod is probed. Default 10
-	// seconds; negative disables probing, including the probe of a pod
-	// adopted from another manager before it joins the pool.
-	ProbeInterval time.Duration
-	// MaxParallelProbes bounds the probes in flight. Default 8.
-	MaxParallelProbes int
-	// NodeHealth says which nodes may receive cold starts; Take never
-	// returns a pod on an unhealthy node. Default: every node is healthy.
-	NodeHealth NodeHealth
-	// Leases grants the leases on pods. Default: a private
-	// [MemLeaseStore] on Now. Managers that share a pod population must
-	// share a store.
-	Leases LeaseStore
-	// Membership tracks the live managers that share the pod population;
-	// each owns the pods that sharding assigns it among them. Default:
-	// this manager alone.
-	Membership Membership
-	// LeaseTTL is the lifetime of a lease (and of a heartbeat) unless
-	// renewed. Default 15 seconds.
-	LeaseTTL time.Duration
-	// RenewInterval is the period of the upkeep round ([Manager.Tick]):
-	// heartbeat, lease renewal, handover and adoption, sizing, probes.
-	// Default LeaseTTL/3; it must be shorter than LeaseTTL.
-	RenewInterval time.Duration
-	// KeepIdleOnClose makes Close release the idle pods' leases for other
-	// managers to adopt, instead of deleting the pods (the default).
-	KeepIdleOnClose bool
-	// CloseTimeout bounds the deletions and releases of Close. Default 30
-	// seconds.
-	CloseTimeout time.Duration
-	// Manual starts no goroutine: nothing happens unless the caller calls
-	// [Manager.Tick], which then runs creations and probes one after
-	// another before it returns. Simulations and tests on a virtual clock
-	// use it; production code does not.
-	Manual bool
-	// Now is the clock of every decision (leases, backoff, sizing).
-	// Default time.Now. The background loop's timers use real time; a
-	// virtual clock goes with Manual.
-	Now func() time.Time
-	// Seed seeds the randomness of pod names and backoff jitter; 0 means
-	// a random seed.
-	Seed uint64
-	// Logger receives the manager's warnings. nil discards them.
-	Logger *slog.Logger
-}
 
 // Preference scores a candidate pod for a Take: the highest score wins,
 // and ties go to the pod idle the longest. A typical preference scores 1
@@ -224,68 +145,6 @@ func New(cfg Config) (*Manager, error) {
 		}
 	}
 	return m, nil
-}
-
-func (cfg *Config) withDefaults() error {
-	if cfg.Provider == nil {
-		return errors.New("warmpool: Config.Provider is required")
-	}
-	if len(cfg.Runtimes) == 0 {
-		return errors.New("warmpool: Config.Runtimes needs at least one runtime")
-	}
-	for rt, rc := range cfg.Runtimes {
-		if rt == "" {
-			return errors.New("warmpool: Config.Runtimes has an empty runtime name")
-		}
-		if rc.Min < 0 || rc.Max <= 0 || rc.Min > rc.Max {
-			return fmt.Errorf("warmpool: runtime %q: want 0 <= Min <= Max and Max > 0, got Min=%d Max=%d", rt, rc.Min, rc.Max)
-		}
-	}
-	if cfg.ID == "" {
-		cfg.ID = "warmpool"
-	}
-	if cfg.Sizing == nil {
-		cfg.Sizing = func(_ string, rc RuntimeConfig) (SizingPolicy, error) {
-			return NewEWMASizing(EWMASizingConfig{Min: rc.Min, Max: rc.Max})
-		}
-	}
-	cfg.MaxParallelCreates = cmp.Or(cfg.MaxParallelCreates, 4)
-	cfg.MaxParallelProbes = cmp.Or(cfg.MaxParallelProbes, 8)
-	cfg.CreateTimeout = cmp.Or(cfg.CreateTimeout, 2*time.Minute)
-	cfg.ProbeInterval = cmp.Or(cfg.ProbeInterval, 10*time.Second)
-	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
-	cfg.RenewInterval = cmp.Or(cfg.RenewInterval, cfg.LeaseTTL/3)
-	cfg.CloseTimeout = cmp.Or(cfg.CloseTimeout, 30*time.Second)
-	switch {
-	case cfg.MaxParallelCreates < 0 || cfg.MaxParallelProbes < 0:
-		return errors.New("warmpool: MaxParallelCreates and MaxParallelProbes must be > 0")
-	case cfg.CreateTimeout < 0 || cfg.LeaseTTL < 0 || cfg.RenewInterval < 0 || cfg.CloseTimeout < 0:
-		return errors.New("warmpool: CreateTimeout, LeaseTTL, RenewInterval and CloseTimeout must be > 0")
-	case cfg.RenewInterval >= cfg.LeaseTTL:
-		return fmt.Errorf("warmpool: RenewInterval (%v) must be shorter than LeaseTTL (%v)", cfg.RenewInterval, cfg.LeaseTTL)
-	}
-	if _, err := cfg.Backoff.withDefaults(); err != nil {
-		return err
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Prober == nil {
-		cfg.Prober = &HTTPProber{}
-	}
-	if cfg.NodeHealth == nil {
-		cfg.NodeHealth = allHealthy{}
-	}
-	if cfg.Leases == nil {
-		cfg.Leases = NewMemLeaseStore(cfg.Now)
-	}
-	if cfg.Membership == nil {
-		cfg.Membership = soloMembership{id: cfg.ID}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
 }
 
 // ID returns the manager's ID.
