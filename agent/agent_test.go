@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,6 +196,22 @@ func TestH2CFunction(t *testing.T) {
 	require.Equal(t, 200, r.status)
 	require.Equal(t, "hello, grpc\n", r.body)
 	require.Equal(t, "HTTP/2.0", r.header.Get("X-Hello-Proto"), "agent → function over h2c")
+
+	// Callers may speak h2c to the agent too (gRPC clients do).
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest("POST", "http://"+h.addr+"/", strings.NewReader("over h2c"))
+	require.NoError(t, err)
+	req.Header.Set(lifecycle.HeaderFunctionID, "h2")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/2.0", resp.Proto, "caller → agent over h2c")
+	require.Equal(t, "over h2c", string(body))
 }
 
 func TestCloseKillsTheWholeProcessGroup(t *testing.T) {
