@@ -84,7 +84,7 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	dir := h.agent.Status().Dir
 	require.DirExists(t, dir)
 	require.NoError(t, h.agent.Close())
-	requireGone(t, lr.PID)
+	requireReaped(t, lr.PID)
 	require.NoDirExists(t, dir)
 }
 
@@ -129,7 +129,7 @@ func TestFunctionCrashIsNoticed(t *testing.T) {
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeFunctionExited)
 	_, err = h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: "hello"})
 	require.NoError(t, err, "initialize after success stays a no-op")
-	requireGone(t, lr.PID) // reaped: no zombie
+	requireReaped(t, lr.PID)
 	require.NotEmpty(t, h.logs.find("function process exited", "function_id=hello", "signal: killed"))
 }
 
@@ -231,7 +231,7 @@ func TestCloseKillsTheWholeProcessGroup(t *testing.T) {
 	require.NoError(t, syscall.Kill(child, 0), "the child runs")
 
 	require.NoError(t, h.agent.Close())
-	requireGone(t, lr.PID)
+	requireReaped(t, lr.PID)
 	requireGone(t, child)
 }
 
@@ -254,7 +254,7 @@ func TestServeContextCancelStopsTheFunction(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
-	requireGone(t, lr.PID)
+	requireReaped(t, lr.PID)
 	require.ErrorIs(t, h.agent.Serve(context.Background(), mustListen(t)), ErrClosed)
 }
 
@@ -263,7 +263,7 @@ func TestUnloadMakesTheAgentGenericAgain(t *testing.T) {
 	lr := h.loadReady("hello", "hello", helloManifest, nil)
 	dir := h.agent.Status().Dir
 	h.agent.Unload()
-	requireGone(t, lr.PID)
+	requireReaped(t, lr.PID)
 	require.NoDirExists(t, dir)
 	_, err := h.client.Ping(context.Background(), h.addr)
 	require.ErrorIs(t, err, lifecycle.ErrNoFunction)

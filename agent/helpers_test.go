@@ -122,7 +122,7 @@ func newHarness(t testing.TB, edit func(*Config)) *harness {
 		require.NoError(t, <-served)
 		tr.CloseIdleConnections()
 		if st.PID != 0 {
-			requireGone(t, st.PID)
+			requireReaped(t, st.PID)
 		}
 	})
 	return h
@@ -224,4 +224,12 @@ func mustListen(t *testing.T) net.Listener {
 	ln, err := netListen()
 	require.NoError(t, err)
 	return ln
+}
+
+// requireReaped checks that pid, a child of this process, is gone and was
+// reaped: no zombie left behind.
+func requireReaped(t testing.TB, pid int) {
+	t.Helper()
+	err := syscall.Kill(pid, 0)
+	require.ErrorIs(t, err, syscall.ESRCH, "process %d still exists (a zombie if it exited)", pid)
 }

@@ -137,7 +137,7 @@ func TestLoadFailures(t *testing.T) {
 	require.NoError(t, err)
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	require.NoError(t, err)
-	requireGone(t, pid)
+	requireReaped(t, pid)
 	require.NotEmpty(t, h.logs.find("load failed", "function_id=f"))
 
 	// The pod is still good for a real load.
