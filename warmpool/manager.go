@@ -52,7 +52,8 @@ type Manager struct {
 	members       []string
 	held          map[string]*entry // leased pods, idle or awaiting their first probe
 	taking        map[string]bool   // pods between pick and claim
-	claimed       map[string]Lease  // pods handed out and not yet deleted
+	claimed       map[string]claim  // pods handed out and not yet deleted
+	seq           uint64            // numbers additions to held and claimed
 	claimedSeen   map[string]bool   // pods the store reported claimed (by anyone)
 	creatingTotal int
 	probing       int
@@ -88,6 +89,14 @@ type entry struct {
 	idle      bool // in pool.idle; false while awaiting the first probe
 	probing   bool
 	nextProbe time.Time
+	seq       uint64 // when it was added to held
+}
+
+// claim is a pod handed out: its claimed lease, and when (seq) it was
+// claimed.
+type claim struct {
+	lease Lease
+	seq   uint64
 }
 
 type waiter struct {
@@ -114,7 +123,7 @@ func New(cfg Config) (*Manager, error) {
 		pools:       make(map[string]*pool, len(cfg.Runtimes)),
 		held:        make(map[string]*entry),
 		taking:      make(map[string]bool),
-		claimed:     make(map[string]Lease),
+		claimed:     make(map[string]claim),
 		claimedSeen: make(map[string]bool),
 		members:     []string{cfg.ID},
 		table:       sharding.MustNew(sharding.Node{ID: cfg.ID, Weight: 1}),
@@ -132,7 +141,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("warmpool: runtime %q: %w", rt, err)
 		}
 		p := &pool{runtime: rt, labels: maps.Clone(rc.Labels), sizer: sizer, max: rc.Max}
-		p.target = sizer.Target(m.now())
+		p.target = min(max(sizer.Target(m.now()), 0), rc.Max)
 		m.pools[rt] = p
 		m.poolList = append(m.poolList, p)
 	}
@@ -203,7 +212,8 @@ func (m *Manager) take(ctx context.Context, runtime string, pref Preference, wai
 		delete(m.taking, e.pod.ID)
 		switch {
 		case err == nil:
-			m.claimed[e.pod.ID] = e.lease
+			m.seq++
+			m.claimed[e.pod.ID] = claim{e.lease, m.seq}
 			p.taken++
 			p.sizer.ObserveTake(m.now())
 			m.mu.Unlock()
@@ -283,7 +293,7 @@ func (m *Manager) restoreLocked(e *entry) {
 		return
 	}
 	e.idle = true
-	m.held[e.pod.ID] = e
+	m.addHeldLocked(e)
 	e.pool.idle = append(e.pool.idle, e)
 	m.dispatchLocked(e.pool)
 }
@@ -305,6 +315,14 @@ func (m *Manager) dispatchLocked(p *pool) {
 	}
 }
 
+// addHeldLocked records a leased pod, numbered after every List that
+// started before (see rebalance).
+func (m *Manager) addHeldLocked(e *entry) {
+	m.seq++
+	e.seq = m.seq
+	m.held[e.pod.ID] = e
+}
+
 // dropLocked removes a held pod from the pool (it is not deleted).
 func (m *Manager) dropLocked(e *entry) {
 	delete(m.held, e.pod.ID)
@@ -324,7 +342,8 @@ func (m *Manager) dropLocked(e *entry) {
 // error.
 func (m *Manager) Delete(ctx context.Context, pod Pod) error {
 	m.mu.Lock()
-	l, claimed := m.claimed[pod.ID]
+	c, claimed := m.claimed[pod.ID]
+	l := c.lease
 	delete(m.claimed, pod.ID)
 	if e := m.held[pod.ID]; e != nil {
 		m.dropLocked(e)
@@ -334,7 +353,8 @@ func (m *Manager) Delete(ctx context.Context, pod Pod) error {
 	if err := m.provider.Delete(ctx, pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
 		if claimed {
 			m.mu.Lock()
-			m.claimed[pod.ID] = l // keep it for a retry
+			m.seq++
+			m.claimed[pod.ID] = claim{l, m.seq} // keep it for a retry
 			m.mu.Unlock()
 		}
 		return fmt.Errorf("warmpool: delete pod %s: %w", pod.ID, err)

@@ -110,7 +110,7 @@ func (m *Manager) create(p *pool) {
 		return
 	}
 	e := &entry{pod: pod, lease: l, pool: p, idle: true, nextProbe: end.Add(m.cfg.ProbeInterval)}
-	m.held[pod.ID] = e
+	m.addHeldLocked(e)
 	p.idle = append(p.idle, e)
 	m.dispatchLocked(p)
 	m.mu.Unlock()

@@ -144,3 +144,64 @@ func TestZombieManagerCannotHandOutAnAdoptedPod(t *testing.T) {
 		taken[p.ID] = true
 	}
 }
+
+// listHookProvider runs a hook after taking the List snapshot, to play
+// creations and takes that race with an upkeep round.
+type listHookProvider struct {
+	*testProvider
+	hook func()
+}
+
+func (p *listHookProvider) List(ctx context.Context) ([]Pod, error) {
+	pods, err := p.testProvider.List(ctx)
+	if h := p.hook; h != nil {
+		p.hook = nil
+		h()
+	}
+	return pods, err
+}
+
+// A pod created, or taken, while the round lists the pods is missing from
+// the list; the round must not take it for deleted.
+func TestRebalanceKeepsPodsAddedDuringTheList(t *testing.T) {
+	e := newEnv(t)
+	prov := &listHookProvider{testProvider: e.prov}
+	cfg := e.config("m1")
+	cfg.Provider = prov
+	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 0, Max: 5}}
+	m := e.manager(t, cfg)
+	tick(t, m)
+	var created, taken Pod
+	prov.hook = func() {
+		p := m.pools["go"]
+		for range 2 {
+			m.mu.Lock()
+			p.creating++
+			m.creatingTotal++
+			m.mu.Unlock()
+			m.create(p)
+		}
+		var err error
+		taken, err = m.TryTake(context.Background(), "go", nil)
+		require.NoError(t, err)
+		created, err = m.TryTake(context.Background(), "go", nil) // taken as well, then put back below
+		require.NoError(t, err)
+		m.mu.Lock()
+		c := m.claimed[created.ID]
+		delete(m.claimed, created.ID)
+		m.mu.Unlock()
+		require.NoError(t, e.store.Release(context.Background(), c.lease))
+		l, err := e.store.Acquire(context.Background(), created.ID, "m1", time.Minute)
+		require.NoError(t, err)
+		m.mu.Lock()
+		m.restoreLocked(&entry{pod: created, lease: l, pool: p})
+		m.mu.Unlock()
+	}
+	tick(t, m)
+	assert.True(t, heldBy(m)[created.ID], "a pod created during the list stays in the pool")
+	_, claimed, ok := e.store.Get(taken.ID)
+	assert.True(t, ok && claimed, "a pod taken during the list keeps its claim")
+	tick(t, m)
+	_, claimed, ok = e.store.Get(taken.ID)
+	assert.True(t, ok && claimed)
+}

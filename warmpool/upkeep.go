@@ -78,7 +78,7 @@ func (m *Manager) Tick(ctx context.Context) error {
 	now := m.now()
 	var trim []*entry
 	for _, p := range m.poolList {
-		p.target = p.sizer.Target(now)
+		p.target = min(max(p.sizer.Target(now), 0), p.max)
 		m.dispatchLocked(p) // node health may have changed
 		// Beyond Max (after adoptions), the oldest idle pods go.
 		for len(p.idle) > 0 && len(p.idle)+p.pending > p.max {
@@ -185,6 +185,12 @@ func (m *Manager) renew(ctx context.Context) {
 // pods that vanished or that another manager owns now, and acquires the
 // unowned pods this manager owns.
 func (m *Manager) rebalance(ctx context.Context) error {
+	// Pods added to held or claimed after this point may be missing from
+	// the list (created or taken concurrently): only those added before
+	// can have vanished.
+	m.mu.Lock()
+	listSeq := m.seq
+	m.mu.Unlock()
 	pods, err := m.provider.List(ctx)
 	if err != nil {
 		return fmt.Errorf("warmpool: list pods: %w", err)
@@ -198,10 +204,10 @@ func (m *Manager) rebalance(ctx context.Context) error {
 	m.mu.Lock()
 	for id, e := range m.held {
 		switch {
-		case !exists[id]:
+		case !exists[id] && e.seq <= listSeq:
 			m.dropLocked(e) // deleted behind our back
 			release = append(release, e)
-		case !m.ownsLocked(id):
+		case exists[id] && !m.ownsLocked(id):
 			m.dropLocked(e)
 			release = append(release, e)
 			m.handedOver++
@@ -210,6 +216,15 @@ func (m *Manager) rebalance(ctx context.Context) error {
 	for id := range m.claimedSeen {
 		if !exists[id] {
 			delete(m.claimedSeen, id)
+		}
+	}
+	// Pods handed out and since deleted by someone else than Delete: their
+	// claims go with them.
+	var gone []Lease
+	for id, c := range m.claimed {
+		if !exists[id] && c.seq <= listSeq {
+			delete(m.claimed, id)
+			gone = append(gone, c.lease)
 		}
 	}
 	for _, pod := range pods {
@@ -225,6 +240,9 @@ func (m *Manager) rebalance(ctx context.Context) error {
 
 	for _, e := range release {
 		_ = m.leases.Release(ctx, e.lease) // a lost lease needs no release
+	}
+	for _, l := range gone {
+		_ = m.leases.Release(ctx, l)
 	}
 	for _, pod := range adopt {
 		l, err := m.leases.Acquire(ctx, pod.ID, m.cfg.ID, m.cfg.LeaseTTL)
@@ -248,7 +266,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		}
 		p := m.pools[pod.Runtime]
 		e := &entry{pod: pod, lease: l, pool: p}
-		m.held[pod.ID] = e
+		m.addHeldLocked(e)
 		m.adopted++
 		if m.cfg.ProbeInterval < 0 {
 			e.idle = true
