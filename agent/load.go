@@ -35,6 +35,10 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("function needs runtime %q, this agent provides %q", req.Runtime, a.cfg.Runtime))
 		return
 	}
+	if _, ok := req.Env["PORT"]; ok {
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest, "env: PORT is set by the agent")
+		return
+	}
 	if req.Limits.Concurrency > a.cfg.MaxConcurrency {
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest,
 			fmt.Sprintf("limits.concurrency %d is above this agent's maximum %d", req.Limits.Concurrency, a.cfg.MaxConcurrency))

@@ -117,6 +117,10 @@ func TestLoadFailures(t *testing.T) {
 	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Limits.Concurrency = DefaultMaxConcurrency + 1 })
 	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
 
+	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Env = map[string]string{"PORT": "80"} })
+	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
+	require.ErrorContains(t, err, "PORT")
+
 	// A process that exits at once.
 	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Command = "/bin/sh"; r.Args = []string{"-c", "exit 3"} })
 	require.ErrorIs(t, err, lifecycle.ErrLoadFailed)
