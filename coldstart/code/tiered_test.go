@@ -247,3 +247,28 @@ func TestTieredCloseStopsFetches(t *testing.T) {
 	_, err = s.Open(context.Background(), ref)
 	require.ErrorIs(t, err, ErrStoreClosed)
 }
+
+func TestTieredReadersAreVerifiedOrFromAVerifiedTier(t *testing.T) {
+	x := ctNewTiers(t, 1<<20)
+	ref := x.origin.Add(ctBytes(100, 1))
+	var _ verifiedStore = x.t
+	ctReadAll(t, x.t, ref) // fills the local tier
+	rc, err := x.t.Open(context.Background(), ref)
+	require.NoError(t, err)
+	defer rc.Close()
+	_, isReaderAt := rc.(io.ReaderAt)
+	assert.True(t, isReaderAt, "a local hit is the cache's own reader: no second hash needed")
+
+	// An unverified first tier is wrapped: not a ReaderAt, checked at EOF.
+	top, origin := NewFakeStore(), NewFakeStore()
+	ref2 := RefFor("", ctBytes(10, 2))
+	top.PutRaw(ref2.Digest, ctBytes(10, 3))
+	s, err := NewTiered(TieredConfig{Tiers: []Store{top, origin}})
+	require.NoError(t, err)
+	defer s.Close()
+	rc2, err := s.Open(context.Background(), ref2)
+	require.NoError(t, err)
+	defer rc2.Close()
+	_, isReaderAt = rc2.(io.ReaderAt)
+	assert.False(t, isReaderAt)
+}
