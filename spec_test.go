@@ -43,7 +43,7 @@ func TestSpecValidateNamesEveryBadField(t *testing.T) {
 		{"min above max", func(s *FunctionSpec) { s.MinInstances, s.MaxInstances = 5, 2 }, "MinInstances"},
 		{"too many instances", func(s *FunctionSpec) { s.MaxInstances = MaxInstancesLimit + 1 }, "MaxInstances"},
 		{"negative keep-alive", func(s *FunctionSpec) { s.KeepAlive = -time.Second }, "KeepAlive"},
-		{"queue beyond request timeout", func(s *FunctionSpec) { s.RequestTimeout, s.QueueTimeout = time.Second, 2 * time.Second }, "QueueTimeout"},
+		{"queue beyond request timeout", func(s *FunctionSpec) { s.RequestTimeout, s.QueueTimeout = time.Second, 2*time.Second }, "QueueTimeout"},
 		{"init attempts", func(s *FunctionSpec) { s.InitAttempts = 1000 }, "InitAttempts"},
 	}
 	for _, tt := range tests {

@@ -234,6 +234,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	}
 	inst = lifecycle.NewInstance(lifecycle.Info{
 		ID: "i-" + pod.ID, FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Runtime: pod.Runtime,
+		Generation: fn.Generation,
 	}, t, s.cfg.Observers...)
 	fail := func(step Step, attempts int, cause error) (Result, error) {
 		_ = inst.Transition(now(), lifecycle.Failed, string(step)+" failed")

@@ -137,6 +137,10 @@ type Info struct {
 	Addr  string
 	// Runtime is the pod's runtime (e.g. "go", "python3.12").
 	Runtime string
+	// Generation names the deployment of the function the instance runs
+	// (the dataplane's spec generation), so that a rolling update tells
+	// old instances from new ones. Empty when not tracked.
+	Generation string
 }
 
 // Instance is one function instance and its state machine. State is

@@ -1,0 +1,213 @@
+package faas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/router"
+)
+
+// attempt is the state of one proxied attempt, shared between ServeHTTP and
+// the reverse proxy's hooks through the request's context.
+type attempt struct {
+	route   router.Route
+	path    string
+	rid     string
+	outcome router.Outcome
+	err     error // set when the attempt got no usable answer
+	ctx     context.Context
+}
+
+type attemptKey struct{}
+
+// errRetryable makes the proxy hand an agent's refusal to the error
+// handler, which leaves the response unwritten so the request can go to
+// another instance.
+var errRetryable = errors.New("faas: agent refused the request")
+
+func (d *Dataplane) newProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: d.cfg.Transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			a := pr.In.Context().Value(attemptKey{}).(*attempt)
+			inst := a.route.Instance()
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = inst.Addr
+			pr.Out.URL.Path, pr.Out.URL.RawPath = a.path, ""
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			pr.Out.Host = inst.Addr
+			pr.Out.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
+			pr.Out.Header.Set(lifecycle.HeaderRequestID, a.rid)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			a := resp.Request.Context().Value(attemptKey{}).(*attempt)
+			if pe := agentError(resp); pe != nil {
+				a.outcome, a.err = router.OutcomeOf(pe), pe
+				return errRetryable
+			}
+			resp.Header.Set(lifecycle.HeaderRequestID, a.rid)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			a := r.Context().Value(attemptKey{}).(*attempt)
+			if errors.Is(err, errRetryable) {
+				return // a.err holds the agent's error
+			}
+			a.outcome = outcomeOfTransport(a.ctx, err)
+			if errors.Is(err, http.ErrBodyReadAfterClose) || isMaxBytes(err) {
+				a.outcome = router.Rejected
+			}
+			a.err = transportError(a.ctx, a.route.Instance(), err)
+		},
+		FlushInterval: -1, // stream responses as they come (server-sent events, long polls)
+	}
+}
+
+func isMaxBytes(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+// ServeHTTP is the gateway. The function is named by the header
+// X-Faas-Function-Id or by the path /invoke/{id}[/rest]; X-Faas-Caller names
+// the caller for fair shedding and X-Faas-Priority its class; a missing
+// X-Faas-Request-Id is generated, and every response echoes it. Errors carry
+// X-Faas-Error-Code and X-Faas-Error-Message with these statuses: 400
+// bad_request, 404 function_not_found, 413 too_large, 429 concurrency_limit,
+// 503 shed (with Retry-After), 504 timeout (cold start or queue), 502
+// instance_failure.
+//
+// The body is buffered (up to Config.MaxBodyBytes), so that a request that
+// never reached a function can be retried on another instance; responses are
+// streamed.
+func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rid := r.Header.Get(lifecycle.HeaderRequestID)
+	if !validRequestID(rid) {
+		rid = d.ids.next()
+	}
+	if d.state.Load() != 1 {
+		lifecycle.WriteError(w, rid, http.StatusServiceUnavailable, lifecycle.CodeNotReady, d.notRunning().Error())
+		return
+	}
+	rt, perr := parseRoute(r)
+	if perr != nil {
+		lifecycle.WriteErr(w, rid, perr)
+		return
+	}
+	fn := d.lookup(rt.functionID)
+	if fn == nil {
+		d.countUnknown()
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionNotFound, "function "+strconv.Quote(rt.functionID)+" is not deployed")
+		return
+	}
+	v := fn.version()
+	prio, err := loadshed.ParsePriority(r.Header.Get(lifecycle.HeaderPriority))
+	if err != nil {
+		d.record(fn, start, lifecycle.CodeBadRequest, false)
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest, err.Error())
+		return
+	}
+	idempotent := r.Header.Get(lifecycle.HeaderIdempotent) == "true"
+	caller := r.Header.Get(lifecycle.HeaderCaller)
+	if caller == "" {
+		caller = fn.id
+	}
+	body, code, msg := d.readBody(w, r)
+	if code != "" {
+		d.record(fn, start, code, false)
+		lifecycle.WriteError(w, rid, 0, code, msg)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), v.spec.RequestTimeout)
+	defer cancel()
+	l, err := d.admit(ctx, fn, v, caller, prio, start)
+	if err != nil {
+		d.recordErr(fn, start, err, l.waited)
+		writeInvokeError(w, rid, err)
+		return
+	}
+
+	a := &attempt{path: rt.path, rid: rid, ctx: ctx}
+	out := r.WithContext(context.WithValue(ctx, attemptKey{}, a))
+	out.Header.Del(lifecycle.HeaderFunctionID)
+	_, err = forwardOnce(d, &l, idempotent, func(route router.Route) (struct{}, router.Outcome, error) {
+		a.route, a.outcome, a.err = route, router.Success, nil
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+		d.serveAttempt(w, out)
+		return struct{}{}, a.outcome, a.err
+	})
+	if err != nil {
+		d.recordErr(fn, start, err, l.waited)
+		writeInvokeError(w, rid, err)
+		return
+	}
+	d.record(fn, start, "", l.waited)
+}
+
+// serveAttempt runs the reverse proxy once. When the response body breaks
+// off after the headers went out, the proxy aborts the handler with
+// http.ErrAbortHandler; the attempt is then recorded as an instance failure
+// before the panic continues to the server.
+func (d *Dataplane) serveAttempt(w http.ResponseWriter, r *http.Request) {
+	a := r.Context().Value(attemptKey{}).(*attempt)
+	defer func() {
+		if p := recover(); p != nil {
+			a.outcome = router.InstanceFailed
+			panic(p)
+		}
+	}()
+	d.proxy.ServeHTTP(w, r)
+}
+
+// readBody reads the request body up to MaxBodyBytes.
+func (d *Dataplane) readBody(w http.ResponseWriter, r *http.Request) ([]byte, lifecycle.ErrorCode, string) {
+	if r.ContentLength > d.cfg.MaxBodyBytes {
+		return nil, lifecycle.CodeTooLarge, "body of " + strconv.FormatInt(r.ContentLength, 10) + " bytes exceeds " + strconv.FormatInt(d.cfg.MaxBodyBytes, 10)
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, "", ""
+	}
+	size := 512
+	if r.ContentLength > 0 {
+		size = int(min(r.ContentLength, math.MaxInt32))
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, d.cfg.MaxBodyBytes))
+	switch {
+	case isMaxBytes(err):
+		return nil, lifecycle.CodeTooLarge, "body exceeds " + strconv.FormatInt(d.cfg.MaxBodyBytes, 10) + " bytes"
+	case err != nil:
+		return nil, lifecycle.CodeBadRequest, "reading body: " + err.Error()
+	}
+	return buf.Bytes(), "", ""
+}
+
+// writeInvokeError writes err as the gateway's error response; a shed
+// request gets Retry-After in whole seconds.
+func writeInvokeError(w http.ResponseWriter, rid string, err error) {
+	if after, ok := RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
+	}
+	var pe *lifecycle.Error
+	switch {
+	case errors.As(err, &pe):
+		lifecycle.WriteError(w, rid, pe.Status, pe.Code, pe.Message)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		lifecycle.WriteError(w, rid, 499, lifecycle.CodeTimeout, "client closed the request")
+	default:
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInternal, err.Error())
+	}
+}

@@ -1,0 +1,246 @@
+package faas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/router"
+)
+
+// Request is an invocation for [Dataplane.Invoke], the in-process path that
+// bypasses the HTTP gateway (e.g. a message-queue trigger consumer).
+type Request struct {
+	// FunctionID names the function. Required.
+	FunctionID string
+	// Body is the payload (at most Config.MaxBodyBytes).
+	Body []byte
+	// Method is the HTTP method the function sees (default POST).
+	Method string
+	// Path is the path the function sees (default "/"), with an optional
+	// "?query".
+	Path string
+	// Header is passed to the function (nil: none).
+	Header http.Header
+	// Caller names the tenant for fair load shedding (default the
+	// function ID).
+	Caller string
+	// Priority is the request's shedding class.
+	Priority loadshed.Priority
+	// Idempotent allows a retry on another instance after the request
+	// reached a function that failed.
+	Idempotent bool
+	// RequestID is echoed in logs and errors; generated when empty.
+	RequestID string
+}
+
+// Response is a function's answer to [Dataplane.Invoke]. A function's own
+// error status (say 500) is a Response, not an error: Invoke returns an
+// error only when the dataplane or the agent could not get an answer.
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	Body       []byte
+	RequestID  string
+	// Waited reports that the request waited for capacity (a cold start
+	// or a full instance) instead of finding a free slot at once.
+	Waited bool
+}
+
+var errEOF = io.EOF
+
+// Invoke runs one invocation in-process: admission, routing, a cold start
+// when needed, and the request to the instance's agent. Errors are
+// *lifecycle.Error values (test them with errors.Is against
+// lifecycle.ErrFunctionNotFound, lifecycle.ErrShed, lifecycle.ErrTimeout...);
+// [RetryAfter] extracts the retry hint of a shed request.
+func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error) {
+	start := time.Now()
+	rid := req.RequestID
+	if !validRequestID(rid) {
+		rid = d.ids.next()
+	}
+	if d.state.Load() != 1 {
+		return nil, d.notRunning()
+	}
+	fn := d.lookup(req.FunctionID)
+	if fn == nil {
+		d.countUnknown()
+		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %q is not deployed", req.FunctionID), rid)
+	}
+	v := fn.version()
+	if int64(len(req.Body)) > d.cfg.MaxBodyBytes {
+		err := lifecycle.Errorf(lifecycle.CodeTooLarge, "body of %d bytes exceeds %d", len(req.Body), d.cfg.MaxBodyBytes)
+		d.record(fn, start, lifecycle.CodeTooLarge, false)
+		return nil, withRequestID(err, rid)
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	if !validMethod(method) {
+		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid method %q", method), rid)
+	}
+	caller := req.Caller
+	if caller == "" {
+		caller = req.FunctionID
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.spec.RequestTimeout)
+	defer cancel()
+
+	l, err := d.admit(ctx, fn, v, caller, req.Priority, start)
+	if err != nil {
+		d.recordErr(fn, start, err, l.waited)
+		return nil, withRequestID(err, rid)
+	}
+	resp, err := d.forward(ctx, &l, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
+		return d.roundTrip(ctx, rt, req, method, rid)
+	})
+	if err != nil {
+		d.recordErr(fn, start, err, l.waited)
+		return nil, withRequestID(err, rid)
+	}
+	resp.RequestID, resp.Waited = rid, l.waited
+	d.record(fn, start, "", l.waited)
+	return resp, nil
+}
+
+// forward sends a request through send on the lease's route, retrying once
+// on another instance when the failure is safe to retry (see
+// router.Retryable) and within the retry budget, and releases the slot.
+func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(router.Route) (T, router.Outcome, error)) (T, error) {
+	res, o, err := send(l.route)
+	if err == nil || !router.Retryable(o, idempotent) {
+		l.release(time.Now(), o)
+		return res, err
+	}
+	failed := l.route
+	failed.Release(time.Now(), o)
+	next, rerr := d.router.Retry(failed, o, idempotent)
+	if rerr != nil {
+		// No retry: give back what release would have, without the slot.
+		l.route = router.Route{}
+		l.releaseRest(time.Now(), o)
+		return res, err
+	}
+	l.route = next
+	res, o, err = send(next)
+	l.release(time.Now(), o)
+	return res, err
+}
+
+func (d *Dataplane) forward(ctx context.Context, l *lease, idempotent bool, send func(router.Route) (*Response, router.Outcome, error)) (*Response, error) {
+	return forwardOnce(d, l, idempotent, send)
+}
+
+// releaseRest is release without the slot (already released).
+func (l *lease) releaseRest(now time.Time, o router.Outcome) {
+	l.fn.limit.Release()
+	l.fn.demand.Add(-1)
+	l.fn.touch(now)
+	if o == router.Canceled {
+		l.done(now, loadshed.Ignored)
+	} else {
+		l.done(now, loadshed.Failure)
+	}
+}
+
+// roundTrip sends one in-process request to the instance of rt.
+func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request, method, rid string) (*Response, router.Outcome, error) {
+	inst := rt.Instance()
+	path := req.Path
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+inst.Addr+path, bytes.NewReader(req.Body))
+	if err != nil {
+		return nil, router.Rejected, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
+	}
+	for k, vs := range req.Header {
+		hreq.Header[k] = append([]string(nil), vs...)
+	}
+	hreq.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
+	hreq.Header.Set(lifecycle.HeaderRequestID, rid)
+	resp, err := d.cfg.Transport.RoundTrip(hreq)
+	if err != nil {
+		return nil, outcomeOfTransport(ctx, err), transportError(ctx, inst, err)
+	}
+	defer resp.Body.Close()
+	if pe := agentError(resp); pe != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, router.OutcomeOf(pe), pe
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.MaxResponseBytes+1))
+	if err != nil {
+		return nil, outcomeOfTransport(ctx, err), transportError(ctx, inst, err)
+	}
+	if int64(len(body)) > d.cfg.MaxResponseBytes {
+		return nil, router.Success, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "response exceeds %d bytes", d.cfg.MaxResponseBytes)
+	}
+	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, router.Success, nil
+}
+
+// agentError returns the protocol error an agent answered with, or nil for
+// a function's own response (which carries no X-Faas-Error-Code).
+func agentError(resp *http.Response) *lifecycle.Error {
+	code := lifecycle.ErrorCode(resp.Header.Get(lifecycle.HeaderErrorCode))
+	if resp.StatusCode < 400 || !code.Valid() {
+		return nil
+	}
+	return lifecycle.ErrorFromResponse(resp)
+}
+
+// outcomeOfTransport classifies a transport error for the router. A
+// request's own deadline says nothing about the instance.
+func outcomeOfTransport(ctx context.Context, err error) router.Outcome {
+	if ctx.Err() != nil {
+		return router.Canceled
+	}
+	return router.OutcomeOf(err)
+}
+
+// transportError turns a failure to get an answer into a wire error.
+func transportError(ctx context.Context, inst *lifecycle.Instance, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return lifecycle.Errorf(lifecycle.CodeTimeout, "request timed out")
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("faas: %w", ctx.Err())
+	}
+	return lifecycle.Errorf(lifecycle.CodeInstanceFailure, "instance %s: %v", inst.ID, err)
+}
+
+func withRequestID(err error, rid string) error {
+	var pe *lifecycle.Error
+	if errors.As(err, &pe) && pe.RequestID == "" {
+		pe.RequestID = rid
+	}
+	return err
+}
+
+// validMethod reports whether m is an HTTP token.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`()<>@,;:\"/[]?={}`), c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Dataplane) notRunning() error {
+	if d.state.Load() == 2 {
+		return ErrClosed
+	}
+	return ErrNotStarted
+}

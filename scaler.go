@@ -1,0 +1,196 @@
+package faas
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/warmpool"
+)
+
+// scaleLoop is the Dataplane's control loop: it samples the demand of every
+// function for its meter, asks each function's scaling policy how many
+// instances it should have, starts or drains instances accordingly, rolls
+// updated functions and terminates drained instances.
+func (d *Dataplane) scaleLoop() {
+	sample := time.NewTicker(d.cfg.SampleInterval)
+	defer sample.Stop()
+	scale := time.NewTicker(d.cfg.ScaleInterval)
+	defer scale.Stop()
+	var watch <-chan warmpool.PodEvent
+	watcher, _ := d.cfg.Pods.(warmpool.PodWatcher)
+	rewatch := time.NewTimer(0)
+	defer rewatch.Stop()
+	if watcher == nil {
+		rewatch.Stop()
+	}
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case now := <-sample.C:
+			d.sample(now)
+		case now := <-scale.C:
+			d.sample(now)
+			d.scale(now)
+		case <-rewatch.C:
+			ch, err := watcher.Watch(d.ctx)
+			if err != nil {
+				d.log.Warn("watching pods failed; retrying", "err", err)
+				rewatch.Reset(time.Second)
+				continue
+			}
+			watch = ch
+		case ev, ok := <-watch:
+			if !ok {
+				watch = nil
+				rewatch.Reset(100 * time.Millisecond)
+				continue
+			}
+			if ev.Type == warmpool.PodDeleted {
+				d.podGone(ev.Pod, time.Now())
+			}
+		}
+	}
+}
+
+// sample feeds each function's demand (requests waiting or running) to its
+// meter; idle functions that were idle at the last sample are skipped.
+func (d *Dataplane) sample(now time.Time) {
+	for _, fn := range *d.funcs.Load() {
+		n := fn.demand.Load()
+		if n == 0 && fn.sampled == 0 {
+			continue
+		}
+		fn.meter.Observe(now, int(n))
+		fn.sampled = n
+	}
+}
+
+// scale runs one round of scaling decisions.
+func (d *Dataplane) scale(now time.Time) {
+	for _, fn := range *d.funcs.Load() {
+		d.scaleFunction(fn, now)
+	}
+}
+
+func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
+	v := fn.version()
+	starting := d.starter.InFlight(v.cs)
+
+	fn.mu.Lock()
+	if fn.removed {
+		fn.mu.Unlock()
+		return
+	}
+	var current, old []*instance // live, not draining
+	var finished []*instance     // draining and done (or out of time)
+	newReady := 0
+	for _, in := range fn.instances {
+		switch {
+		case in.draining:
+			if in.slots.InFlight() == 0 || now.Sub(in.drainSince) > d.cfg.DrainTimeout {
+				finished = append(finished, in)
+			}
+		case in.gen != 0 && in.gen < v.gen:
+			old = append(old, in)
+		default:
+			current = append(current, in)
+			if in.inst.State() == lifecycle.Ready {
+				newReady++
+			}
+		}
+	}
+	for _, in := range finished {
+		delete(fn.instances, in.inst.ID)
+	}
+
+	obs := fn.meter.Observation(now)
+	obs.Instances = len(current) + starting
+	obs.InstanceLimit = v.spec.Concurrency
+	obs.Queued = fn.queue.Len()
+	if la := fn.lastActive.Load(); la != 0 {
+		obs.LastActive = time.Unix(0, la)
+	}
+	decision := fn.policy.Decide(now, obs)
+	want := decision.Desired
+
+	// Rolling: once an instance of the new generation is Ready, the old
+	// ones drain; until then they serve.
+	var drain []*instance
+	if len(old) > 0 && (newReady > 0 || want == 0) {
+		drain = append(drain, old...)
+	}
+	// Scale down: drain the excess, idlest first.
+	if excess := len(current) + starting - want; excess > 0 && starting < excess {
+		slices.SortFunc(current, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
+		drain = append(drain, current[:min(excess-starting, len(current))]...)
+	}
+	for _, in := range drain {
+		in.draining, in.drainSince = true, now
+	}
+	fn.mu.Unlock()
+
+	for _, in := range drain {
+		d.router.Remove(now, in.inst, "scaled down")
+		_ = in.inst.Transition(now, lifecycle.Draining, "scaled down")
+	}
+	for _, in := range finished {
+		d.terminate(in, now)
+	}
+	if missing := want - (len(current) + starting); missing > 0 && d.state.Load() == 1 {
+		d.ensure(fn, v, starting+missing)
+	} else if len(old) > 0 && newReady == 0 && starting == 0 && want > 0 {
+		d.ensure(fn, v, 1) // roll: the first instance of the new generation
+	}
+}
+
+// terminate ends a drained instance and deletes its pod in the background.
+func (d *Dataplane) terminate(in *instance, now time.Time) {
+	d.router.Remove(now, in.inst, "terminated")
+	_ = in.inst.Transition(now, lifecycle.Draining, "terminating")
+	_ = in.inst.Transition(now, lifecycle.Terminated, "drained")
+	pod := podOf(in.inst)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.DrainTimeout)
+		defer cancel()
+		if err := d.pool.Delete(ctx, pod); err != nil && !errors.Is(err, warmpool.ErrPodNotFound) && d.ctx.Err() == nil {
+			d.log.Warn("deleting pod failed", "pod", pod.ID, "err", err)
+		}
+	}()
+}
+
+// podGone reacts to a pod the provider reports deleted (e.g. its agent
+// crashed): its instance leaves the routes at once, without waiting for
+// health checks, and the scaler replaces it.
+func (d *Dataplane) podGone(pod warmpool.Pod, now time.Time) {
+	for _, fn := range *d.funcs.Load() {
+		fn.mu.Lock()
+		var gone *instance
+		for _, in := range fn.instances {
+			if in.inst.PodID == pod.ID {
+				gone = in
+				break
+			}
+		}
+		if gone != nil {
+			delete(fn.instances, gone.inst.ID)
+		}
+		fn.mu.Unlock()
+		if gone == nil {
+			continue
+		}
+		d.log.Warn("instance lost: its pod is gone", "instance", gone.inst.ID, "pod", pod.ID)
+		d.router.Remove(now, gone.inst, "pod deleted")
+		_ = gone.inst.Transition(now, lifecycle.Draining, "pod deleted")
+		_ = gone.inst.Transition(now, lifecycle.Terminated, "pod deleted")
+		if fn.queue.Len() > 0 {
+			d.wantCapacity(fn, fn.version(), fn.queue.Len())
+		}
+		return
+	}
+}
