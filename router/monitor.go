@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -287,6 +289,8 @@ func (h *HealthMonitor) RunOnce(ctx context.Context, now time.Time) {
 			delete(h.probes, m)
 		}
 	}
+	// In a stable order, so that a simulated round replays the same way.
+	slices.SortFunc(due, func(a, b *check) int { return strings.Compare(a.m.inst.ID, b.m.inst.ID) })
 
 	sem := make(chan struct{}, h.cfg.MaxConcurrentChecks)
 	var wg sync.WaitGroup
