@@ -228,3 +228,24 @@ func TestHalfOpenListensOnlyToTheProbe(t *testing.T) {
 	assert.Equal(t, Closed, fx.info("f", "a").Breaker)
 	assert.Equal(t, 0, fx.info("f", "a").InFlight)
 }
+
+func TestTickIsReproducible(t *testing.T) {
+	run := func() []string {
+		fx := newFixture(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 1, MaxEjectedShare: 1, Jitter: -1}})
+		var insts []*lifecycle.Instance
+		for i := range 8 {
+			insts = append(insts, fx.add("f", fmt.Sprintf("i%d", i), 1))
+		}
+		for _, inst := range insts {
+			fx.fail(inst, 1, ConnectFailed, t0)
+		}
+		fx.rec.reset()
+		fx.r.Tick(t0.Add(time.Minute))
+		return fx.rec.kinds()
+	}
+	first := run()
+	require.Len(t, first, 8)
+	for range 5 {
+		require.Equal(t, first, run())
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -248,6 +250,8 @@ func (r *Router) Tick(now time.Time) {
 		due = append(due, m)
 	}
 	r.mu.Unlock()
+	// In a stable order, so that a simulation replays the same events.
+	slices.SortFunc(due, func(a, b *member) int { return strings.Compare(a.inst.ID, b.inst.ID) })
 	for _, m := range due {
 		f := m.fn
 		f.mu.Lock()
