@@ -28,8 +28,9 @@ import (
 const cacheIndexVersion = 1
 
 // maxCacheIndexBytes bounds the history file that NewDiskCache reads; a
-// larger file is ignored rather than loaded into memory.
-const maxCacheIndexBytes = 64 << 20
+// larger file is ignored rather than loaded into memory. (A variable so
+// that tests can lower it.)
+var maxCacheIndexBytes = 64 << 20
 
 type cacheIndexDoc struct {
 	Version int               `json:"version"`
@@ -87,7 +88,7 @@ func encodeCacheIndex(digests []string, entries []cacheEntry) ([]byte, error) {
 // deletes stale temporary files and the packages beyond the budget.
 func (c *DiskCache) load() error {
 	usage := map[string]cacheEntry{}
-	if data, err := readFileLimited(c.indexPath, maxCacheIndexBytes); err == nil {
+	if data, err := readFileLimited(c.indexPath, int64(maxCacheIndexBytes)); err == nil {
 		if u, err := parseCacheIndex(data); err == nil {
 			usage = u
 		} else {
@@ -117,7 +118,14 @@ func (c *DiskCache) load() error {
 			continue
 		}
 		e, ok := usage[digest]
-		if !ok || e.size != fi.Size() {
+		switch {
+		case ok && e.size != fi.Size():
+			// The history was written after the package was verified: a
+			// file of another size was damaged since.
+			c.log.Warn("code cache: damaged file removed", "digest", digest, "size", fi.Size(), "want", e.size)
+			_ = os.Remove(filepath.Join(c.blobDir, de.Name()))
+			continue
+		case !ok:
 			e = cacheEntry{size: fi.Size(), lastUse: fi.ModTime()}
 		}
 		all = append(all, found{digest, e})
@@ -143,6 +151,9 @@ func readFileLimited(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > limit {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errBadCacheIndex, limit)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
@@ -168,9 +179,9 @@ func (c *DiskCache) removeStaleTemps() {
 	}
 }
 
-// Save writes the usage history to the cache directory (temporary file,
-// fsync, atomic rename). The cache calls it after every admission and on
-// Close; hits in between are saved with the next write.
+// Save writes the usage history to the cache directory (temporary file and
+// atomic rename). The cache calls it after every admission and on Close;
+// hits in between are saved with the next write.
 func (c *DiskCache) Save() error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
@@ -190,10 +201,8 @@ func (c *DiskCache) Save() error {
 	if err != nil {
 		return fmt.Errorf("code cache: %w", err)
 	}
+	// No fsync: the history is a hint, and a damaged one is ignored.
 	_, err = io.Copy(tmp, bytes.NewReader(data))
-	if err == nil {
-		err = tmp.Sync()
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

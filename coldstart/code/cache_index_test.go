@@ -48,6 +48,8 @@ func TestParseCacheIndex(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+	defer func(old int) { maxCacheIndexBytes = old }(maxCacheIndexBytes)
+	maxCacheIndexBytes = 1 << 10
 	_, err := parseCacheIndex(bytes.Repeat([]byte(" "), maxCacheIndexBytes+1))
 	require.ErrorIs(t, err, errBadCacheIndex)
 }
@@ -65,7 +67,10 @@ func TestCacheIndexRoundTrip(t *testing.T) {
 
 func TestDiskCacheIgnoresOversizedHistory(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "index.json"), bytes.Repeat([]byte(" "), maxCacheIndexBytes+2), 0o644))
+	f, err := os.Create(filepath.Join(dir, "index.json"))
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(int64(maxCacheIndexBytes)+1)) // sparse: nothing is written
+	require.NoError(t, f.Close())
 	c := ctNewCache(t, dir, 100, nil, nil)
 	assert.Empty(t, c.Digests())
 }
@@ -94,4 +99,20 @@ func FuzzParseCacheIndex(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDiskCacheDropsFilesDamagedWhileStopped(t *testing.T) {
+	origin := NewFakeStore()
+	ref := origin.Add(ctBytes(100, 1))
+	dir := t.TempDir()
+	c1 := ctNewCache(t, dir, 1000, origin, nil)
+	ctReadAll(t, c1, ref)
+	require.NoError(t, c1.Close())
+	p := filepath.Join(dir, "blobs", "sha256", ref.Digest[7:])
+	require.NoError(t, os.Truncate(p, 50))
+
+	c2 := ctNewCache(t, dir, 1000, origin, nil)
+	assert.Empty(t, c2.Digests(), "the history knows the size: the damaged file is dropped")
+	assert.NoFileExists(t, p)
+	assert.Equal(t, ctBytes(100, 1), ctReadAll(t, c2, ref))
 }
