@@ -462,6 +462,9 @@ func (m *Manager) Close() error {
 			})
 		}
 		wg.Wait()
+		if c, ok := m.prober.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/faasplane/faas/lifecycle"
@@ -32,16 +33,33 @@ func (f ProberFunc) Probe(ctx context.Context, pod Pod) error { return f(ctx, po
 // (ErrNotIdle); anything else, or no answer, is a failure.
 type HTTPProber struct {
 	// Client sends the probes. Default: a client with its own transport
-	// (keep-alive, so that periodic probes reuse connections).
+	// that keeps one idle connection per agent, so that periodic probes
+	// reuse connections.
 	Client *http.Client
 	// Timeout bounds one probe. Default 2 seconds.
 	Timeout time.Duration
+
+	once sync.Once
+	hc   *http.Client
 }
 
-var defaultProbeClient = &http.Client{Transport: &http.Transport{
-	MaxIdleConnsPerHost: 1,
-	IdleConnTimeout:     time.Minute,
-}}
+func (p *HTTPProber) client() *http.Client {
+	p.once.Do(func() {
+		p.hc = p.Client
+		if p.hc == nil {
+			p.hc = &http.Client{Transport: &http.Transport{
+				Proxy:               nil, // agents are on the pod network or loopback
+				MaxIdleConnsPerHost: 1,
+				IdleConnTimeout:     time.Minute,
+			}}
+		}
+	})
+	return p.hc
+}
+
+// CloseIdleConnections closes the idle connections of the prober's client.
+// A Manager calls it when it closes.
+func (p *HTTPProber) CloseIdleConnections() { p.client().CloseIdleConnections() }
 
 // maxProbeBody bounds what a probe reads of an answer's body (to reuse the
 // connection) so that a confused agent cannot make it read without end.
@@ -49,10 +67,7 @@ const maxProbeBody = 4 << 10
 
 // Probe sends GET /v1/ping to pod.Addr.
 func (p *HTTPProber) Probe(ctx context.Context, pod Pod) error {
-	client, timeout := p.Client, p.Timeout
-	if client == nil {
-		client = defaultProbeClient
-	}
+	client, timeout := p.client(), p.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}

@@ -18,7 +18,8 @@ type StaticConfig struct {
 	Nodes []string
 	// Addr returns the agent address of a new pod (ID, Node and Runtime
 	// are set). Default: "<ID>.invalid:8080", an address that never
-	// resolves, for pods that are never dialled.
+	// resolves, for pods that are never dialled: a Manager over such pods
+	// needs probing disabled (Config.ProbeInterval < 0) or a fake Prober.
 	Addr func(p Pod) string
 	// Now stamps Pod.Created. Default time.Now.
 	Now func() time.Time
