@@ -25,6 +25,10 @@ type attempt struct {
 	outcome router.Outcome
 	err     error // set when the attempt got no usable answer
 	ctx     context.Context
+	// aborted holds the panic with which the proxy aborted the handler
+	// (http.ErrAbortHandler) after the response had started: the request
+	// is released first, then the panic goes on to the server.
+	aborted any
 }
 
 type attemptKey struct{}
@@ -146,8 +150,18 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
 		d.serveAttempt(w, out)
+		if a.aborted != nil {
+			// Part of the response is out: never retry. Canceled, because
+			// it is mostly the client going away, not the instance.
+			return struct{}{}, router.Canceled, nil
+		}
 		return struct{}{}, a.outcome, a.err
 	})
+	if a.aborted != nil {
+		fn.stats.requests.Add(1)
+		fn.stats.canceled.Add(1)
+		panic(a.aborted)
+	}
 	if err != nil {
 		d.recordErr(fn, start, err, l.waited)
 		writeInvokeError(w, rid, err)
@@ -156,16 +170,16 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.record(fn, start, "", l.waited)
 }
 
-// serveAttempt runs the reverse proxy once. When the response body breaks
-// off after the headers went out, the proxy aborts the handler with
-// http.ErrAbortHandler; the attempt is then recorded as an instance failure
-// before the panic continues to the server.
+// serveAttempt runs the reverse proxy once. When the response breaks off
+// after its headers went out (the client went away, or the instance died
+// mid-body), the proxy aborts the handler with http.ErrAbortHandler;
+// serveAttempt keeps that panic in the attempt, so that the slot, the limit
+// and the shedder's ticket are released before it goes on to the server.
 func (d *Dataplane) serveAttempt(w http.ResponseWriter, r *http.Request) {
 	a := r.Context().Value(attemptKey{}).(*attempt)
 	defer func() {
 		if p := recover(); p != nil {
-			a.outcome = router.InstanceFailed
-			panic(p)
+			a.aborted = p
 		}
 	}()
 	d.proxy.ServeHTTP(w, r)

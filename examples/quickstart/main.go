@@ -1,115 +1,207 @@
-// Command quickstart is the README's first command. Until the Dataplane
-// lands it demonstrates the sharding package, the layer that decides which
-// dataplane node owns a function: it shards 100,000 function IDs over five
-// weighted nodes, prints each node's share, removes one node and shows that
-// only that node's functions moved, spread over all survivors.
+// Command quickstart is the README's main command: an embedded faasplane
+// dataplane with real agent processes on 127.0.0.1.
+//
+// It builds the sample functions (examples/functions/hello and sleep) into
+// code packages, serves them from an origin over HTTP on loopback, starts a
+// Dataplane whose warm pool holds generic faas-agent processes (pods/local,
+// spread over two simulated nodes), deploys both functions, and drives real
+// HTTP traffic through the gateway in five phases: a warm-up, a burst that
+// forces scale-up, an overload that triggers load shedding, an idle gap in
+// which the functions scale to zero, and a return that cold-starts them
+// again. It prints a line per phase as it runs and a final report, and exits
+// non-zero if anything went wrong.
+//
+//	go run ./examples/quickstart          # the demo, under a minute
+//	go run ./examples/quickstart -serve   # then keep the gateway up for curl
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
-	"strings"
-	"text/tabwriter"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
 
-	"github.com/faasplane/faas/sharding"
+	faas "github.com/faasplane/faas"
+	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/concurrency"
+	"github.com/faasplane/faas/internal/fnbuild"
+	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/pods/local"
+	"github.com/faasplane/faas/warmpool"
 )
 
 func main() {
-	functions := flag.Int("functions", 100_000, "number of function IDs to shard")
+	var o options
+	flag.BoolVar(&o.serve, "serve", false, "after the demo, keep the gateway up and print curl commands (Ctrl-C stops)")
+	flag.Float64Var(&o.scale, "scale", 1, "scale phase durations and load (the smoke test uses 0.3)")
+	flag.BoolVar(&o.verbose, "v", false, "log the dataplane's events to stderr")
 	flag.Parse()
-	if err := run(os.Stdout, *functions); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(w io.Writer, functions int) error {
-	if functions <= 0 {
-		return errors.New("-functions must be > 0")
+type options struct {
+	serve   bool
+	scale   float64
+	verbose bool
+}
+
+func run(ctx context.Context, w io.Writer, o options) error {
+	if o.scale <= 0 || o.scale > 10 {
+		return errors.New("-scale must be in (0, 10]")
 	}
-	nodes := []sharding.Node{
-		{ID: "dp-a", Weight: 1},
-		{ID: "dp-b", Weight: 1},
-		{ID: "dp-c", Weight: 2},
-		{ID: "dp-d", Weight: 2},
-		{ID: "dp-e", Weight: 4},
-	}
-	table, err := sharding.New(nodes...)
-	if err != nil {
-		return err
-	}
-	ids := make([]string, functions)
-	owner := make([]string, functions)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("tenant-%d/fn-%d", i%97, i)
-		n, _ := table.Pick(ids[i])
-		owner[i] = n.ID
-	}
-	fmt.Fprintf(w, "Sharding %d functions over %d dataplane nodes with weighted rendezvous hashing\n\n", functions, len(nodes))
-	if err := printSpread(w, nodes, owner); err != nil {
-		return err
+	start := time.Now()
+	fmt.Fprintln(w, "faasplane quickstart: an embedded dataplane with real agent processes on 127.0.0.1")
+	logger := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 
-	const removed = "dp-c"
-	smaller, err := table.Remove(removed)
+	dir, err := os.MkdirTemp("", "faas-quickstart-*")
 	if err != nil {
 		return err
 	}
-	movedTo := map[string]int{}
-	moved := 0
-	for i, id := range ids {
-		n, _ := smaller.Pick(id)
-		if n.ID == owner[i] {
-			continue
+	defer os.RemoveAll(dir)
+
+	// 1. Build the functions and the agent, and serve the packages.
+	t := time.Now()
+	fmt.Fprint(w, "  building functions hello, sleep and the faas-agent binary ... ")
+	refs := map[string]code.Ref{}
+	for _, name := range []string{"hello", "sleep"} {
+		fn, err := fnbuild.BuildPackage(ctx, "github.com/faasplane/faas/examples/functions/"+name, name, filepath.Join(dir, "code"))
+		if err != nil {
+			return err
 		}
-		if owner[i] != removed {
-			return fmt.Errorf("function %s moved from %s to %s although %s stayed", id, owner[i], n.ID, owner[i])
-		}
-		moved++
-		movedTo[n.ID]++
+		refs[name] = fn.Ref
 	}
-	had := 0
-	for _, o := range owner {
-		if o == removed {
-			had++
-		}
-	}
-	if moved != had {
-		return fmt.Errorf("%s owned %d functions but %d moved", removed, had, moved)
-	}
-	fmt.Fprintf(w, "\nRemoved %s: %d of %d functions moved (%.1f%%), every one of them from %s.\n",
-		removed, moved, functions, 100*float64(moved)/float64(functions), removed)
-	fmt.Fprintln(w, "They spread over the survivors in proportion to weight (a ring would hand them all to one successor):")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "node\tweight\treceived\tshare\t")
-	for _, n := range smaller.Nodes() {
-		fmt.Fprintf(tw, "%s\t%g\t%d\t%.1f%%\t\n", n.ID, n.Weight, movedTo[n.ID], 100*float64(movedTo[n.ID])/float64(max(moved, 1)))
-	}
-	if err := tw.Flush(); err != nil {
+	agentBin, err := local.BuildAgent(ctx, filepath.Join(dir, "bin"))
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nOK")
+	fmt.Fprintf(w, "done (%v)\n", time.Since(t).Round(100*time.Millisecond))
+
+	originURL, stopOrigin, err := serveOrigin(filepath.Join(dir, "code"))
+	if err != nil {
+		return err
+	}
+	defer stopOrigin()
+	for name, ref := range refs {
+		ref.URI = originURL + "/" + name + ".tar.gz"
+		refs[name] = ref
+	}
+	fmt.Fprintf(w, "  origin:    %s (code packages over HTTP; agents fetch through their node's cache)\n", originURL)
+
+	// 2. The dataplane: local agent processes on two simulated nodes.
+	pods, err := local.New(ctx, local.Config{AgentPath: agentBin, Dir: filepath.Join(dir, "pods"), Nodes: []string{"node-a", "node-b"}, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer pods.Close()
+	origin, err := code.NewOrigin(code.OriginConfig{})
+	if err != nil {
+		return err
+	}
+	defer origin.Close()
+	dp, err := faas.New(faas.Config{
+		Pods: pods,
+		Code: origin,
+		Pool: warmpool.Config{Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: 4, Max: 24}}},
+		// Short windows so that the demo scales within seconds (the
+		// defaults are Knative's 60 s stable and 6 s panic windows).
+		Meter: concurrency.MeterConfig{StableWindow: 3 * time.Second, PanicWindow: time.Second, Bucket: 100 * time.Millisecond},
+		// A known capacity, so that the overload phase sheds predictably
+		// (the default learns it with an adaptive limit).
+		Shedding:      loadshed.Config{Capacity: 64, Burst: -1},
+		ScaleInterval: 200 * time.Millisecond,
+		NodeID:        "quickstart",
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	if err := dp.Start(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	gw := &http.Server{Handler: dp, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = gw.Serve(ln) }()
+	defer gw.Close()
+	gateway := "http://" + ln.Addr().String()
+	fmt.Fprintf(w, "  dataplane: gateway %s, warm pool of 4 to 24 generic agents on node-a and node-b\n", gateway)
+
+	keepAlive := time.Duration(float64(2*time.Second) * o.scale)
+	for _, s := range []faas.FunctionSpec{
+		{ID: "hello", Runtime: "go", Code: refs["hello"], Concurrency: 8, KeepAlive: keepAlive},
+		{ID: "sleep", Runtime: "go", Code: refs["sleep"], Concurrency: 4, MaxInstances: 16, KeepAlive: keepAlive, QueueTimeout: 5 * time.Second},
+	} {
+		if err := dp.Deploy(ctx, s); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "  deployed:  hello (echo, 8 requests per instance), sleep (4 per instance, at most 16 instances); keep-alive %v\n\n", keepAlive)
+
+	d := &demo{w: w, dp: dp, gateway: gateway, client: newClient(), scale: o.scale}
+	if err := d.phases(ctx); err != nil {
+		return err
+	}
+	d.report()
+	if err := d.verdict(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nOK: all phases behaved as expected (%v in all)\n", time.Since(start).Round(100*time.Millisecond))
+	if o.serve {
+		return d.serve(ctx)
+	}
 	return nil
 }
 
-func printSpread(w io.Writer, nodes []sharding.Node, owner []string) error {
-	count := map[string]int{}
-	for _, o := range owner {
-		count[o]++
+// serveOrigin serves dir over HTTP on loopback: the functions' code origin.
+func serveOrigin(dir string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
 	}
-	total := 0.0
-	for _, n := range nodes {
-		total += n.Weight
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+func newClient() *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 1024,
+			IdleConnTimeout:     30 * time.Second,
+		},
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "node\tweight\tfunctions\tshare\texpected\tbar\t")
-	for _, n := range nodes {
-		share := float64(count[n.ID]) / float64(len(owner))
-		fmt.Fprintf(tw, "%s\t%g\t%d\t%.2f%%\t%.2f%%\t%s\t\n", n.ID, n.Weight, count[n.ID], 100*share, 100*n.Weight/total,
-			strings.Repeat("#", int(share*80+0.5)))
-	}
-	return tw.Flush()
+}
+
+// serve keeps the gateway up for manual requests until ctx is done.
+func (d *demo) serve(ctx context.Context) error {
+	fmt.Fprintf(d.w, "\nThe gateway stays up; try (Ctrl-C to stop):\n\n")
+	fmt.Fprintf(d.w, "  curl -i %s/invoke/hello -d 'hello, faasplane'\n", d.gateway)
+	fmt.Fprintf(d.w, "  curl -i -H 'X-Faas-Function-Id: sleep' '%s/?ms=250'\n", d.gateway)
+	fmt.Fprintf(d.w, "  curl -i %s/invoke/nope            # 404 function_not_found, with the X-Faas-Error-* headers\n", d.gateway)
+	fmt.Fprintf(d.w, "  curl -i -H 'X-Faas-Caller: tenant-a' -H 'X-Faas-Priority: critical' %s/invoke/hello -d hi\n", d.gateway)
+	<-ctx.Done()
+	fmt.Fprintln(d.w, "\nstopping: every agent process is stopped and reaped")
+	return nil
 }
