@@ -84,7 +84,7 @@ func LoadAzureTrace(r io.Reader, opts TraceOptions) (*Trace, error) {
 	if opts.FirstMinute <= 0 {
 		opts.FirstMinute = 1
 	}
-	cr := csv.NewReader(bufio.NewReaderSize(io.LimitReader(r, 1<<34), 64<<10))
+	cr := csv.NewReader(&lineLimiter{r: bufio.NewReaderSize(io.LimitReader(r, 1<<34), 64<<10), max: maxTraceLine})
 	cr.ReuseRecord = true
 	cr.FieldsPerRecord = 0 // every row as wide as the header
 	header, err := cr.Read()
@@ -144,6 +144,30 @@ func LoadAzureTrace(r io.Reader, opts TraceOptions) (*Trace, error) {
 		return nil, &TraceError{Err: errors.New("no function rows")}
 	}
 	return t, nil
+}
+
+// errLongLine reports a line longer than maxTraceLine.
+var errLongLine = fmt.Errorf("line longer than %d bytes", maxTraceLine)
+
+// lineLimiter fails a read once more than max bytes pass without a
+// newline, so that a file without newlines cannot make the CSV reader
+// buffer all of it.
+type lineLimiter struct {
+	r   io.Reader
+	max int
+	run int // bytes since the last newline
+}
+
+func (l *lineLimiter) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' {
+			l.run = 0
+		} else if l.run++; l.run > l.max {
+			return 0, errLongLine
+		}
+	}
+	return n, err
 }
 
 func errOrEOF(err error) error {

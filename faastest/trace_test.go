@@ -83,6 +83,8 @@ func TestLoadAzureTraceRejectsBadInput(t *testing.T) {
 		{"empty app", strings.Replace(good, "app0", "", 1), TraceOptions{}, "empty HashApp"},
 		{"no rows", "HashOwner,HashApp,HashFunction,Trigger,1\n", TraceOptions{}, "no function rows"},
 		{"window beyond trace", good, TraceOptions{FirstMinute: 9}, "beyond"},
+		{"row without newline", good + "o,a,f,http," + strings.Repeat("1", maxTraceLine+1), TraceOptions{}, "longer than"},
+		{"header without newline", "HashOwner," + strings.Repeat("x", maxTraceLine+1), TraceOptions{}, "longer than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,344 @@
+package faastest
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/faasplane/faas/concurrency"
+	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/router"
+	"github.com/faasplane/faas/warmpool"
+)
+
+// ErrConfig is matched (errors.Is) by every configuration error of [Run].
+var ErrConfig = errors.New("faastest: invalid simulation config")
+
+// Defaults of [FunctionSpec]; the concurrency, instance, keep-alive and
+// queue defaults are those of faas.FunctionSpec and concurrency.Queue, so
+// that a simulated function behaves like a deployed one.
+const (
+	DefaultConcurrency  = 10
+	DefaultMaxInstances = 100
+	DefaultKeepAlive    = concurrency.DefaultKeepAlive
+	DefaultMaxQueue     = concurrency.DefaultMaxWaiters
+	DefaultQueueTimeout = concurrency.DefaultMaxWait
+	// DefaultCodeSize is a mid-sized function package (a Go binary, or a
+	// Python package with a few dependencies).
+	DefaultCodeSize = 8 << 20
+	// DefaultScaleInterval is how often the scaling policy decides,
+	// Knative's autoscaler tick.
+	DefaultScaleInterval = 2 * time.Second
+	// DefaultPoolInterval is how often pool targets are recomputed, the
+	// warm-pool manager's default renew interval (its 15 s lease TTL / 3).
+	DefaultPoolInterval = 5 * time.Second
+	// DefaultMaxParallelCreates is the warm-pool manager's default bound
+	// on pod creations in flight.
+	DefaultMaxParallelCreates = 4
+	// DefaultMaxColdStarts is the cold-start Starter's default bound on
+	// cold starts in flight.
+	DefaultMaxColdStarts = 64
+	// DefaultSampleEvery is the timeline's initial resolution; it doubles
+	// whenever the timeline would exceed MaxTimelinePoints.
+	DefaultSampleEvery = time.Second
+	// MaxTimelinePoints bounds the timeline's length.
+	MaxTimelinePoints = 4096
+)
+
+// Default distributions, documented where they are used. They are
+// variables only because a Dist is an interface; do not reassign them.
+var (
+	// DefaultService is a short HTTP function: exponential, mean 100 ms.
+	DefaultService = Exp(100 * time.Millisecond)
+	// DefaultLoad is starting the function process after its code was
+	// fetched: unpack and exec, median 100 ms.
+	DefaultLoad = LogNormal(100*time.Millisecond, 0.3)
+	// DefaultInit is the function's init hook, median 50 ms.
+	DefaultInit = LogNormal(50*time.Millisecond, 0.5)
+	// DefaultPodCreate is creating a generic pod (scheduling, image
+	// already on the node, agent start), median 1 s.
+	DefaultPodCreate = LogNormal(time.Second, 0.3)
+)
+
+// FunctionSpec describes one simulated function. Zero fields take the
+// documented defaults.
+type FunctionSpec struct {
+	// ID names the function, as the workload's arrivals do.
+	ID string
+	// Runtime names the warm pool the function's instances come from.
+	// Default: the first runtime of Config.Runtimes in name order.
+	Runtime string
+	// Service is the execution time of one invocation on an instance.
+	// Default DefaultService.
+	Service Dist
+	// Concurrency is the per-instance limit of requests in flight, the
+	// instance's concurrency.Slots that the router policy compares.
+	// Default DefaultConcurrency.
+	Concurrency int
+	// Parallelism is how many of those requests the instance executes at
+	// once; the others wait inside the instance, first come first served
+	// (a single-threaded runtime behind an agent that admits more).
+	// Default Concurrency; at most Concurrency.
+	Parallelism int
+	// MinInstances, MaxInstances and KeepAlive configure the default
+	// scaling policy ([KPAFor]); a custom Config.Scaler may read them too.
+	// Defaults 0, DefaultMaxInstances, DefaultKeepAlive; a negative
+	// KeepAlive means none.
+	MinInstances, MaxInstances int
+	KeepAlive                  time.Duration
+	// MaxQueue bounds the requests waiting for a slot; one more is
+	// refused at once. Default DefaultMaxQueue.
+	MaxQueue int
+	// QueueTimeout bounds a request's wait for a slot (cold start
+	// included); it then fails. Default DefaultQueueTimeout.
+	QueueTimeout time.Duration
+	// CodeSize is the code package's size in bytes, which the cache tiers
+	// count and the fetch latency grows with. Default DefaultCodeSize.
+	CodeSize int64
+	// Load and Init are the cold start's steps after the code fetch:
+	// process start, and the init hook. Defaults DefaultLoad and
+	// DefaultInit.
+	Load, Init Dist
+}
+
+// RuntimeSpec configures the warm pool of one runtime.
+type RuntimeSpec struct {
+	// Min and Max bound the pool's target (warmpool.RuntimeConfig).
+	// Defaults 1 and 50.
+	Min, Max int
+	// Create is the latency of creating a pod. Default DefaultPodCreate.
+	Create Dist
+}
+
+// Tier is one level of the code cache hierarchy: a fetch from it costs a
+// sample of Latency plus the package's size divided by BytesPerSecond.
+type Tier struct {
+	Latency        Dist
+	BytesPerSecond float64
+}
+
+// CodeConfig configures the nodes and the code cache tiers: a disk cache
+// with a byte budget and LRU eviction on every node, a shared cache, and
+// the origin.
+type CodeConfig struct {
+	// Nodes is the number of nodes pods are placed on, round robin.
+	// Default 8.
+	Nodes int
+	// NodeCacheBytes is each node's disk cache budget. Default 2 GiB.
+	NodeCacheBytes int64
+	// SharedCacheBytes is the shared cache's budget. Default 64 GiB;
+	// negative means no shared tier.
+	SharedCacheBytes int64
+	// Local, Shared and Origin are the tiers' costs. Defaults: local disk
+	// 2 ms + 1 GB/s; shared cache 10 ms + 200 MB/s; origin (object store)
+	// 50 ms + 50 MB/s.
+	Local, Shared, Origin Tier
+}
+
+// Config configures a simulation run: the functions and pools, and the
+// policy objects every decision is made by. Policies are built afresh for
+// each run from the constructors given, so a Config can be run many
+// times, and two runs with the same Config, workload and Seed produce the
+// same report, bit for bit.
+type Config struct {
+	// Name labels the run in reports and comparisons.
+	Name string
+	// Seed seeds every random choice of the run: service times, cold
+	// start steps, pod creation, the router's picks.
+	Seed uint64
+	// Functions describes functions by ID. A function of the workload not
+	// listed here is simulated with Default (and its ID).
+	Functions []FunctionSpec
+	// Default is the spec of unlisted functions; its ID is ignored.
+	Default FunctionSpec
+	// Runtimes are the warm pools by runtime name. Default: one runtime,
+	// "default", with a default RuntimeSpec.
+	Runtimes map[string]RuntimeSpec
+	// Code configures the nodes and the code cache tiers.
+	Code CodeConfig
+
+	// Policy picks the instance of every request, through a real
+	// router.Router seeded from Seed. Default router.P2C().
+	Policy router.Policy
+	// Scaler returns the scaling policy of one function; it decides how
+	// many instances the function has, hence keep-alive and scale to
+	// zero. Default [KPAFor].
+	Scaler func(fn FunctionSpec) (concurrency.ScalingPolicy, error)
+	// Sizing returns the sizing policy of one runtime's warm pool.
+	// Default [EWMASizingFor].
+	Sizing func(runtime string, rc warmpool.RuntimeConfig) (warmpool.SizingPolicy, error)
+	// Shedder returns the admission controller every request passes.
+	// Default loadshed.New(loadshed.Config{}), the package's defaults.
+	Shedder func() (*loadshed.Shedder, error)
+	// NoShedding admits every request without a Shedder (for checking
+	// the simulator against queueing theory).
+	NoShedding bool
+	// Meter configures each function's concurrency.Meter, which feeds the
+	// scaling policy. Default: the package defaults (KPA's windows).
+	Meter concurrency.MeterConfig
+
+	// ScaleInterval is the period of the scaling decisions (a request
+	// that finds no free slot also triggers one). Default
+	// DefaultScaleInterval.
+	ScaleInterval time.Duration
+	// PoolInterval is the period at which pool targets are recomputed.
+	// Default DefaultPoolInterval.
+	PoolInterval time.Duration
+	// MaxParallelCreates bounds pod creations in flight, all pools
+	// together. Default DefaultMaxParallelCreates.
+	MaxParallelCreates int
+	// MaxColdStarts bounds cold starts in flight; more wait in order.
+	// Default DefaultMaxColdStarts.
+	MaxColdStarts int
+
+	// WarmUp excludes the invocations that arrive before it, and the
+	// instance-seconds spent before it, from the report.
+	WarmUp time.Duration
+	// Until keeps the run going, with its periodic decisions, until this
+	// virtual time even after the last request, so that what instances
+	// cost after the traffic is counted. Zero ends the run when the last
+	// request and cold start have finished.
+	Until time.Duration
+	// SampleEvery is the timeline's initial resolution. Default
+	// DefaultSampleEvery.
+	SampleEvery time.Duration
+}
+
+// KPAFor is the default Config.Scaler: the concurrency package's KPA with
+// the function's MinInstances, MaxInstances and KeepAlive.
+func KPAFor(fn FunctionSpec) (concurrency.ScalingPolicy, error) {
+	return concurrency.NewKPA(concurrency.KPAConfig{
+		MinInstances: fn.MinInstances,
+		MaxInstances: fn.MaxInstances,
+		KeepAlive:    fn.KeepAlive,
+	})
+}
+
+// EWMASizingFor is the default Config.Sizing: the warmpool package's
+// EWMASizing within the runtime's bounds, as warmpool.Manager's default.
+func EWMASizingFor(_ string, rc warmpool.RuntimeConfig) (warmpool.SizingPolicy, error) {
+	return warmpool.NewEWMASizing(warmpool.EWMASizingConfig{Min: rc.Min, Max: rc.Max})
+}
+
+func (c Config) withDefaults() Config {
+	c.Policy = cmp.Or[router.Policy](c.Policy, router.P2C())
+	if c.Scaler == nil {
+		c.Scaler = KPAFor
+	}
+	if c.Sizing == nil {
+		c.Sizing = EWMASizingFor
+	}
+	if c.Shedder == nil {
+		c.Shedder = func() (*loadshed.Shedder, error) { return loadshed.New(loadshed.Config{}) }
+	}
+	if len(c.Runtimes) == 0 {
+		c.Runtimes = map[string]RuntimeSpec{"default": {}}
+	} else {
+		c.Runtimes = maps.Clone(c.Runtimes)
+	}
+	for name, rs := range c.Runtimes {
+		if rs.Min == 0 && rs.Max == 0 {
+			rs.Min, rs.Max = 1, 50
+		}
+		if rs.Create == nil {
+			rs.Create = DefaultPodCreate
+		}
+		c.Runtimes[name] = rs
+	}
+	c.Code.Nodes = cmp.Or(c.Code.Nodes, 8)
+	c.Code.NodeCacheBytes = cmp.Or(c.Code.NodeCacheBytes, 2<<30)
+	c.Code.SharedCacheBytes = cmp.Or(c.Code.SharedCacheBytes, 64<<30)
+	tier := func(t *Tier, lat time.Duration, bps float64) {
+		if t.Latency == nil {
+			t.Latency = Const(lat)
+		}
+		if t.BytesPerSecond == 0 {
+			t.BytesPerSecond = bps
+		}
+	}
+	tier(&c.Code.Local, 2*time.Millisecond, 1e9)
+	tier(&c.Code.Shared, 10*time.Millisecond, 200e6)
+	tier(&c.Code.Origin, 50*time.Millisecond, 50e6)
+	c.ScaleInterval = cmp.Or(c.ScaleInterval, DefaultScaleInterval)
+	c.PoolInterval = cmp.Or(c.PoolInterval, DefaultPoolInterval)
+	c.MaxParallelCreates = cmp.Or(c.MaxParallelCreates, DefaultMaxParallelCreates)
+	c.MaxColdStarts = cmp.Or(c.MaxColdStarts, DefaultMaxColdStarts)
+	c.SampleEvery = cmp.Or(c.SampleEvery, DefaultSampleEvery)
+	return c
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	switch {
+	case c.ScaleInterval < 0 || c.PoolInterval < 0 || c.SampleEvery < 0:
+		return bad("negative interval")
+	case c.MaxParallelCreates < 0 || c.MaxColdStarts < 0:
+		return bad("negative MaxParallelCreates or MaxColdStarts")
+	case c.Code.Nodes < 0 || c.Code.NodeCacheBytes < 0:
+		return bad("negative Code.Nodes or Code.NodeCacheBytes")
+	case c.Code.Local.BytesPerSecond < 0 || c.Code.Shared.BytesPerSecond < 0 || c.Code.Origin.BytesPerSecond < 0:
+		return bad("negative tier bandwidth")
+	case c.WarmUp < 0 || c.Until < 0:
+		return bad("negative WarmUp or Until")
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Runtimes)) {
+		rs := c.Runtimes[name]
+		if name == "" || rs.Min < 0 || rs.Max <= 0 || rs.Min > rs.Max {
+			return bad("runtime %q: want a name and 0 <= Min <= Max, Max > 0 (got %d, %d)", name, rs.Min, rs.Max)
+		}
+	}
+	seen := make(map[string]bool, len(c.Functions))
+	for _, fn := range c.Functions {
+		if fn.ID == "" || seen[fn.ID] {
+			return bad("function IDs must be non-empty and unique (%q)", fn.ID)
+		}
+		seen[fn.ID] = true
+	}
+	return nil
+}
+
+// resolve fills in a function spec's defaults; runtime is the config's
+// default runtime.
+func (fn FunctionSpec) resolve(runtime string) FunctionSpec {
+	fn.Runtime = cmp.Or(fn.Runtime, runtime)
+	if fn.Service == nil {
+		fn.Service = DefaultService
+	}
+	fn.Concurrency = cmp.Or(fn.Concurrency, DefaultConcurrency)
+	fn.Parallelism = cmp.Or(fn.Parallelism, fn.Concurrency)
+	fn.MaxInstances = cmp.Or(fn.MaxInstances, DefaultMaxInstances)
+	fn.KeepAlive = cmp.Or(fn.KeepAlive, DefaultKeepAlive)
+	fn.MaxQueue = cmp.Or(fn.MaxQueue, DefaultMaxQueue)
+	fn.QueueTimeout = cmp.Or(fn.QueueTimeout, DefaultQueueTimeout)
+	fn.CodeSize = cmp.Or(fn.CodeSize, DefaultCodeSize)
+	if fn.Load == nil {
+		fn.Load = DefaultLoad
+	}
+	if fn.Init == nil {
+		fn.Init = DefaultInit
+	}
+	return fn
+}
+
+func (fn *FunctionSpec) validate(runtimes map[string]RuntimeSpec) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: function %q: "+format, append([]any{ErrConfig, fn.ID}, args...)...)
+	}
+	switch {
+	case fn.Concurrency < 1 || fn.Concurrency > concurrency.MaxLimit:
+		return bad("Concurrency %d out of range", fn.Concurrency)
+	case fn.Parallelism < 1 || fn.Parallelism > fn.Concurrency:
+		return bad("Parallelism %d not in [1, Concurrency %d]", fn.Parallelism, fn.Concurrency)
+	case fn.MinInstances < 0 || fn.MaxInstances < 0 || fn.MaxQueue < 0 || fn.QueueTimeout < 0 || fn.CodeSize < 0:
+		return bad("negative limit")
+	}
+	if _, ok := runtimes[fn.Runtime]; !ok {
+		return bad("unknown runtime %q", fn.Runtime)
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package faastest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Dist is a distribution of durations: service times, pod creation, code
+// fetch, process start and init latencies. Sample draws from r, the
+// simulator's (or a fake's) seeded generator, so that a run is reproducible.
+// Implementations must be deterministic given r and must not keep r.
+type Dist interface {
+	// Sample returns one value (never negative).
+	Sample(r *rand.Rand) time.Duration
+	// Mean returns the distribution's mean, for reports and for checking
+	// a simulation against theory.
+	Mean() time.Duration
+	// String describes the distribution, e.g. "exp(100ms)".
+	String() string
+}
+
+// Const returns the distribution that is always d (0 when d is negative).
+func Const(d time.Duration) Dist { return constDist(max(d, 0)) }
+
+type constDist time.Duration
+
+func (c constDist) Sample(*rand.Rand) time.Duration { return time.Duration(c) }
+func (c constDist) Mean() time.Duration             { return time.Duration(c) }
+func (c constDist) String() string                  { return time.Duration(c).String() }
+
+// Exp returns the exponential distribution with the given mean: the service
+// time of the M/M/1 model, memoryless.
+func Exp(mean time.Duration) Dist { return expDist(max(mean, 0)) }
+
+type expDist time.Duration
+
+func (e expDist) Sample(r *rand.Rand) time.Duration {
+	return time.Duration(r.ExpFloat64() * float64(e))
+}
+func (e expDist) Mean() time.Duration { return time.Duration(e) }
+func (e expDist) String() string      { return fmt.Sprintf("exp(%v)", time.Duration(e)) }
+
+// LogNormal returns the log-normal distribution with the given median and
+// shape sigma (the standard deviation of the logarithm): the usual model of
+// start-up and execution times, whose tails are longer than an
+// exponential's. Its mean is median × exp(sigma²/2).
+func LogNormal(median time.Duration, sigma float64) Dist {
+	return logNormalDist{median: float64(max(median, 0)), sigma: math.Abs(sigma)}
+}
+
+type logNormalDist struct{ median, sigma float64 }
+
+func (l logNormalDist) Sample(r *rand.Rand) time.Duration {
+	v := l.median * math.Exp(l.sigma*r.NormFloat64())
+	return time.Duration(min(v, math.MaxInt64/2))
+}
+func (l logNormalDist) Mean() time.Duration {
+	return time.Duration(l.median * math.Exp(l.sigma*l.sigma/2))
+}
+func (l logNormalDist) String() string {
+	return fmt.Sprintf("lognormal(median %v, sigma %g)", time.Duration(l.median), l.sigma)
+}
+
+// Uniform returns the uniform distribution on [lo, hi) (hi is raised to lo
+// when below it).
+func Uniform(lo, hi time.Duration) Dist {
+	lo = max(lo, 0)
+	return uniformDist{lo: lo, hi: max(hi, lo)}
+}
+
+type uniformDist struct{ lo, hi time.Duration }
+
+func (u uniformDist) Sample(r *rand.Rand) time.Duration {
+	if u.hi == u.lo {
+		return u.lo
+	}
+	return u.lo + time.Duration(r.Int64N(int64(u.hi-u.lo)))
+}
+func (u uniformDist) Mean() time.Duration { return u.lo + (u.hi-u.lo)/2 }
+func (u uniformDist) String() string      { return fmt.Sprintf("uniform(%v, %v)", u.lo, u.hi) }
+
+// sample draws from d, treating a nil distribution as zero and clamping
+// negative values that a user's implementation might return.
+func sample(d Dist, r *rand.Rand) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return max(d.Sample(r), 0)
+}
