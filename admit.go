@@ -19,8 +19,11 @@ type lease struct {
 	route  router.Route
 	ticket loadshed.Ticket
 	shed   bool // ticket must be Done
-	queued time.Duration
-	waited bool // the request waited for capacity
+	// limited: the function-wide limit was acquired and must be released
+	// (functions without one skip its atomic operations).
+	limited bool
+	queued  time.Duration
+	waited  bool // the request waited for capacity
 }
 
 // admit runs the admission half of an invocation: the load shedder, the
@@ -36,12 +39,14 @@ func (d *Dataplane) admit(ctx context.Context, fn *function, v *version, caller 
 		}
 		l.ticket, l.shed = t, true
 	}
-	if err := fn.limit.Acquire(); err != nil {
-		l.done(now, loadshed.Ignored)
-		return l, errFunctionLimit(fn.id, fn.limit.Limit())
+	if v.spec.MaxConcurrency > 0 {
+		if err := fn.limit.Acquire(); err != nil {
+			l.done(now, loadshed.Ignored)
+			return l, errFunctionLimit(fn.id, fn.limit.Limit())
+		}
+		l.limited = true
 	}
 	fn.demand.Add(1)
-	fn.touch(now)
 	if rt, err := d.router.Pick(fn.id); err == nil {
 		l.route = rt
 		if l.shed {
@@ -69,9 +74,7 @@ func (d *Dataplane) wait(ctx context.Context, l lease, v *version, now time.Time
 		}
 		return l, nil
 	}
-	fn.demand.Add(-1)
-	fn.limit.Release()
-	fn.touch(end)
+	l.releaseRest(end)
 	switch {
 	case errors.Is(err, concurrency.ErrQueueFull):
 		l.done(end, loadshed.Dropped)
@@ -101,9 +104,7 @@ func (l *lease) done(now time.Time, o loadshed.Outcome) {
 // a queued request), the function-wide limit, the shedder's ticket.
 func (l *lease) release(now time.Time, o router.Outcome) {
 	l.route.Release(now, o)
-	l.fn.limit.Release()
-	l.fn.demand.Add(-1)
-	l.fn.touch(now)
+	l.releaseRest(now)
 	switch {
 	case o == router.Success:
 		l.done(now, loadshed.Success)
@@ -112,6 +113,17 @@ func (l *lease) release(now time.Time, o router.Outcome) {
 	default:
 		l.done(now, loadshed.Failure)
 	}
+}
+
+// releaseRest releases everything but the slot and the ticket: the
+// function-wide limit and the function's demand.
+func (l *lease) releaseRest(now time.Time) {
+	if l.limited {
+		l.limited = false
+		l.fn.limit.Release()
+	}
+	l.fn.demand.Add(-1)
+	l.fn.touch(now)
 }
 
 // wantCapacity makes sure enough cold starts are under way for the

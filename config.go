@@ -37,9 +37,9 @@ type Config struct {
 	// ColdStart configures cold starts (package coldstart). Pool, Agent,
 	// Locality, Observers and OnColdStart are set by the Dataplane.
 	ColdStart coldstart.Config
-	// Agent is the client of the pods' agents. Default: lifecycle.NewClient
-	// with its defaults.
-	Agent *lifecycle.Client
+	// Agent is the client of the pods' agents that cold starts use.
+	// Default: a *lifecycle.Client with its defaults.
+	Agent coldstart.Agent
 	// Router configures routing (package router). Observer, Replace and
 	// Handoff are wrapped by the Dataplane, which forwards to the ones set
 	// here.

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
-	"maps"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,9 +49,10 @@ type Dataplane struct {
 	ids     *requestIDs
 	obs     Observer
 
-	// funcs is a copy-on-write map: the hot path reads it without a lock;
-	// Deploy and Remove replace it under mu.
-	funcs atomic.Pointer[map[string]*function]
+	// funcs maps function IDs to *function. sync.Map reads take no lock
+	// and stay O(1) with any number of functions; Deploy and Remove write
+	// under mu so that a deploy and a remove of one ID never interleave.
+	funcs sync.Map
 	mu    sync.Mutex
 
 	ctx     context.Context // canceled by Close
@@ -74,9 +76,10 @@ func New(cfg Config) (*Dataplane, error) {
 		d.obs = NopObserver{}
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	empty := map[string]*function{}
-	d.funcs.Store(&empty)
 
+	if _, err := concurrency.NewMeter(cfg.Meter); err != nil {
+		return nil, fmt.Errorf("faas: meter: %w", err)
+	}
 	if !cfg.DisableShedding {
 		if d.shed, err = loadshed.New(cfg.Shedding); err != nil {
 			return nil, fmt.Errorf("faas: shedding: %w", err)
@@ -178,7 +181,7 @@ func (d *Dataplane) Close() error {
 	d.wg.Wait() // the scaler and the cold-start goroutines
 	now := time.Now()
 	var pods []warmpool.Pod
-	for _, fn := range *d.funcs.Load() {
+	for fn := range d.all() {
 		fn.queue.Close()
 		pods = append(pods, d.removeAll(fn, now, "dataplane closed")...)
 	}
@@ -227,8 +230,7 @@ func (d *Dataplane) Deploy(ctx context.Context, spec FunctionSpec) error {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	old := *d.funcs.Load()
-	if fn, ok := old[spec.ID]; ok {
+	if fn := d.lookup(spec.ID); fn != nil {
 		fn.update(spec, policy)
 		d.log.Info("function updated", "function", spec.ID, "generation", fn.version().gen)
 		return nil
@@ -237,9 +239,7 @@ func (d *Dataplane) Deploy(ctx context.Context, spec FunctionSpec) error {
 	if err != nil {
 		return err
 	}
-	next := maps.Clone(old)
-	next[spec.ID] = fn
-	d.funcs.Store(&next)
+	d.funcs.Store(spec.ID, fn)
 	d.log.Info("function deployed", "function", spec.ID, "runtime", spec.Runtime)
 	return nil
 }
@@ -277,15 +277,12 @@ func (d *Dataplane) verifyCode(ctx context.Context, ref code.Ref) error {
 // and their pods are deleted. Requests waiting for it fail.
 func (d *Dataplane) Remove(ctx context.Context, id string) error {
 	d.mu.Lock()
-	old := *d.funcs.Load()
-	fn, ok := old[id]
-	if !ok {
+	fn := d.lookup(id)
+	if fn == nil {
 		d.mu.Unlock()
 		return lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %q is not deployed", id)
 	}
-	next := maps.Clone(old)
-	delete(next, id)
-	d.funcs.Store(&next)
+	d.funcs.Delete(id)
 	d.mu.Unlock()
 
 	fn.queue.Close()
@@ -333,16 +330,26 @@ func podOf(inst *lifecycle.Instance) warmpool.Pod {
 
 // lookup returns the deployed function id, or nil.
 func (d *Dataplane) lookup(id string) *function {
-	return (*d.funcs.Load())[id]
+	if v, ok := d.funcs.Load(id); ok {
+		return v.(*function)
+	}
+	return nil
 }
 
-// Functions returns the IDs of the deployed functions, in no order.
-func (d *Dataplane) Functions() []string {
-	m := *d.funcs.Load()
-	out := make([]string, 0, len(m))
-	for id := range m {
-		out = append(out, id)
+// all iterates over the deployed functions.
+func (d *Dataplane) all() iter.Seq[*function] {
+	return func(yield func(*function) bool) {
+		d.funcs.Range(func(_, v any) bool { return yield(v.(*function)) })
 	}
+}
+
+// Functions returns the IDs of the deployed functions, sorted.
+func (d *Dataplane) Functions() []string {
+	var out []string
+	for fn := range d.all() {
+		out = append(out, fn.id)
+	}
+	slices.Sort(out)
 	return out
 }
 

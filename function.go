@@ -19,6 +19,8 @@ type function struct {
 	ver   atomic.Pointer[version]
 	limit *concurrency.FunctionLimit
 	queue *concurrency.Queue[router.Route]
+	// meter is created at the function's first demand: most functions of
+	// a large fleet are idle. Only the scaler goroutine touches it.
 	meter *concurrency.Meter
 	stats *functionStats
 
@@ -53,18 +55,14 @@ type instance struct {
 }
 
 func (d *Dataplane) newFunction(spec FunctionSpec, policy concurrency.ScalingPolicy) (*function, error) {
-	meter, err := concurrency.NewMeter(d.cfg.Meter)
-	if err != nil {
-		return nil, err
-	}
 	fn := &function{
 		id:        spec.ID,
 		limit:     concurrency.NewFunctionLimit(spec.MaxConcurrency),
-		meter:     meter,
 		stats:     newFunctionStats(),
 		policy:    policy,
 		instances: map[string]*instance{},
 	}
+	var err error
 	fn.queue, err = concurrency.NewQueue(concurrency.QueueConfig[router.Route]{
 		MaxWaiters: d.cfg.MaxQueue,
 		// The queue time of each request is bounded by its context

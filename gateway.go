@@ -149,6 +149,9 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.route, a.outcome, a.err = route, router.Success, nil
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
+		// GetBody lets the transport resend on a reused connection that
+		// turns out to be dead before anything was written to it.
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		d.serveAttempt(w, out)
 		if a.aborted != nil {
 			// Part of the response is out: never retry. Canceled, because

@@ -125,8 +125,14 @@ func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(route
 	next, rerr := d.router.Retry(failed, o, idempotent)
 	if rerr != nil {
 		// No retry: give back what release would have, without the slot.
+		now := time.Now()
 		l.route = router.Route{}
-		l.releaseRest(time.Now(), o)
+		l.releaseRest(now)
+		if o == router.Canceled {
+			l.done(now, loadshed.Ignored)
+		} else {
+			l.done(now, loadshed.Failure)
+		}
 		return res, err
 	}
 	l.route = next
@@ -137,18 +143,6 @@ func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(route
 
 func (d *Dataplane) forward(ctx context.Context, l *lease, idempotent bool, send func(router.Route) (*Response, router.Outcome, error)) (*Response, error) {
 	return forwardOnce(d, l, idempotent, send)
-}
-
-// releaseRest is release without the slot (already released).
-func (l *lease) releaseRest(now time.Time, o router.Outcome) {
-	l.fn.limit.Release()
-	l.fn.demand.Add(-1)
-	l.fn.touch(now)
-	if o == router.Canceled {
-		l.done(now, loadshed.Ignored)
-	} else {
-		l.done(now, loadshed.Failure)
-	}
 }
 
 // roundTrip sends one in-process request to the instance of rt.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
@@ -59,10 +60,13 @@ func (d *Dataplane) scaleLoop() {
 // sample feeds each function's demand (requests waiting or running) to its
 // meter; idle functions that were idle at the last sample are skipped.
 func (d *Dataplane) sample(now time.Time) {
-	for _, fn := range *d.funcs.Load() {
+	for fn := range d.all() {
 		n := fn.demand.Load()
 		if n == 0 && fn.sampled == 0 {
 			continue
+		}
+		if fn.meter == nil {
+			fn.meter = d.newMeter()
 		}
 		fn.meter.Observe(now, int(n))
 		fn.sampled = n
@@ -71,7 +75,7 @@ func (d *Dataplane) sample(now time.Time) {
 
 // scale runs one round of scaling decisions.
 func (d *Dataplane) scale(now time.Time) {
-	for _, fn := range *d.funcs.Load() {
+	for fn := range d.all() {
 		d.scaleFunction(fn, now)
 	}
 }
@@ -107,7 +111,10 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 		delete(fn.instances, in.inst.ID)
 	}
 
-	obs := fn.meter.Observation(now)
+	var obs concurrency.Observation
+	if fn.meter != nil {
+		obs = fn.meter.Observation(now)
+	}
 	obs.Instances = len(current) + starting
 	obs.InstanceLimit = v.spec.Concurrency
 	obs.Queued = fn.queue.Len()
@@ -168,7 +175,7 @@ func (d *Dataplane) terminate(in *instance, now time.Time) {
 // crashed): its instance leaves the routes at once, without waiting for
 // health checks, and the scaler replaces it.
 func (d *Dataplane) podGone(pod warmpool.Pod, now time.Time) {
-	for _, fn := range *d.funcs.Load() {
+	for fn := range d.all() {
 		fn.mu.Lock()
 		var gone *instance
 		for _, in := range fn.instances {
@@ -193,4 +200,13 @@ func (d *Dataplane) podGone(pod warmpool.Pod, now time.Time) {
 		}
 		return
 	}
+}
+
+// newMeter returns a meter with the configured windows; New validated them.
+func (d *Dataplane) newMeter() *concurrency.Meter {
+	m, err := concurrency.NewMeter(d.cfg.Meter)
+	if err != nil {
+		panic(err) // unreachable: New checked the configuration
+	}
+	return m
 }

@@ -3,8 +3,8 @@ package faas
 import (
 	"context"
 	"errors"
-	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +73,7 @@ type functionStats struct {
 	requests, ok, waited, canceled atomic.Uint64
 	errs                           []atomic.Uint64 // by codeIndex
 	latency                        atomic.Pointer[latency.Histogram]
-	cold                           coldStartStats
+	cold                           atomic.Pointer[coldStartStats] // created at the first cold start
 }
 
 func newFunctionStats() *functionStats {
@@ -90,7 +90,14 @@ func (s *functionStats) hist() *latency.Histogram {
 	return s.latency.Load()
 }
 
-func (s *functionStats) recordColdStart(r coldstart.Report) { s.cold.record(r) }
+func (s *functionStats) recordColdStart(r coldstart.Report) {
+	c := s.cold.Load()
+	if c == nil {
+		s.cold.CompareAndSwap(nil, new(coldStartStats))
+		c = s.cold.Load()
+	}
+	c.record(r)
+}
 
 // coldStartStats summarize cold starts.
 type coldStartStats struct {
@@ -201,11 +208,10 @@ func (d *Dataplane) Stats() Stats {
 	if d.pool != nil {
 		s.Pool = d.pool.Stats()
 	}
-	funcs := *d.funcs.Load()
-	ids := slices.Sorted(maps.Keys(funcs))
-	for _, id := range ids {
-		s.Functions = append(s.Functions, d.functionStats(funcs[id]))
+	for fn := range d.all() {
+		s.Functions = append(s.Functions, d.functionStats(fn))
 	}
+	slices.SortFunc(s.Functions, func(a, b FunctionStats) int { return strings.Compare(a.ID, b.ID) })
 	return s
 }
 
@@ -226,13 +232,16 @@ func (d *Dataplane) functionStats(fn *function) FunctionStats {
 		Instances: map[lifecycle.State]int{},
 		Queued:    fn.queue.Len(),
 		Requests:  st.requests.Load(), OK: st.ok.Load(), Waited: st.waited.Load(),
-		Canceled:   st.canceled.Load(),
-		Errors:     map[lifecycle.ErrorCode]uint64{},
-		ColdStarts: st.cold.snapshot(),
-		Routes:     d.router.Stats(fn.id),
+		Canceled: st.canceled.Load(),
+		Errors:   map[lifecycle.ErrorCode]uint64{},
+
+		Routes: d.router.Stats(fn.id),
 	}
 	if d.starter != nil {
 		fs.Starting = d.starter.InFlight(v.cs)
+	}
+	if c := st.cold.Load(); c != nil {
+		fs.ColdStarts = c.snapshot()
 	}
 	fs.WarmHits = fs.OK - min(fs.OK, fs.Waited)
 	fs.InFlight = fs.Routes.InFlight
@@ -287,3 +296,9 @@ func (d *Dataplane) recordErr(fn *function, start time.Time, err error, waited b
 }
 
 func (d *Dataplane) countUnknown() { d.unknown.Add(1) }
+
+// Routes returns the function's instances as the router sees them (state,
+// breaker, health, slots), for introspection.
+func (d *Dataplane) Routes(functionID string) []router.RouteInfo {
+	return d.router.Routes(functionID)
+}
