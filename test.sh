@@ -41,7 +41,8 @@ for m in "${modules[@]}"; do
   (cd "$m" && run go test -race -count=1 ./...)
 done
 
-step "(e) examples: smoke runs of the README's main command"
+step "(e) examples: each example's smoke test, then the README's main command itself"
+run go test -count=1 -run 'Smoke' ./examples/...
 if [[ "${FAAS_TEST_SHORT:-0}" != 1 ]]; then
   run go run ./examples/quickstart
 fi
