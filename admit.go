@@ -131,6 +131,9 @@ func (l *lease) releaseRest(now time.Time) {
 // slots, within MaxInstances. It returns at once; the cold starts run in the
 // background and their instances serve the queue as soon as they are Ready.
 func (d *Dataplane) wantCapacity(fn *function, v *version, waiting int) {
+	if d.starter == nil {
+		return // not started: nothing can start instances
+	}
 	per := max(v.spec.Concurrency, 1)
 	want := (waiting + per - 1) / per
 	routable, _ := d.router.Capacity(fn.id)
