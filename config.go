@@ -61,9 +61,14 @@ type Config struct {
 	// Meter configures the concurrency averages fed to the scaling policy.
 	Meter concurrency.MeterConfig
 
-	// NodeID names this dataplane node in logs, stats and leases. Default
-	// "dataplane".
+	// NodeID names this dataplane node in logs, stats and leases, and in
+	// Cluster. Default "dataplane".
 	NodeID string
+	// Cluster lists the dataplane nodes that share the functions, this one
+	// included; each function is owned by one of them and requests for it
+	// are forwarded there once (see [Dataplane.SetCluster]). Empty means a
+	// single node.
+	Cluster []ClusterNode
 	// ScaleInterval is the period of scaling decisions (Knative's is 2 s).
 	// Default 1 s. Requests that find no capacity trigger a cold start at
 	// once, without waiting for the next decision.

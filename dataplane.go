@@ -63,6 +63,10 @@ type Dataplane struct {
 
 	coldStarts coldStartStats
 	unknown    atomic.Uint64 // requests for functions not deployed
+
+	cluster   atomic.Pointer[cluster] // nil: a single node
+	forwarder *httputil.ReverseProxy
+	fwd       forwardStats
 }
 
 // New validates cfg and builds a Dataplane. It starts nothing: call Start.
@@ -105,6 +109,10 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("faas: router: %w", err)
 	}
 	d.proxy = d.newProxy()
+	d.forwarder = d.newForwarder()
+	if err := d.SetCluster(cfg.Cluster); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -108,6 +108,20 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lifecycle.WriteErr(w, rid, perr)
 		return
 	}
+	body, code, msg := d.readBody(w, r)
+	if code != "" {
+		if fn := d.lookup(rt.functionID); fn != nil {
+			d.record(fn, start, code, false)
+		}
+		lifecycle.WriteError(w, rid, 0, code, msg)
+		return
+	}
+	if addr, ok := d.ownerElsewhere(rt.functionID, r.Header.Get(HeaderForwarded)); ok {
+		r.Header.Set(lifecycle.HeaderRequestID, rid)
+		if d.forwardHTTP(w, r, addr, body) {
+			return
+		}
+	}
 	fn := d.lookup(rt.functionID)
 	if fn == nil {
 		d.countUnknown()
@@ -125,12 +139,6 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	caller := r.Header.Get(lifecycle.HeaderCaller)
 	if caller == "" {
 		caller = fn.id
-	}
-	body, code, msg := d.readBody(w, r)
-	if code != "" {
-		d.record(fn, start, code, false)
-		lifecycle.WriteError(w, rid, 0, code, msg)
-		return
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), v.spec.RequestTimeout)

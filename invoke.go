@@ -69,6 +69,22 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 	if d.state.Load() != 1 {
 		return nil, d.notRunning()
 	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	if !validMethod(method) {
+		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid method %q", method), rid)
+	}
+	if addr, ok := d.ownerElsewhere(req.FunctionID, ""); ok {
+		if resp, reached, err := d.forwardInvoke(ctx, addr, req, method, rid); reached {
+			if err != nil {
+				return nil, withRequestID(err, rid)
+			}
+			resp.RequestID = rid
+			return resp, nil
+		}
+	}
 	fn := d.lookup(req.FunctionID)
 	if fn == nil {
 		d.countUnknown()
@@ -79,13 +95,6 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		err := lifecycle.Errorf(lifecycle.CodeTooLarge, "body of %d bytes exceeds %d", len(req.Body), d.cfg.MaxBodyBytes)
 		d.record(fn, start, lifecycle.CodeTooLarge, false)
 		return nil, withRequestID(err, rid)
-	}
-	method := req.Method
-	if method == "" {
-		method = http.MethodPost
-	}
-	if !validMethod(method) {
-		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid method %q", method), rid)
 	}
 	caller := req.Caller
 	if caller == "" {

@@ -189,6 +189,10 @@ type Stats struct {
 	Functions []FunctionStats
 	// UnknownFunction counts requests for functions not deployed.
 	UnknownFunction uint64
+	// Forwarded counts requests sent to the function's owner node;
+	// ForwardFallbacks those served here because the owner was
+	// unreachable.
+	Forwarded, ForwardFallbacks uint64
 	// ColdStarts summarizes every cold start.
 	ColdStarts ColdStartStats
 	// Shedding reports whether the load shedder is refusing requests now;
@@ -201,7 +205,10 @@ type Stats struct {
 
 // Stats returns a snapshot of the Dataplane's statistics.
 func (d *Dataplane) Stats() Stats {
-	s := Stats{Node: d.cfg.NodeID, UnknownFunction: d.unknown.Load(), ColdStarts: d.coldStarts.snapshot()}
+	s := Stats{
+		Node: d.cfg.NodeID, UnknownFunction: d.unknown.Load(), ColdStarts: d.coldStarts.snapshot(),
+		Forwarded: d.fwd.forwarded.Load(), ForwardFallbacks: d.fwd.fallbacks.Load(),
+	}
 	if d.shed != nil {
 		s.Shedding, s.ShedLimit = d.shed.Shedding(), d.shed.Limit()
 	}

@@ -1,0 +1,198 @@
+package faas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"sync/atomic"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/sharding"
+)
+
+// ClusterNode is one dataplane node of a multi-node deployment.
+type ClusterNode struct {
+	// ID names the node; the node's own Config.NodeID.
+	ID string
+	// Addr is the host:port of the node's gateway, where other nodes
+	// forward the requests it owns.
+	Addr string
+	// Weight is the node's share of functions relative to the others
+	// (default 1).
+	Weight float64
+}
+
+// cluster is an immutable view of the nodes: who owns which function.
+type cluster struct {
+	table *sharding.Table
+	addrs map[string]string
+}
+
+// ErrUnknownNode reports a cluster that does not contain this node.
+var ErrUnknownNode = errors.New("faas: this node is not in the cluster")
+
+// SetCluster declares the dataplane nodes that share the functions. Every
+// function is owned by one node, chosen by weighted rendezvous hashing of
+// its ID (package sharding), so that its counters, its queue and its
+// instances live in one place; a request that arrives at another node is
+// forwarded to the owner once (marked with X-Faas-Forwarded-By, so it is
+// never forwarded again). When the membership changes, only the functions
+// of the nodes that joined or left move. Deploy every function on every
+// node: a node serves a function locally when the owner cannot be reached.
+// An empty list turns forwarding off. It is safe to call at any time.
+func (d *Dataplane) SetCluster(nodes []ClusterNode) error {
+	if len(nodes) == 0 {
+		d.cluster.Store(nil)
+		return nil
+	}
+	members := make([]sharding.Node, len(nodes))
+	addrs := make(map[string]string, len(nodes))
+	self := false
+	for i, n := range nodes {
+		w := n.Weight
+		if w == 0 {
+			w = 1
+		}
+		members[i] = sharding.Node{ID: n.ID, Weight: w}
+		if n.ID == d.cfg.NodeID {
+			self = true
+		} else if n.Addr == "" {
+			return fmt.Errorf("%w: node %q has no address", ErrInvalidConfig, n.ID)
+		}
+		addrs[n.ID] = n.Addr
+	}
+	if !self {
+		return fmt.Errorf("%w: %q", ErrUnknownNode, d.cfg.NodeID)
+	}
+	table, err := sharding.New(members...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	d.cluster.Store(&cluster{table: table, addrs: addrs})
+	return nil
+}
+
+// Owner returns the node that owns the function and its gateway address;
+// ok is false without a cluster (every function is local).
+func (d *Dataplane) Owner(functionID string) (node, addr string, ok bool) {
+	c := d.cluster.Load()
+	if c == nil {
+		return "", "", false
+	}
+	n, _ := c.table.Pick(functionID)
+	return n.ID, c.addrs[n.ID], true
+}
+
+// ownerElsewhere returns the gateway address of the function's owner when
+// it is another node and the request was not forwarded already.
+func (d *Dataplane) ownerElsewhere(functionID string, forwardedBy string) (string, bool) {
+	if forwardedBy != "" {
+		return "", false
+	}
+	node, addr, ok := d.Owner(functionID)
+	if !ok || node == d.cfg.NodeID {
+		return "", false
+	}
+	return addr, true
+}
+
+// forwardStats count requests forwarded to their owner, and those served
+// locally because the owner could not be reached.
+type forwardStats struct {
+	forwarded, fallbacks atomic.Uint64
+}
+
+type forwardKey struct{}
+
+// newForwarder proxies a gateway request to another node's gateway. When
+// the owner cannot be reached before anything was sent, the error handler
+// records it and the request is served locally.
+func (d *Dataplane) newForwarder() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: d.cfg.Transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			addr := pr.In.Context().Value(forwardKey{}).(*forwardAttempt).addr
+			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", addr, addr
+			pr.Out.Header.Set(HeaderForwarded, d.cfg.NodeID)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			r.Context().Value(forwardKey{}).(*forwardAttempt).err = err
+		},
+		FlushInterval: -1,
+	}
+}
+
+type forwardAttempt struct {
+	addr string
+	err  error
+}
+
+// forwardHTTP sends r (whose body is already buffered) to the owner's
+// gateway and reports whether it did; false means the owner was
+// unreachable and nothing was written, so the caller serves r itself.
+func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr string, body []byte) bool {
+	fa := &forwardAttempt{addr: addr}
+	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fa))
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	d.forwarder.ServeHTTP(w, out)
+	if fa.err != nil {
+		d.fwd.fallbacks.Add(1)
+		d.log.Warn("owner unreachable; serving locally", "owner", addr, "err", fa.err)
+		return false
+	}
+	d.fwd.forwarded.Add(1)
+	return true
+}
+
+// forwardInvoke sends an in-process invocation to the owner's gateway.
+// ok is false when the owner could not be reached (serve locally).
+func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request, method, rid string) (*Response, bool, error) {
+	path := req.Path
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(req.Body))
+	if err != nil {
+		return nil, true, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
+	}
+	for k, vs := range req.Header {
+		hreq.Header[k] = append([]string(nil), vs...)
+	}
+	hreq.Header.Set(lifecycle.HeaderFunctionID, req.FunctionID)
+	hreq.Header.Set(lifecycle.HeaderRequestID, rid)
+	hreq.Header.Set(HeaderForwarded, d.cfg.NodeID)
+	if req.Caller != "" {
+		hreq.Header.Set(lifecycle.HeaderCaller, req.Caller)
+	}
+	if req.Idempotent {
+		hreq.Header.Set(lifecycle.HeaderIdempotent, "true")
+	}
+	if req.Priority != loadshed.Default {
+		hreq.Header.Set(lifecycle.HeaderPriority, req.Priority.String())
+	}
+	resp, err := d.cfg.Transport.RoundTrip(hreq)
+	if err != nil {
+		d.fwd.fallbacks.Add(1)
+		return nil, false, nil
+	}
+	defer resp.Body.Close()
+	d.fwd.forwarded.Add(1)
+	if pe := agentError(resp); pe != nil {
+		return nil, true, pe
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.MaxResponseBytes+1))
+	if err != nil {
+		return nil, true, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "owner %s: %v", addr, err)
+	}
+	if int64(len(body)) > d.cfg.MaxResponseBytes {
+		return nil, true, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "response exceeds %d bytes", d.cfg.MaxResponseBytes)
+	}
+	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, true, nil
+}
