@@ -110,6 +110,14 @@ func (s *Slots) InFlight() int {
 	return int(n)
 }
 
+// Counts returns the in-flight count and the limit read together in one
+// atomic load, so that a policy comparing utilizations never sees a count
+// from before a SetLimit and a limit from after it.
+func (s *Slots) Counts() (inFlight, limit int) {
+	l, n := unpack(s.word.Load())
+	return int(n), int(l)
+}
+
 // Limit returns the current limit.
 func (s *Slots) Limit() int {
 	l, _ := unpack(s.word.Load())

@@ -134,3 +134,16 @@ func TestFunctionLimit(t *testing.T) {
 	assert.Panics(t, l.Release)
 	assert.Equal(t, MaxLimit, NewFunctionLimit(-1).Limit())
 }
+
+func TestSlotsCountsReadsBothAtOnce(t *testing.T) {
+	s := NewSlots(Shared, 3)
+	require.True(t, s.TryAcquire())
+	n, l := s.Counts()
+	assert.Equal(t, 1, n)
+	assert.Equal(t, 3, l)
+	s.SetLimit(7)
+	n, l = s.Counts()
+	assert.Equal(t, 1, n)
+	assert.Equal(t, 7, l)
+	s.Release()
+}

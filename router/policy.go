@@ -87,7 +87,8 @@ func full(s *concurrency.Slots) bool { return s.Free() == 0 }
 // choose with a conditional move instead of an unpredictable branch, which
 // made P2C four times faster.
 func counts(s *concurrency.Slots) (inFlight, limit uint64) {
-	return uint64(s.InFlight()), uint64(s.Limit())
+	n, l := s.Counts()
+	return uint64(n), uint64(l)
 }
 
 // scanFrom returns the first candidate at or after start (wrapping) that is
