@@ -191,7 +191,8 @@ func (s *LeaseStore) Get(key string) (l warmpool.Lease, claimed, ok bool) {
 	return warmpool.Lease{Key: key, Holder: cur.holder, Token: cur.token, Expires: cur.expires}, cur.claimed, true
 }
 
-// Ops returns the number of operations called (failed ones included).
+// Ops returns the number of operations called with a live context (failed
+// ones included).
 func (s *LeaseStore) Ops() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

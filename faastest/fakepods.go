@@ -100,6 +100,10 @@ func (p *PodProvider) Create(ctx context.Context, spec warmpool.PodSpec) (warmpo
 	if spec.Runtime == "" {
 		return warmpool.Pod{}, errors.New("faastest: create needs a runtime")
 	}
+	if _, taken := p.static.Get(spec.Name); taken && spec.Name != "" {
+		// A real provider refuses a taken name at once.
+		return warmpool.Pod{}, fmt.Errorf("faastest: create %q: %w", spec.Name, warmpool.ErrPodExists)
+	}
 	p.mu.Lock()
 	n := p.n
 	p.n++

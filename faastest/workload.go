@@ -42,6 +42,17 @@ func Slice(arrivals []Arrival) Workload {
 	})
 }
 
+// Limit returns the first n arrivals of w.
+func Limit(w Workload, n int) Workload {
+	return WorkloadFunc(func() (Arrival, bool) {
+		if n <= 0 {
+			return Arrival{}, false
+		}
+		n--
+		return w.Next()
+	})
+}
+
 // Collect drains w into a slice (at most limit arrivals when limit > 0).
 func Collect(w Workload, limit int) []Arrival {
 	var out []Arrival
@@ -239,7 +250,7 @@ func Population(cfg PopulationConfig) ([]FunctionRate, Workload) {
 			// Timers fire on a period rounded to a whole minute (at
 			// least one), with a random phase: cron-like.
 			period := time.Duration(math.Max(1, math.Round(1/rate/60))) * time.Minute
-			ws[i] = periodic(fr.Function, period, time.Duration(r.Int64N(int64(period))), cfg.Duration)
+			ws[i] = Periodic(fr.Function, period, time.Duration(r.Int64N(int64(period))), cfg.Duration)
 			fns[i].PerSecond = 1 / period.Seconds()
 		} else {
 			ws[i] = Poisson(fr.Function, rate, cfg.Duration, seed)
@@ -248,14 +259,20 @@ func Population(cfg PopulationConfig) ([]FunctionRate, Workload) {
 	return fns, Merge(ws...)
 }
 
-func periodic(fn string, period, phase, duration time.Duration) Workload {
+// Periodic returns timer-triggered arrivals of fn: one at phase, then one
+// every period, until duration (a period <= 0 gives only the first).
+func Periodic(fn string, period, phase, duration time.Duration) Workload {
 	t := phase
 	return WorkloadFunc(func() (Arrival, bool) {
 		if t >= duration {
 			return Arrival{}, false
 		}
 		a := Arrival{At: t, Function: fn}
-		t += period
+		if period > 0 {
+			t += period
+		} else {
+			t = duration
+		}
 		return a, true
 	})
 }
