@@ -171,7 +171,11 @@ type Config struct {
 	// Default [EWMASizingFor].
 	Sizing func(runtime string, rc warmpool.RuntimeConfig) (warmpool.SizingPolicy, error)
 	// Shedder returns the admission controller every request passes.
-	// Default loadshed.New(loadshed.Config{}), the package's defaults.
+	// Default loadshed.New(loadshed.Config{}), the package's defaults:
+	// an adaptive limit, whose latency samples include the time requests
+	// wait for cold starts, so a storm of cold starts (hundreds of
+	// functions starting at once) makes it shed until the instances are
+	// up. Give it a Capacity, or set NoShedding, to study other things.
 	Shedder func() (*loadshed.Shedder, error)
 	// NoShedding admits every request without a Shedder (for checking
 	// the simulator against queueing theory).
@@ -184,6 +188,13 @@ type Config struct {
 	// that finds no free slot also triggers one). Default
 	// DefaultScaleInterval.
 	ScaleInterval time.Duration
+	// DormantInterval is the period of the scaling decisions of a
+	// dormant function: one with no instance, no cold start and no
+	// request. Default ScaleInterval, so that a policy that pre-warms is
+	// asked as often as any other; a replay of many thousands of functions
+	// may raise it (it is rounded to a multiple of ScaleInterval) to save
+	// time, at the cost of that precision.
+	DormantInterval time.Duration
 	// PoolInterval is the period at which pool targets are recomputed.
 	// Default DefaultPoolInterval.
 	PoolInterval time.Duration
@@ -263,6 +274,7 @@ func (c Config) withDefaults() Config {
 	tier(&c.Code.Shared, 10*time.Millisecond, 200e6)
 	tier(&c.Code.Origin, 50*time.Millisecond, 50e6)
 	c.ScaleInterval = cmp.Or(c.ScaleInterval, DefaultScaleInterval)
+	c.DormantInterval = cmp.Or(c.DormantInterval, c.ScaleInterval)
 	c.PoolInterval = cmp.Or(c.PoolInterval, DefaultPoolInterval)
 	c.MaxParallelCreates = cmp.Or(c.MaxParallelCreates, DefaultMaxParallelCreates)
 	c.MaxColdStarts = cmp.Or(c.MaxColdStarts, DefaultMaxColdStarts)
@@ -275,7 +287,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	switch {
-	case c.ScaleInterval < 0 || c.PoolInterval < 0 || c.SampleEvery < 0:
+	case c.ScaleInterval < 0 || c.DormantInterval < 0 || c.PoolInterval < 0 || c.SampleEvery < 0:
 		return bad("negative interval")
 	case c.MaxParallelCreates < 0 || c.MaxColdStarts < 0:
 		return bad("negative MaxParallelCreates or MaxColdStarts")

@@ -46,9 +46,11 @@ type sim struct {
 	until  int64
 	warm   bool // the warm-up has passed
 
-	seq       uint64
-	events    eventHeap
-	processed int64
+	seq          uint64
+	events       eventHeap
+	processed    int64
+	ticks        int64 // scaling ticks so far
+	dormantEvery int64 // dormant functions decide every this many ticks
 
 	rng    *rand.Rand // cold-start steps, pod creation
 	router *router.Router
@@ -234,6 +236,7 @@ func newSim(cfg Config) (*sim, error) {
 		byRuntime: make(map[string]*pool),
 		tl:        timeline{step: int64(cfg.SampleEvery)},
 	}
+	s.dormantEvery = max(int64((cfg.DormantInterval+cfg.ScaleInterval/2)/cfg.ScaleInterval), 1)
 	var err error
 	s.router, err = router.New(router.Config{
 		Policy:  cfg.Policy,
@@ -368,8 +371,12 @@ func (s *sim) handle(e event) {
 		if s.shed != nil {
 			s.shed.Tick(s.time())
 		}
+		s.ticks++
+		dormantToo := s.ticks%s.dormantEvery == 0
 		for _, f := range s.fns {
-			s.decide(f)
+			if dormantToo || !f.dormant() {
+				s.decide(f)
+			}
 		}
 		s.schedule(event{at: s.now + int64(s.cfg.ScaleInterval), kind: evScaleTick})
 	case evPoolTick:

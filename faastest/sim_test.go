@@ -18,7 +18,7 @@ import (
 
 func population(fns int, d time.Duration, seed uint64) func() Workload {
 	return func() Workload {
-		_, w := Population(PopulationConfig{Functions: fns, Duration: d, Seed: seed})
+		_, w := Population(PopulationConfig{Functions: fns, Duration: d, Seed: seed, MaxPerSecond: 10})
 		return w
 	}
 }
@@ -37,7 +37,8 @@ func TestRunIsDeterministic(t *testing.T) {
 	require.NoError(t, err)
 	b, err := Run(cfg, w())
 	require.NoError(t, err)
-	require.Greater(t, a.Total.Invocations, int64(10_000))
+	require.Greater(t, a.Total.Invocations, int64(5_000))
+	t.Logf("%d invocations, %d cold starts, %d events", a.Total.Invocations, a.Total.ColdStarts, a.Events)
 	require.Positive(t, a.Total.ColdStarts)
 	assert.Equal(t, string(jsonOf(t, a)), string(jsonOf(t, b)), "same seed, same JSON, byte for byte")
 
@@ -288,4 +289,29 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 	_, err := Run(Config{}, Slice([]Arrival{{At: time.Second, Function: "f"}, {At: 0, Function: "f"}}))
 	assert.ErrorIs(t, err, ErrWorkload)
+	_, err = Run(Config{}, Slice([]Arrival{{At: time.Second}}))
+	assert.ErrorIs(t, err, ErrWorkload, "an arrival without a function")
+}
+
+func TestDormantFunctionsDecideLessOften(t *testing.T) {
+	count := func(dormant time.Duration) (idle, busy int) {
+		cfg := Config{Seed: 1, Until: time.Hour, DormantInterval: dormant,
+			Functions: []FunctionSpec{{ID: "idle"}, {ID: "busy"}},
+			Scaler: func(fn FunctionSpec) (concurrency.ScalingPolicy, error) {
+				p, err := KPAFor(fn)
+				if fn.ID == "idle" {
+					return countingScaler{p, &idle}, err
+				}
+				return countingScaler{p, &busy}, err
+			}}
+		_, err := Run(cfg, Poisson("busy", 1, time.Hour, 1))
+		require.NoError(t, err)
+		return idle, busy
+	}
+	idle, busy := count(0)
+	assert.Equal(t, 1801, idle, "at start, then every 2 s")
+	assert.GreaterOrEqual(t, busy, 1801, "plus the decisions of requests that found no slot")
+	idle, busy2 := count(time.Minute)
+	assert.Equal(t, 61, idle, "at start, then every minute")
+	assert.Equal(t, busy, busy2, "a function with an instance still decides every 2 s")
 }

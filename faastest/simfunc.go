@@ -1,6 +1,7 @@
 package faastest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 
@@ -27,6 +28,12 @@ type function struct {
 
 	acct acct
 	st   fnStats
+}
+
+// dormant reports whether f has no instance, no cold start and no
+// request.
+func (f *function) dormant() bool {
+	return len(f.ready) == 0 && f.starting == 0 && f.held == 0 && f.nQueued == 0
 }
 
 // queued is a wait-queue entry; it is stale when the request gave up (its
@@ -108,6 +115,9 @@ func (s *sim) observe(f *function) { f.meter.Observe(s.time(), f.held+f.nQueued)
 // router's policy or queues it, and asks the scaling policy for instances
 // when it found no free slot.
 func (s *sim) arrive(a Arrival) error {
+	if a.Function == "" {
+		return fmt.Errorf("%w: arrival at %v without a function", ErrWorkload, a.At)
+	}
 	f, err := s.function(a.Function)
 	if err != nil {
 		return err

@@ -34,7 +34,7 @@ func trace() faastest.Workload {
 		rate := math.Exp(math.Log(1.0/1200) + r.Float64()*math.Log(120)) // 1/20 min to 1/10 s
 		ws = append(ws, faastest.Poisson(fmt.Sprintf("poisson-%02d", i), rate, day, r.Uint64()))
 	}
-	ws = append(ws, faastest.Poisson("api", 5, day, 7))
+	ws = append(ws, faastest.Poisson("api", 1, day, 7))
 	return faastest.Merge(ws...)
 }
 
