@@ -235,7 +235,9 @@ func EWMASizingFor(_ string, rc warmpool.RuntimeConfig) (warmpool.SizingPolicy, 
 }
 
 func (c Config) withDefaults() Config {
-	c.Policy = cmp.Or[router.Policy](c.Policy, router.P2C())
+	if c.Policy == nil {
+		c.Policy = router.P2C()
+	}
 	if c.Scaler == nil {
 		c.Scaler = KPAFor
 	}

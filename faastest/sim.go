@@ -16,7 +16,7 @@ import (
 )
 
 // ErrWorkload is matched (errors.Is) by the error of a workload whose
-// arrivals go back in time.
+// arrivals go back in time or name no function.
 var ErrWorkload = errors.New("faastest: bad workload")
 
 // Run simulates the workload under cfg on a virtual clock and returns the
@@ -25,7 +25,7 @@ var ErrWorkload = errors.New("faastest: bad workload")
 // cfg.Seed: the same config, workload and seed give the same report, bit
 // for bit. Run returns an error wrapping ErrConfig for an invalid config or
 // a policy constructor's error, and one wrapping ErrWorkload when an
-// arrival comes before the previous one.
+// arrival comes before the previous one or names no function.
 func Run(cfg Config, w Workload) (*Report, error) {
 	s, err := newSim(cfg)
 	if err != nil {
@@ -78,117 +78,6 @@ type sim struct {
 	free  []*request
 	total acct
 	tl    timeline
-}
-
-type evKind uint8
-
-const (
-	evComplete evKind = iota + 1
-	evQueueTimeout
-	evColdReady
-	evPodCreated
-	evScaleTick
-	evPoolTick
-)
-
-// event is one entry of the event queue. Only the pointer its kind needs
-// is set; gen guards against a request recycled since the event was
-// scheduled.
-type event struct {
-	at   int64
-	seq  uint64
-	aux  int64
-	req  *request
-	cs   *coldStart
-	pool *pool
-	gen  uint32
-	kind evKind
-}
-
-// eventHeap is a binary min-heap on (at, seq): ties go in scheduling
-// order, which keeps runs deterministic.
-type eventHeap []event
-
-func (h eventHeap) less(i, j int) bool {
-	return h[i].at < h[j].at || (h[i].at == h[j].at && h[i].seq < h[j].seq)
-}
-
-func (h *eventHeap) push(e event) {
-	*h = append(*h, e)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
-			break
-		}
-		q[i], q[p] = q[p], q[i]
-		i = p
-	}
-}
-
-func (h *eventHeap) pop() event {
-	q := *h
-	top := q[0]
-	n := len(q) - 1
-	q[0] = q[n]
-	q[n] = event{}
-	q = q[:n]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && q.less(r, l) {
-			m = r
-		}
-		if !q.less(m, i) {
-			break
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-	*h = q
-	return top
-}
-
-func (s *sim) schedule(e event) {
-	s.seq++
-	e.seq = s.seq
-	s.events.push(e)
-}
-
-// fifo is a ring buffer queue.
-type fifo[T any] struct {
-	buf  []T
-	head int
-	n    int
-}
-
-func (q *fifo[T]) len() int { return q.n }
-
-func (q *fifo[T]) push(v T) {
-	if q.n == len(q.buf) {
-		grown := make([]T, max(8, 2*len(q.buf)))
-		for i := range q.n {
-			grown[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = grown, 0
-	}
-	q.buf[(q.head+q.n)%len(q.buf)] = v
-	q.n++
-}
-
-func (q *fifo[T]) pop() (T, bool) {
-	var zero T
-	if q.n == 0 {
-		return zero, false
-	}
-	v := q.buf[q.head]
-	q.buf[q.head] = zero
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	return v, true
 }
 
 // acct integrates instance counts over virtual time: alive instances (a
@@ -361,7 +250,7 @@ func (s *sim) handle(e event) {
 		s.complete(e.req)
 	case evQueueTimeout:
 		if r := e.req; r.gen == e.gen && r.state == stQueued {
-			s.giveUp(r, outcomeTimedOut)
+			s.giveUp(r)
 		}
 	case evColdReady:
 		s.coldReady(e.cs)
@@ -415,64 +304,4 @@ func (s *sim) function(id string) (*function, error) {
 	s.fns = append(s.fns, f)
 	s.byID[id] = f
 	return f, nil
-}
-
-// timeline samples the run's state at regular virtual times, doubling its
-// step (and merging pairs of points) whenever it would exceed
-// MaxTimelinePoints.
-type timeline struct {
-	step   int64
-	next   int64
-	cold   int // cold starts since the last point
-	points []TimelinePoint
-}
-
-// sample records a point for every sampling time up to and including t,
-// with the state that held before t.
-func (tl *timeline) sample(s *sim, t int64) {
-	for tl.next <= t {
-		p := TimelinePoint{
-			T:          time.Duration(tl.next),
-			Instances:  s.total.alive,
-			Idle:       s.total.idle,
-			InFlight:   s.held,
-			Queued:     s.queued,
-			ColdStarts: tl.cold,
-		}
-		for _, pl := range s.pools {
-			p.IdlePods += len(pl.idle)
-		}
-		tl.cold = 0
-		tl.points = append(tl.points, p)
-		tl.next += tl.step
-		if len(tl.points) >= MaxTimelinePoints {
-			tl.compact()
-		}
-	}
-}
-
-// compact merges pairs of points: the later time, the larger level, the
-// sum of the cold starts.
-func (tl *timeline) compact() {
-	pts := tl.points
-	out := pts[:0]
-	for i := 0; i+1 < len(pts); i += 2 {
-		a, b := pts[i], pts[i+1]
-		out = append(out, TimelinePoint{
-			T:          b.T,
-			Instances:  max(a.Instances, b.Instances),
-			Idle:       max(a.Idle, b.Idle),
-			InFlight:   max(a.InFlight, b.InFlight),
-			Queued:     max(a.Queued, b.Queued),
-			IdlePods:   max(a.IdlePods, b.IdlePods),
-			ColdStarts: a.ColdStarts + b.ColdStarts,
-		})
-	}
-	if len(pts)%2 == 1 {
-		last := pts[len(pts)-1]
-		out = append(out, last)
-	}
-	tl.points = out
-	tl.step *= 2
-	tl.next = int64(tl.points[len(tl.points)-1].T) + tl.step
 }

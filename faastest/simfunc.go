@@ -82,13 +82,6 @@ type request struct {
 	counted bool // arrived after the warm-up: part of the report
 }
 
-type outcome uint8
-
-const (
-	outcomeQueueFull outcome = iota + 1
-	outcomeTimedOut
-)
-
 func (s *sim) newRequest(f *function) *request {
 	var r *request
 	if n := len(s.free); n > 0 {
@@ -190,13 +183,13 @@ func (f *function) popQueued(s *sim) *request {
 	}
 }
 
-// giveUp ends a request that waited too long.
-func (s *sim) giveUp(r *request, o outcome) {
+// giveUp ends a request that waited longer than the queue timeout.
+func (s *sim) giveUp(r *request) {
 	f := r.fn
 	f.nQueued--
 	s.queued--
 	r.ticket.Done(s.time(), loadshed.Dropped)
-	if r.counted && o == outcomeTimedOut {
+	if r.counted {
 		f.st.timedOut++
 	}
 	s.recycle(r) // its queue entry is now stale
