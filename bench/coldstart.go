@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -302,20 +303,26 @@ func coldMarkdown(r *coldResult) string {
 			"**" + pair("total") + "**", pair("client"), fmt.Sprintf("%d/%d", c.CacheHits, len(c.Samples))})
 	}
 	b.WriteString(table([]string{"case", "n", "take", "fetch", "load (incl. fetch)", "init", "total", "first request, client", "cache hits"}, "lrrrrrrrr", rows))
-	b.WriteString("\nAll times in ms, p50 / p99. ")
+	rank := int(math.Ceil(0.99 * float64(r.Params.N)))
+	fmt.Fprintf(&b, "\nAll times in ms, p50 / p99; quantiles by nearest rank, so the p99 is the sample of rank %d of %d%s. ",
+		rank, r.Params.N, map[bool]string{true: ", the largest", false: ""}[rank >= r.Params.N])
 	for _, c := range r.Cases {
 		fmt.Fprintf(&b, "*%s*: %s. ", c.Name, c.What)
 	}
-	if len(r.Cases) > 0 {
-		t := r.Cases[0].Steps["total"]
-		ok := func(v bool) string {
-			if v {
-				return "✔"
-			}
-			return "✘"
+	ok := func(v bool) string {
+		if v {
+			return "✔"
 		}
-		fmt.Fprintf(&b, "\n\nTarget (issue 7), warm-pool hit with cached code: p50 ≤ 15 ms %s (%s), p99 ≤ 50 ms %s (%s).\n",
-			ok(t.P50 <= 15), fmtMS(t.P50), ok(t.P99 <= 50), fmtMS(t.P99))
+		return "✘"
 	}
+	for i, c := range r.Cases {
+		if i > 1 {
+			break
+		}
+		t := c.Steps["total"]
+		fmt.Fprintf(&b, "\n\nTarget (issue 7), warm-pool hit with cached code, total — *%s*: p50 ≤ 15 ms %s (%s), p99 ≤ 50 ms %s (%s).",
+			c.Name, ok(t.P50 <= 15), fmtMS(t.P50), ok(t.P99 <= 50), fmtMS(t.P99))
+	}
+	b.WriteString("\n")
 	return b.String()
 }

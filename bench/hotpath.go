@@ -19,7 +19,9 @@ type hotPackage struct {
 
 var defaultHotPackages = []hotPackage{
 	{Dir: ".", Bench: "^BenchmarkHotPath"},
-	{Dir: "./router", Bench: "^Benchmark(PickRelease|PickReleaseTableSize|PickReleaseParallel|AcquireRelease)$"},
+	// The default policy only: the lb scenario compares the policies.
+	{Dir: "./router", Bench: "^Benchmark(PickRelease|PickReleaseParallel)$/^p2c/"},
+	{Dir: "./router", Bench: "^Benchmark(PickReleaseTableSize|AcquireRelease)$"},
 	{Dir: "./concurrency", Bench: "^Benchmark(SlotsTryAcquireRelease|SlotsTryAcquireReleaseParallel|FunctionLimitAcquireRelease|QueueAcquireFree|QueueHandoff)$"},
 	{Dir: "./loadshed", Bench: "^Benchmark(AdmitDone|AdmitShed|AdmitDoneParallel)$"},
 }

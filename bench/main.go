@@ -57,12 +57,12 @@ func defaultOptions() options {
 		scenarios: scenarioNames,
 		hop:       hopParams{Rounds: 8, Slice: 400 * time.Millisecond, Concurrency: []int{1, 16}, Rates: []float64{1000}},
 		overload: overloadParams{
-			Levels: []float64{0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10}, Step: 3 * time.Second,
+			Levels: []float64{0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10}, Step: 2500 * time.Millisecond,
 			Sleep: 50 * time.Millisecond, Instances: 2, Concurrency: 4, QueueTimeout: time.Second,
 		},
 		cold:  coldParams{N: 60},
 		lb:    lbParams{Requests: 200_000, Seeds: 5, Loads: []float64{0.7, 0.9, 0.99}},
-		shard: shardParams{Count: 5, Benchtime: "100ms", Keys: 1_000_000, Nodes: []int{8, 64, 512, 4096}},
+		shard: shardParams{Count: 5, Benchtime: "100ms", Keys: 1_000_000, Nodes: []int{8, 64, 512}},
 		hot:   hotParams{Count: 5, Benchtime: "100ms", Packages: defaultHotPackages},
 	}
 }
@@ -89,6 +89,7 @@ func main() {
 	hopRate := fs.String("hop-rate", "1000", "hop: open-loop rates, requests/s")
 	fs.IntVar(&o.hop.Rounds, "hop-rounds", o.hop.Rounds, "hop: rounds (each runs one slice per target)")
 	fs.DurationVar(&o.hop.Slice, "hop-slice", o.hop.Slice, "hop: length of one slice of load on one target")
+	shardNodes := fs.String("shard-nodes", "8,64,512", "sharding: node counts for balance and movement (4096 takes 15 s more)")
 	levels := fs.String("overload-levels", "0.5,0.75,1,1.25,1.5,2,3,5,10", "overload: offered load, × measured capacity")
 	fs.DurationVar(&o.overload.Step, "overload-step", o.overload.Step, "overload: length of each step")
 	fs.DurationVar(&o.overload.Sleep, "overload-sleep", o.overload.Sleep, "overload: service time of the sleep function")
@@ -119,6 +120,9 @@ func main() {
 		}
 		if err == nil {
 			o.overload.Levels, err = parseFloats(*levels)
+		}
+		if err == nil {
+			o.shard.Nodes, err = parseInts(*shardNodes)
 		}
 	}
 	if err != nil {

@@ -122,7 +122,6 @@ func runOverload(ctx context.Context, e *env, p overloadParams) (*overloadResult
 		return nil, fmt.Errorf("overload: measured no capacity")
 	}
 
-	rng := rand.New(rand.NewPCG(2, 2))
 	for li, level := range p.Levels {
 		order := []int{0, 1}
 		if li%2 == 1 {
@@ -130,6 +129,8 @@ func runOverload(ctx context.Context, e *env, p overloadParams) (*overloadResult
 		}
 		for _, i := range order {
 			rate := level * res.Capacity
+			// The same arrival times for both modes of a level.
+			rng := rand.New(rand.NewPCG(uint64(li), 2))
 			o := openLoop(ctx, targets[i], rate, p.Step, 16384, rng, true)
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -212,12 +213,16 @@ func overloadMarkdown(r *overloadResult, svg string) string {
 				continue
 			}
 			s := m.Steps[i]
-			row = append(row, fmt.Sprintf("%s (%s)", fmtRate(s.Goodput), fmtSpread(s.PerSecond, fmtRate)), fmtUS(s.Admitted.P99), refusals(s))
+			g := fmtRate(s.Goodput)
+			if s.PerSecond.N > 1 {
+				g += fmt.Sprintf(" (%s–%s)", fmtRate(s.PerSecond.Min), fmtRate(s.PerSecond.Max))
+			}
+			row = append(row, g, fmtUS(s.Admitted.P99), refusals(s))
 		}
 		rows = append(rows, row)
 	}
-	b.WriteString(table([]string{"offered", "req/s", "goodput, shedding on (per-second buckets)", "admitted p99, on", "refused, on",
-		"goodput, shedding off (per-second buckets)", "admitted p99, off", "refused, off"}, "rrrrlrrl", rows))
+	b.WriteString(table([]string{"offered", "req/s", "goodput, shedding on (range of 1-s buckets)", "admitted p99, on", "refused, on",
+		"goodput, shedding off (range of 1-s buckets)", "admitted p99, off", "refused, off"}, "rrrrlrrl", rows))
 	return b.String()
 }
 
