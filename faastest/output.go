@@ -81,6 +81,9 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	return timelineChart(fmt.Sprintf("%s: timeline", cmp.Or(r.Name, "simulation")), []*Report{r}).Render(w)
 }
 
+// chartPoints bounds the points of one series in a chart.
+const chartPoints = 600
+
 // timelineChart draws the timelines of one or two reports, the second
 // dashed.
 func timelineChart(title string, rs []*Report) *svgplot.Chart {
@@ -99,6 +102,10 @@ func timelineChart(title string, rs []*Report) *svgplot.Chart {
 	}
 	panels := []svgplot.Panel{{YLabel: "instances"}, {YLabel: "requests"}, {YLabel: "cold starts"}}
 	for i, r := range rs {
+		// An 800-pixel chart shows at most chartPoints points a series;
+		// coarser points keep the peaks and every cold start.
+		k := (len(r.Timeline) + chartPoints - 1) / chartPoints
+		points, step := coarsen(r.Timeline, k), r.TimelineStep*time.Duration(max(k, 1))
 		name := func(s string) string {
 			if len(rs) == 1 {
 				return s
@@ -106,9 +113,9 @@ func timelineChart(title string, rs []*Report) *svgplot.Chart {
 			return cmp.Or(r.Name, fmt.Sprintf("run %d", i+1)) + ": " + s
 		}
 		pick := func(f func(TimelinePoint) int) (x, y []float64) {
-			x = make([]float64, len(r.Timeline))
-			y = make([]float64, len(r.Timeline))
-			for k, p := range r.Timeline {
+			x = make([]float64, len(points))
+			y = make([]float64, len(points))
+			for k, p := range points {
 				x[k] = float64(p.T) / float64(unit)
 				y[k] = float64(f(p))
 			}
@@ -126,7 +133,7 @@ func timelineChart(title string, rs []*Report) *svgplot.Chart {
 			series("in flight", func(p TimelinePoint) int { return p.InFlight }),
 			series("queued", func(p TimelinePoint) int { return p.Queued }))
 		panels[2].Series = append(panels[2].Series,
-			series(fmt.Sprintf("per %v", r.TimelineStep), func(p TimelinePoint) int { return p.ColdStarts }))
+			series(fmt.Sprintf("per %v", step), func(p TimelinePoint) int { return p.ColdStarts }))
 	}
 	return &svgplot.Chart{Title: title, XLabel: label, Panels: panels}
 }

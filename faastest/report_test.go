@@ -175,3 +175,30 @@ func TestChangeAndDurationFormats(t *testing.T) {
 	assert.Equal(t, "69.7ms", dur(69_700_000))
 	assert.Equal(t, "2.5s", dur(2500*time.Millisecond))
 }
+
+func TestCoarsenKeepsPeaksAndColdStarts(t *testing.T) {
+	pts := []TimelinePoint{
+		{T: 1, Instances: 1, ColdStarts: 1},
+		{T: 2, Instances: 5, InFlight: 3},
+		{T: 3, Instances: 2, ColdStarts: 2},
+		{T: 4, Queued: 7},
+		{T: 5, IdlePods: 4, ColdStarts: 1},
+	}
+	assert.Equal(t, pts, coarsen(pts, 1))
+	assert.Equal(t, []TimelinePoint{
+		{T: 2, Instances: 5, InFlight: 3, ColdStarts: 1},
+		{T: 4, Instances: 2, Queued: 7, ColdStarts: 2},
+		{T: 5, IdlePods: 4, ColdStarts: 1},
+	}, coarsen(pts, 2))
+	assert.Equal(t, []TimelinePoint{{T: 5, Instances: 5, InFlight: 3, Queued: 7, IdlePods: 4, ColdStarts: 4}}, coarsen(pts, 9))
+
+	// A chart of an hour sampled every second stays small.
+	r, err := Run(Config{Seed: 1, Until: time.Hour}, Poisson("f", 5, time.Hour, 1))
+	require.NoError(t, err)
+	require.Len(t, r.Timeline, 3601)
+	var svg bytes.Buffer
+	require.NoError(t, r.WriteSVG(&svg))
+	wellFormedSVG(t, svg.Bytes())
+	assert.Less(t, svg.Len(), 150_000)
+	assert.Contains(t, svg.String(), "per 7s", "cold starts counted over the coarser step")
+}

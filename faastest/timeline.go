@@ -36,28 +36,35 @@ func (tl *timeline) sample(s *sim, t int64) {
 	}
 }
 
-// compact merges pairs of points: the later time, the larger level, the
-// sum of the cold starts.
+// compact merges pairs of points and doubles the step.
 func (tl *timeline) compact() {
-	pts := tl.points
-	out := pts[:0]
-	for i := 0; i+1 < len(pts); i += 2 {
-		a, b := pts[i], pts[i+1]
-		out = append(out, TimelinePoint{
-			T:          b.T,
-			Instances:  max(a.Instances, b.Instances),
-			Idle:       max(a.Idle, b.Idle),
-			InFlight:   max(a.InFlight, b.InFlight),
-			Queued:     max(a.Queued, b.Queued),
-			IdlePods:   max(a.IdlePods, b.IdlePods),
-			ColdStarts: a.ColdStarts + b.ColdStarts,
-		})
-	}
-	if len(pts)%2 == 1 {
-		last := pts[len(pts)-1]
-		out = append(out, last)
-	}
-	tl.points = out
+	tl.points = coarsen(tl.points, 2)
 	tl.step *= 2
 	tl.next = int64(tl.points[len(tl.points)-1].T) + tl.step
+}
+
+// coarsen merges runs of k points into one: the last time, the largest
+// level, the sum of the cold starts (so none is lost and no peak is
+// flattened). A last run shorter than k is merged the same way.
+func coarsen(pts []TimelinePoint, k int) []TimelinePoint {
+	if k <= 1 {
+		return pts
+	}
+	out := pts[:0:0]
+	for i := 0; i < len(pts); i += k {
+		m := pts[i]
+		for _, p := range pts[i+1 : min(i+k, len(pts))] {
+			m = TimelinePoint{
+				T:          p.T,
+				Instances:  max(m.Instances, p.Instances),
+				Idle:       max(m.Idle, p.Idle),
+				InFlight:   max(m.InFlight, p.InFlight),
+				Queued:     max(m.Queued, p.Queued),
+				IdlePods:   max(m.IdlePods, p.IdlePods),
+				ColdStarts: m.ColdStarts + p.ColdStarts,
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
