@@ -48,20 +48,11 @@ const (
 	MaxTimelinePoints = 4096
 )
 
-// Default distributions, documented where they are used. They are
-// variables only because a Dist is an interface; do not reassign them.
-var (
-	// DefaultService is a short HTTP function: exponential, mean 100 ms.
-	DefaultService = Exp(100 * time.Millisecond)
-	// DefaultLoad is starting the function process after its code was
-	// fetched: unpack and exec, median 100 ms.
-	DefaultLoad = LogNormal(100*time.Millisecond, 0.3)
-	// DefaultInit is the function's init hook, median 50 ms.
-	DefaultInit = LogNormal(50*time.Millisecond, 0.5)
-	// DefaultPodCreate is creating a generic pod (scheduling, image
-	// already on the node, agent start), median 1 s.
-	DefaultPodCreate = LogNormal(time.Second, 0.3)
-)
+// The default distributions, described on the fields they fill in.
+func defaultService() Dist   { return Exp(100 * time.Millisecond) }
+func defaultLoad() Dist      { return LogNormal(100*time.Millisecond, 0.3) }
+func defaultInit() Dist      { return LogNormal(50*time.Millisecond, 0.5) }
+func defaultPodCreate() Dist { return LogNormal(time.Second, 0.3) }
 
 // FunctionSpec describes one simulated function. Zero fields take the
 // documented defaults.
@@ -72,7 +63,7 @@ type FunctionSpec struct {
 	// Default: the first runtime of Config.Runtimes in name order.
 	Runtime string
 	// Service is the execution time of one invocation on an instance.
-	// Default DefaultService.
+	// Default: exponential with a mean of 100 ms, a short HTTP function.
 	Service Dist
 	// Concurrency is the per-instance limit of requests in flight, the
 	// instance's concurrency.Slots that the router policy compares.
@@ -99,22 +90,27 @@ type FunctionSpec struct {
 	// count and the fetch latency grows with. Default DefaultCodeSize.
 	CodeSize int64
 	// Load and Init are the cold start's steps after the code fetch:
-	// process start, and the init hook. Defaults DefaultLoad and
-	// DefaultInit.
+	// starting the function process (unpack and exec) and its init hook.
+	// Defaults: log-normal with medians of 100 ms (sigma 0.3) and 50 ms
+	// (sigma 0.5).
 	Load, Init Dist
 }
 
 // RuntimeSpec configures the warm pool of one runtime.
 type RuntimeSpec struct {
-	// Min and Max bound the pool's target (warmpool.RuntimeConfig).
-	// Defaults 1 and 50.
+	// Min and Max bound the pool's target (warmpool.RuntimeConfig). When
+	// both are zero they are 1 and 50.
 	Min, Max int
-	// Create is the latency of creating a pod. Default DefaultPodCreate.
+	// Create is the latency of creating a pod (scheduling, the image
+	// already on the node, the agent's start). Default: log-normal with a
+	// median of 1 s (sigma 0.3).
 	Create Dist
 }
 
 // Tier is one level of the code cache hierarchy: a fetch from it costs a
 // sample of Latency plus the package's size divided by BytesPerSecond.
+// Zero fields take the tier's default (see CodeConfig); an infinite
+// BytesPerSecond makes the size cost nothing.
 type Tier struct {
 	Latency        Dist
 	BytesPerSecond float64
@@ -257,7 +253,7 @@ func (c Config) withDefaults() Config {
 			rs.Min, rs.Max = 1, 50
 		}
 		if rs.Create == nil {
-			rs.Create = DefaultPodCreate
+			rs.Create = defaultPodCreate()
 		}
 		c.Runtimes[name] = rs
 	}
@@ -321,7 +317,7 @@ func (c *Config) validate() error {
 func (fn FunctionSpec) resolve(runtime string) FunctionSpec {
 	fn.Runtime = cmp.Or(fn.Runtime, runtime)
 	if fn.Service == nil {
-		fn.Service = DefaultService
+		fn.Service = defaultService()
 	}
 	fn.Concurrency = cmp.Or(fn.Concurrency, DefaultConcurrency)
 	fn.Parallelism = cmp.Or(fn.Parallelism, fn.Concurrency)
@@ -331,10 +327,10 @@ func (fn FunctionSpec) resolve(runtime string) FunctionSpec {
 	fn.QueueTimeout = cmp.Or(fn.QueueTimeout, DefaultQueueTimeout)
 	fn.CodeSize = cmp.Or(fn.CodeSize, DefaultCodeSize)
 	if fn.Load == nil {
-		fn.Load = DefaultLoad
+		fn.Load = defaultLoad()
 	}
 	if fn.Init == nil {
-		fn.Init = DefaultInit
+		fn.Init = defaultInit()
 	}
 	return fn
 }
