@@ -222,6 +222,7 @@ func (s *sim) run(w Workload) error {
 		s.processed++
 	}
 	s.advance(max(s.now, s.until))
+	s.tl.finish(s, s.now)
 	return nil
 }
 

@@ -36,6 +36,19 @@ func (tl *timeline) sample(s *sim, t int64) {
 	}
 }
 
+// finish adds a last point at the end of the run, t, unless one is there
+// already, so that the timeline covers the whole run and counts every cold
+// start.
+func (tl *timeline) finish(s *sim, t int64) {
+	tl.sample(s, t)
+	if n := len(tl.points); n > 0 && int64(tl.points[n-1].T) == t {
+		return
+	}
+	tl.next = t
+	tl.sample(s, t)
+	tl.next = t + tl.step
+}
+
 // compact merges pairs of points and doubles the step.
 func (tl *timeline) compact() {
 	tl.points = coarsen(tl.points, 2)
