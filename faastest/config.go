@@ -76,8 +76,10 @@ type FunctionSpec struct {
 	Parallelism int
 	// MinInstances, MaxInstances and KeepAlive configure the default
 	// scaling policy ([KPAFor]); a custom Config.Scaler may read them too.
-	// Defaults 0, DefaultMaxInstances, DefaultKeepAlive; a negative
-	// KeepAlive means none.
+	// MaxInstances also caps what any policy asks for, as the dataplane
+	// does. Defaults 0, DefaultMaxInstances, DefaultKeepAlive; a negative
+	// KeepAlive means none (the KPA still keeps an instance while its
+	// 60 s stable average of concurrency is above zero).
 	MinInstances, MaxInstances int
 	KeepAlive                  time.Duration
 	// MaxQueue bounds the requests waiting for a slot; one more is
