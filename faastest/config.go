@@ -182,9 +182,10 @@ type Config struct {
 	// scaling policy. Default: the package defaults (KPA's windows).
 	Meter concurrency.MeterConfig
 
-	// ScaleInterval is the period of the scaling decisions (a request
-	// that finds no free slot also triggers one). Default
-	// DefaultScaleInterval.
+	// ScaleInterval is the period of the scaling decisions. Between them,
+	// a request that finds no free slot makes sure that ceil(waiting /
+	// Concurrency) cold starts are under way, within MaxInstances, as the
+	// dataplane's slow path does. Default DefaultScaleInterval.
 	ScaleInterval time.Duration
 	// DormantInterval is the period of the scaling decisions of a
 	// dormant function: one with no instance, no cold start and no

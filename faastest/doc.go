@@ -23,8 +23,10 @@
 // request handed to the longest waiter as the dataplane does; the number of
 // instances, hence scale-up, keep-alive and scale to zero, by a
 // concurrency.ScalingPolicy (Knative's KPA by default) fed by a
-// concurrency.Meter every 2 s and whenever a request finds no free slot;
-// the warm pool's target by a warmpool.SizingPolicy (EWMA by default).
+// concurrency.Meter every 2 s (between decisions, a request that finds no
+// free slot makes sure that enough cold starts for the waiting requests are
+// under way, as the dataplane's slow path does); the warm pool's target by
+// a warmpool.SizingPolicy (EWMA by default).
 // Config takes a constructor for each, which is how a platform team tests
 // its own policy against the defaults (see examples/policytest). Around
 // them the simulator models each function's service-time distribution and

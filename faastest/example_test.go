@@ -31,10 +31,10 @@ func Example() {
 	}
 	fmt.Printf("total: cold-start ratio %.3f%%, %d cold starts\n", 100*r.Total.ColdStartRatio, r.Total.ColdStarts)
 	// Output:
-	// api    72043 invocations,  24 cold, p99 459ms, 3660 instance-seconds
-	// batch  11887 invocations,  81 cold, p99 518ms, 1688 instance-seconds
-	// cron       4 invocations,   4 cold, p99 350ms, 2408 instance-seconds
-	// total: cold-start ratio 0.130%, 12 cold starts
+	// api    72043 invocations,  22 cold, p99 459ms, 3607 instance-seconds
+	// batch  11887 invocations,  83 cold, p99 514ms, 1553 instance-seconds
+	// cron       4 invocations,   4 cold, p99 429ms, 2408 instance-seconds
+	// total: cold-start ratio 0.130%, 76 cold starts
 }
 
 // A comparison of two keep-alives on a sparse workload: each function is
@@ -75,7 +75,7 @@ func ExampleReport_WriteText() {
 	}
 	fmt.Println(strings.Split(b.String(), "\n")[0])
 	// Output:
-	// run "small" (seed 1, policy p2c): 2 functions, 59.879s virtual, 1443 events
+	// run "small" (seed 1, policy p2c): 2 functions, 59.879s virtual, 1445 events
 }
 
 // Replaying the Azure Functions 2019 trace: the file is the dataset's

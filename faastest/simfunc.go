@@ -105,8 +105,7 @@ func (s *sim) recycle(r *request) {
 func (s *sim) observe(f *function) { f.meter.Observe(s.time(), f.held+f.nQueued) }
 
 // arrive admits an invocation through the shedder, routes it through the
-// router's policy or queues it, and asks the scaling policy for instances
-// when it found no free slot.
+// router's policy, or queues it and makes sure cold starts are under way.
 func (s *sim) arrive(a Arrival) error {
 	if a.Function == "" {
 		return fmt.Errorf("%w: arrival at %v without a function", ErrWorkload, a.At)
@@ -148,8 +147,21 @@ func (s *sim) arrive(a Arrival) error {
 	}
 	s.enqueue(f, r)
 	s.observe(f)
-	s.decide(f)
+	s.wantCapacity(f)
 	return nil
+}
+
+// wantCapacity is the dataplane's slow path (faas.Dataplane's
+// wantCapacity): a request that found no free slot makes sure that
+// ceil(waiting / Concurrency) cold starts are under way, within
+// MaxInstances. How many instances the function keeps is the scaling
+// policy's business, at its next decision.
+func (s *sim) wantCapacity(f *function) {
+	per := f.spec.Concurrency
+	want := min((f.nQueued+per-1)/per, f.spec.MaxInstances-len(f.ready))
+	for n := f.starting; n < want; n++ {
+		s.startCold(f)
+	}
 }
 
 func (s *sim) enqueue(f *function, r *request) {
@@ -295,7 +307,8 @@ func (s *sim) decide(f *function) {
 	o.InstanceLimit = f.spec.Concurrency
 	o.InFlight = f.held
 	o.Queued = f.nQueued
-	want := min(f.scaler.Decide(now, o).Desired, f.spec.MaxInstances)
+	// A custom policy is held to the spec's bounds, as in the dataplane.
+	want := min(max(f.scaler.Decide(now, o).Desired, f.spec.MinInstances), f.spec.MaxInstances)
 	for n := o.Instances; n < want; n++ {
 		s.startCold(f)
 	}
