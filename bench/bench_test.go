@@ -46,13 +46,13 @@ func TestParseBench(t *testing.T) {
 	require.Len(t, stats, 3)
 	pr := stats[0]
 	assert.Equal(t, 3, pr.Runs)
-	assert.Equal(t, Spread{Median: 51.2, Min: 49.8, Max: 60, N: 3}, pr.Metrics["ns/op"])
+	assert.Equal(t, Spread{Median: 51.2, Min: 49.8, Max: 60, P25: 49.8, P75: 60, N: 3}, pr.Metrics["ns/op"])
 	assert.Equal(t, 0.0, pr.Metrics["allocs/op"].Max)
 	assert.Contains(t, benchTable(stats), "| PickRelease/p2c/instances=10 | 51.2 (49.8–60) | 0 | 0 |")
 }
 
 func TestSpreadAndQuantile(t *testing.T) {
-	assert.Equal(t, Spread{Median: 2.5, Min: 1, Max: 4, N: 4}, spreadOf([]float64{4, 1, 3, 2}))
+	assert.Equal(t, Spread{Median: 2.5, Min: 1, Max: 4, P25: 1, P75: 3, N: 4}, spreadOf([]float64{4, 1, 3, 2}))
 	assert.Equal(t, Spread{}, spreadOf(nil))
 	xs := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	assert.Equal(t, 5.0, quantile(xs, .5))

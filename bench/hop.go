@@ -91,7 +91,11 @@ func runHop(ctx context.Context, e *env, p hopParams) (*hopResult, error) {
 
 	var modes []hopMode
 	for _, c := range p.Concurrency {
-		modes = append(modes, hopMode{Name: fmt.Sprintf("closed loop, %d client(s)", c), Concurrency: c})
+		name := fmt.Sprintf("closed loop, %d clients", c)
+		if c == 1 {
+			name = "closed loop, 1 client, request by request"
+		}
+		modes = append(modes, hopMode{Name: name, Concurrency: c})
 	}
 	for _, r := range p.Rates {
 		modes = append(modes, hopMode{Name: fmt.Sprintf("open loop, %g req/s (Poisson)", r), Rate: r})
@@ -110,6 +114,13 @@ func runHop(ctx context.Context, e *env, p hopParams) (*hopResult, error) {
 		}
 		rounds := make([][]*outcome, len(targets))
 		for r := range p.Rounds {
+			if m.Concurrency == 1 {
+				// One client: interleave request by request.
+				for i, o := range interleaved(ctx, targets, time.Duration(len(targets))*p.Slice) {
+					rounds[i] = append(rounds[i], o)
+				}
+				continue
+			}
 			for _, i := range hopOrders[r%len(hopOrders)] {
 				rounds[i] = append(rounds[i], slice(targets[i], p.Slice))
 			}
@@ -275,7 +286,9 @@ func serveBareProxy(upstream string) (stop func(), addr string, err error) {
 
 func hopMarkdown(r *hopResult) string {
 	var b strings.Builder
-	b.WriteString(header(r.Meta, fmt.Sprintf("%d rounds; each round runs one %v slice per path, in a rotating order; figures are the median over rounds with their range", r.Params.Rounds, r.Params.Slice)))
+	b.WriteString(header(r.Meta, fmt.Sprintf("%d rounds; in each, one %v slice of load per path, in an order that rotates over the six permutations "+
+		"(with one client: %v of requests that go to the three paths in turn, request by request); figures are the median over rounds with their range",
+		r.Params.Rounds, r.Params.Slice, 3*r.Params.Slice)))
 	b.WriteString("\n")
 	var rows [][]string
 	for _, m := range r.Modes {
@@ -301,9 +314,10 @@ func hopMarkdown(r *hopResult) string {
 		if m.Ratio.Median > 1.3 {
 			verdict = "✘"
 		}
-		rows = append(rows, []string{m.Name, fmtSpread(m.Ratio, f2), f2(m.PooledRatio), f2(m.P99Ratio), verdict})
+		rows = append(rows, []string{m.Name, fmt.Sprintf("**%.2f** (%.2f–%.2f; %.2f–%.2f)", m.Ratio.Median, m.Ratio.P25, m.Ratio.P75, m.Ratio.Min, m.Ratio.Max),
+			f2(m.PooledRatio), f2(m.P99Ratio), verdict})
 	}
-	b.WriteString(table([]string{"load", "added-latency ratio p50 (median of rounds, range)", "on pooled p50s", "on p99s", "≤ 1.3"}, "lrrrl", rows))
+	b.WriteString(table([]string{"load", "added-latency ratio of p50s: median of rounds (middle half; range)", "on pooled p50s", "on median p99s", "median ≤ 1.3"}, "lrrrl", rows))
 	for _, m := range r.Modes {
 		if m.SendLateness != nil {
 			fmt.Fprintf(&b, "\n%s: latencies run from the moment each request was sent; the sender sent them %s (p50) / %s (p99) after their Poisson arrival times (Go timer resolution), the same for all three paths.\n",

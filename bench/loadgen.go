@@ -130,6 +130,43 @@ func closedLoop(ctx context.Context, t *target, conc int, dur time.Duration) *ou
 	return o
 }
 
+// interleaved runs one client that sends its requests to the targets in
+// turn, request by request (in an order that rotates over the six
+// permutations of three targets), for dur: closed loop at concurrency 1,
+// with the finest interleaving, so that the noise of a shared machine hits
+// every target alike. It returns one outcome per target.
+func interleaved(ctx context.Context, targets []*target, dur time.Duration) []*outcome {
+	outs := make([]*outcome, len(targets))
+	for i := range outs {
+		outs[i] = newOutcome(4096)
+	}
+	busy := make([]time.Duration, len(targets))
+	start := time.Now()
+	end := start.Add(dur)
+	for n := 0; ctx.Err() == nil && time.Now().Before(end); n++ {
+		for k := range targets {
+			i := k
+			if len(targets) == 3 {
+				i = hopOrders[n%len(hopOrders)][k]
+			}
+			s := time.Now()
+			status, code := targets[i].call(ctx)
+			if ctx.Err() != nil {
+				break
+			}
+			d := time.Since(s)
+			busy[i] += d
+			outs[i].add(status, code, d, time.Since(start))
+		}
+	}
+	for i, o := range outs {
+		// The time the client spent on this target: the throughput is
+		// then what one client alone would get from it.
+		o.elapsed = busy[i]
+	}
+	return outs
+}
+
 // openLoop sends requests at Poisson arrival times of the given rate for
 // dur, whether or not earlier ones answered, with at most maxOut in flight
 // (arrivals beyond it are counted as dropped). With fromIntended, each

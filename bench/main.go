@@ -55,7 +55,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		scenarios: scenarioNames,
-		hop:       hopParams{Rounds: 8, Slice: 400 * time.Millisecond, Concurrency: []int{1, 16}, Rates: []float64{1000}},
+		hop:       hopParams{Rounds: 16, Slice: 200 * time.Millisecond, Concurrency: []int{1, 16}, Rates: []float64{1000}},
 		overload: overloadParams{
 			Levels: []float64{0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10}, Step: 2500 * time.Millisecond,
 			Sleep: 50 * time.Millisecond, Instances: 2, Concurrency: 4, QueueTimeout: time.Second,

@@ -21,7 +21,10 @@ type Spread struct {
 	Median float64 `json:"median"`
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
-	N      int     `json:"n"`
+	// P25 and P75 bound the middle half (nearest rank).
+	P25 float64 `json:"p25"`
+	P75 float64 `json:"p75"`
+	N   int     `json:"n"`
 }
 
 func spreadOf(xs []float64) Spread {
@@ -34,7 +37,7 @@ func spreadOf(xs []float64) Spread {
 	if len(s)%2 == 0 {
 		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	return Spread{Median: med, Min: s[0], Max: s[len(s)-1], N: len(s)}
+	return Spread{Median: med, Min: s[0], Max: s[len(s)-1], P25: quantile(s, .25), P75: quantile(s, .75), N: len(s)}
 }
 
 // fmtSpread renders "median (min–max)" with f formatting each number.
