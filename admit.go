@@ -24,6 +24,8 @@ type lease struct {
 	limited bool
 	queued  time.Duration
 	waited  bool // the request waited for capacity
+	// started: the shedder's ticket was told the request stopped waiting.
+	started bool
 }
 
 // admit runs the admission half of an invocation: the load shedder, the
@@ -47,12 +49,19 @@ func (d *Dataplane) admit(ctx context.Context, fn *function, v *version, caller 
 		l.limited = true
 	}
 	fn.demand.Add(1)
-	if rt, err := d.router.Pick(fn.id); err == nil {
+	rt, err := d.router.Pick(fn.id)
+	if err == nil {
 		l.route = rt
 		if l.shed {
 			l.ticket.Started(now)
 		}
 		return l, nil
+	}
+	if errors.Is(err, router.ErrNoRoute) && l.shed {
+		// Waiting for a cold start is not queueing behind an overloaded
+		// dataplane: the shedder must not read it as queueing delay.
+		l.ticket.Started(now)
+		l.started = true
 	}
 	return d.wait(ctx, l, v, now)
 }
@@ -69,7 +78,7 @@ func (d *Dataplane) wait(ctx context.Context, l lease, v *version, now time.Time
 	l.queued = end.Sub(now)
 	if err == nil {
 		l.route = rt
-		if l.shed {
+		if l.shed && !l.started {
 			l.ticket.Started(end)
 		}
 		return l, nil
@@ -79,6 +88,9 @@ func (d *Dataplane) wait(ctx context.Context, l lease, v *version, now time.Time
 	case errors.Is(err, concurrency.ErrQueueFull):
 		l.done(end, loadshed.Dropped)
 		return l, lifecycle.Errorf(lifecycle.CodeConcurrencyLimit, "function %s: %d requests already wait for capacity", fn.id, fn.queue.Cap())
+	case errors.Is(err, concurrency.ErrClosed) && d.state.Load() == stateClosed:
+		l.done(end, loadshed.Ignored)
+		return l, lifecycle.Errorf(lifecycle.CodeNotReady, "the dataplane is shutting down")
 	case errors.Is(err, concurrency.ErrClosed):
 		l.done(end, loadshed.Ignored)
 		return l, lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %s was removed", fn.id)
@@ -131,8 +143,8 @@ func (l *lease) releaseRest(now time.Time) {
 // slots, within MaxInstances. It returns at once; the cold starts run in the
 // background and their instances serve the queue as soon as they are Ready.
 func (d *Dataplane) wantCapacity(fn *function, v *version, waiting int) {
-	if d.starter == nil {
-		return // not started: nothing can start instances
+	if !d.running() {
+		return // nothing can start instances
 	}
 	per := max(v.spec.Concurrency, 1)
 	want := (waiting + per - 1) / per
@@ -147,16 +159,14 @@ func (d *Dataplane) wantCapacity(fn *function, v *version, waiting int) {
 // ensure asks the Starter for n cold starts of v in flight, in the
 // background.
 func (d *Dataplane) ensure(fn *function, v *version, n int) {
-	if d.state.Load() != 1 {
-		return
+	if fn.backingOff(time.Now()) {
+		return // recent cold starts failed; the scaler retries after the backoff
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	d.spawn(func() {
 		if _, err := d.starter.Ensure(d.ctx, v.cs, n); err != nil && d.ctx.Err() == nil {
 			d.log.Warn("cold start failed", "function", fn.id, "err", err)
 		}
-	}()
+	})
 }
 
 // retryAfterError carries the shedder's retry hint with the wire error.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/sharding"
 )
 
@@ -109,9 +110,9 @@ type forwardStats struct {
 
 type forwardKey struct{}
 
-// newForwarder proxies a gateway request to another node's gateway. When
-// the owner cannot be reached before anything was sent, the error handler
-// records it and the request is served locally.
+// newForwarder proxies a gateway request to another node's gateway. Its
+// error handler only records the error: forwardHTTP decides between serving
+// locally (the owner was never reached) and answering 502.
 func (d *Dataplane) newForwarder() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Transport: d.cfg.Transport,
@@ -142,23 +143,30 @@ func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr str
 	out.ContentLength = int64(len(body))
 	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	d.forwarder.ServeHTTP(w, out)
-	if fa.err != nil {
+	switch {
+	case fa.err == nil:
+		d.fwd.forwarded.Add(1)
+		return true
+	case r.Context().Err() == nil && router.OutcomeOf(fa.err) == router.ConnectFailed:
+		// The owner never got the request: serving it here is safe.
 		d.fwd.fallbacks.Add(1)
 		d.log.Warn("owner unreachable; serving locally", "owner", addr, "err", fa.err)
 		return false
+	case r.Context().Err() != nil:
+		return true // the client went away; nobody reads an answer
+	default:
+		// The owner may have run it: running it again here could run a
+		// non-idempotent request twice.
+		d.fwd.forwarded.Add(1)
+		lifecycle.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "owner node "+addr+": "+fa.err.Error())
+		return true
 	}
-	d.fwd.forwarded.Add(1)
-	return true
 }
 
 // forwardInvoke sends an in-process invocation to the owner's gateway.
 // ok is false when the owner could not be reached (serve locally).
 func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request, method, rid string) (*Response, bool, error) {
-	path := req.Path
-	if path == "" || path[0] != '/' {
-		path = "/" + path
-	}
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(req.Body))
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+invokePath(req.Path), bytes.NewReader(req.Body))
 	if err != nil {
 		return nil, true, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
 	}
@@ -179,8 +187,12 @@ func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request
 	}
 	resp, err := d.cfg.Transport.RoundTrip(hreq)
 	if err != nil {
-		d.fwd.fallbacks.Add(1)
-		return nil, false, nil
+		if ctx.Err() == nil && router.OutcomeOf(err) == router.ConnectFailed {
+			d.fwd.fallbacks.Add(1) // never reached the owner: serve locally
+			return nil, false, nil
+		}
+		d.fwd.forwarded.Add(1)
+		return nil, true, transportError(ctx, addr, err)
 	}
 	defer resp.Body.Close()
 	d.fwd.forwarded.Add(1)

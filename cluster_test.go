@@ -37,10 +37,10 @@ func TestClusterForwardsToTheOwnerOnce(t *testing.T) {
 	assert.Contains(t, string(resp.Body), "invoke via a")
 
 	assert.EqualValues(t, 2, a.dp.Stats().Forwarded)
-	fa, _ := a.dp.FunctionStats(id)
-	fb, _ := b.dp.FunctionStats(id)
-	assert.EqualValues(t, 0, fa.Requests, "the non-owner served nothing itself")
+	fb := b.statsAfter(id, 2)
 	assert.EqualValues(t, 2, fb.Requests, "the owner served both")
+	fa, _ := a.dp.FunctionStats(id)
+	assert.EqualValues(t, 0, fa.Requests, "the non-owner served nothing itself")
 	assert.EqualValues(t, 0, b.dp.Stats().Forwarded, "a forwarded request is not forwarded again")
 
 	// The owner becomes unreachable: the request is served locally.
@@ -48,7 +48,7 @@ func TestClusterForwardsToTheOwnerOnce(t *testing.T) {
 	status, _, _ = a.do(http.MethodPost, "/invoke/"+id, nil, "fallback")
 	require.Equal(t, http.StatusOK, status)
 	assert.EqualValues(t, 1, a.dp.Stats().ForwardFallbacks)
-	fa, _ = a.dp.FunctionStats(id)
+	fa = a.statsAfter(id, 1)
 	assert.EqualValues(t, 1, fa.Requests)
 }
 

@@ -34,15 +34,18 @@ type Config struct {
 	// Pods. Runtimes defaults to one runtime, "go", with a pool of 1 to 8
 	// idle pods. ID defaults to NodeID.
 	Pool warmpool.Config
-	// ColdStart configures cold starts (package coldstart). Pool, Agent,
-	// Locality, Observers and OnColdStart are set by the Dataplane.
+	// ColdStart configures cold starts (package coldstart). Pool and Agent
+	// are set by the Dataplane; Observers and OnColdStart are wrapped (the
+	// ones set here are called too). Locality, when nil, prefers nodes on
+	// which this Dataplane loaded the function's code before (their caches
+	// hold it).
 	ColdStart coldstart.Config
 	// Agent is the client of the pods' agents that cold starts use.
 	// Default: a *lifecycle.Client with its defaults.
 	Agent coldstart.Agent
-	// Router configures routing (package router). Observer, Replace and
-	// Handoff are wrapped by the Dataplane, which forwards to the ones set
-	// here.
+	// Router configures routing (package router). Observer and Replace
+	// are wrapped (the ones set here are called too); Handoff belongs to
+	// the Dataplane and must be nil.
 	Router router.Config
 	// Health configures the health monitor of the routes. Default: pull
 	// checks with GET /v1/ping (readiness 2 s × 3, liveness 45 s × 3).

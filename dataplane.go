@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net/http/httputil"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/faasplane/faas/coldstart"
 	"github.com/faasplane/faas/coldstart/code"
@@ -20,6 +18,7 @@ import (
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/warmpool"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Errors of the Dataplane's own API (wire errors are *lifecycle.Error).
@@ -55,11 +54,20 @@ type Dataplane struct {
 	funcs sync.Map
 	mu    sync.Mutex
 
-	ctx     context.Context // canceled by Close
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // background goroutines
-	state   atomic.Int32   // 0 new, 1 started, 2 closed
-	closeMu sync.Mutex
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	state  atomic.Int32 // stateNew, stateStarting, stateRunning, stateClosed
+	// runMu orders the spawning of background work against Close: work
+	// spawns under the read lock while running; Close takes the write
+	// lock to leave the running state, after which nothing spawns.
+	runMu   sync.RWMutex
+	wg      sync.WaitGroup // the scaler and cold-start requests
+	cleanup sync.WaitGroup // terminations and pod deletions
+	closeMu sync.Mutex     // serializes Start and Close
+	gens    atomic.Uint64  // the last generation issued, across functions
+	// locality remembers which nodes loaded which code digests, so that
+	// cold starts prefer pods on nodes whose caches hold the code.
+	locality *lru.Cache[localityKey, struct{}]
 
 	coldStarts coldStartStats
 	unknown    atomic.Uint64 // requests for functions not deployed
@@ -76,6 +84,9 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Logger, ids: newRequestIDs(), obs: cfg.Observer}
+	if d.locality, err = lru.New[localityKey, struct{}](localityEntries); err != nil {
+		return nil, err
+	}
 	if d.obs == nil {
 		d.obs = NopObserver{}
 	}
@@ -104,6 +115,9 @@ func New(cfg Config) (*Dataplane, error) {
 			userReplace(inst, reason)
 		}
 	}
+	if rcfg.Handoff != nil {
+		return nil, fmt.Errorf("%w: Router.Handoff is the Dataplane's own hook", ErrInvalidConfig)
+	}
 	rcfg.Handoff = d.handoff
 	if d.router, err = router.New(rcfg); err != nil {
 		return nil, fmt.Errorf("faas: router: %w", err)
@@ -116,101 +130,6 @@ func New(cfg Config) (*Dataplane, error) {
 	return d, nil
 }
 
-// Start starts the warm pools, the health monitor and the scaler. It
-// returns an error when a pool cannot start; ctx bounds nothing beyond
-// Start itself.
-func (d *Dataplane) Start(ctx context.Context) error {
-	if !d.state.CompareAndSwap(0, 1) {
-		if d.state.Load() == 2 {
-			return ErrClosed
-		}
-		return errors.New("faas: dataplane already started")
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	pool, err := warmpool.New(d.cfg.Pool)
-	if err != nil {
-		return fmt.Errorf("faas: warm pool: %w", err)
-	}
-	d.pool = pool
-	cs := d.cfg.ColdStart
-	cs.Pool, cs.Agent = pool, d.cfg.Agent
-	cs.Observers = append(append([]lifecycle.Observer(nil), cs.Observers...), lifecycle.ObserverFunc(d.observeInstance))
-	userReport := cs.OnColdStart
-	cs.OnColdStart = func(r coldstart.Report) {
-		d.coldStarts.record(r)
-		if fn := d.lookup(r.FunctionID); fn != nil {
-			fn.stats.recordColdStart(r)
-		}
-		d.obs.ObserveColdStart(r)
-		if userReport != nil {
-			userReport(r)
-		}
-	}
-	if d.starter, err = coldstart.New(cs); err != nil {
-		_ = pool.Close()
-		return fmt.Errorf("faas: cold starts: %w", err)
-	}
-	if d.health, err = router.NewHealthMonitor(d.router, d.cfg.Health); err != nil {
-		_ = d.starter.Close()
-		_ = pool.Close()
-		return fmt.Errorf("faas: health: %w", err)
-	}
-	if err := d.health.Start(); err != nil {
-		_ = d.starter.Close()
-		_ = pool.Close()
-		return fmt.Errorf("faas: health: %w", err)
-	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.scaleLoop()
-	}()
-	d.log.Info("dataplane started", "node", d.cfg.NodeID)
-	return nil
-}
-
-// Close stops the scaler and the health monitor, fails waiting requests,
-// terminates every instance, deletes their pods and the idle pods of the
-// warm pools, and waits for every goroutine it started. It is idempotent.
-func (d *Dataplane) Close() error {
-	d.closeMu.Lock()
-	defer d.closeMu.Unlock()
-	prev := d.state.Swap(2)
-	if prev == 2 {
-		return nil
-	}
-	d.cancel()
-	var errs []error
-	if prev == 1 {
-		errs = append(errs, d.health.Close())
-	}
-	d.wg.Wait() // the scaler and the cold-start goroutines
-	now := time.Now()
-	var pods []warmpool.Pod
-	for fn := range d.all() {
-		fn.queue.Close()
-		pods = append(pods, d.removeAll(fn, now, "dataplane closed")...)
-	}
-	if prev == 1 {
-		errs = append(errs, d.starter.Close())
-		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
-		for _, p := range pods {
-			if err := d.pool.Delete(ctx, p); err != nil && !errors.Is(err, warmpool.ErrPodNotFound) {
-				errs = append(errs, err)
-			}
-		}
-		cancel()
-		errs = append(errs, d.pool.Close())
-	}
-	if t, ok := d.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
-	d.log.Info("dataplane closed", "node", d.cfg.NodeID)
-	return errors.Join(errs...)
-}
-
 // Deploy adds a function or updates it. An invalid spec is rejected with a
 // *SpecError naming every bad field; a code package that the origin does not
 // have, or whose size or digest differs, is rejected too. Updating a spec
@@ -218,13 +137,18 @@ func (d *Dataplane) Close() error {
 // drain once a new one is Ready; requests meanwhile go to the old ones or
 // wait, and none fails.
 func (d *Dataplane) Deploy(ctx context.Context, spec FunctionSpec) error {
-	if d.state.Load() == 2 {
+	if d.state.Load() == stateClosed {
 		return ErrClosed
 	}
 	if err := spec.Validate(); err != nil {
 		return err
 	}
 	spec = spec.withDefaults()
+	// The agent protocol's own limits (command, args, environment).
+	cs := coldstartFunction(spec, 1)
+	if err := cs.Validate(); err != nil {
+		return &SpecError{ID: spec.ID, Fields: []*FieldError{{Field: "Spec", Reason: err.Error()}}}
+	}
 	if err := d.verifyCode(ctx, spec.Code); err != nil {
 		return &SpecError{ID: spec.ID, Fields: []*FieldError{{Field: "Code", Reason: err.Error()}}}
 	}
@@ -239,7 +163,9 @@ func (d *Dataplane) Deploy(ctx context.Context, spec FunctionSpec) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if fn := d.lookup(spec.ID); fn != nil {
-		fn.update(spec, policy)
+		if err := fn.update(spec, func() (concurrency.ScalingPolicy, error) { return d.scalingPolicy(spec) }, &d.gens); err != nil {
+			return &SpecError{ID: spec.ID, Fields: []*FieldError{{Field: "Scaling", Reason: err.Error()}}}
+		}
 		d.log.Info("function updated", "function", spec.ID, "generation", fn.version().gen)
 		return nil
 	}
@@ -281,61 +207,6 @@ func (d *Dataplane) verifyCode(ctx context.Context, ref code.Ref) error {
 	}
 }
 
-// Remove removes a function: its routes at once, then its instances drain
-// and their pods are deleted. Requests waiting for it fail.
-func (d *Dataplane) Remove(ctx context.Context, id string) error {
-	d.mu.Lock()
-	fn := d.lookup(id)
-	if fn == nil {
-		d.mu.Unlock()
-		return lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %q is not deployed", id)
-	}
-	d.funcs.Delete(id)
-	d.mu.Unlock()
-
-	fn.queue.Close()
-	fn.mu.Lock()
-	fn.removed = true
-	fn.mu.Unlock()
-	pods := d.removeAll(fn, time.Now(), "function removed")
-	var errs []error
-	if d.pool != nil {
-		for _, p := range pods {
-			if err := d.pool.Delete(ctx, p); err != nil && !errors.Is(err, warmpool.ErrPodNotFound) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	d.log.Info("function removed", "function", id)
-	return errors.Join(errs...)
-}
-
-// removeAll takes every instance of fn out of the routes and terminates it,
-// returning the pods to delete. Requests in flight on them run to their end
-// against processes that are about to go; callers use it only when the
-// function or the dataplane goes away.
-func (d *Dataplane) removeAll(fn *function, now time.Time, reason string) []warmpool.Pod {
-	fn.mu.Lock()
-	insts := make([]*instance, 0, len(fn.instances))
-	for _, in := range fn.instances {
-		insts = append(insts, in)
-	}
-	clear(fn.instances)
-	fn.mu.Unlock()
-	pods := make([]warmpool.Pod, 0, len(insts))
-	for _, in := range insts {
-		d.router.Remove(now, in.inst, reason)
-		_ = in.inst.Transition(now, lifecycle.Draining, reason)
-		_ = in.inst.Transition(now, lifecycle.Terminated, reason)
-		pods = append(pods, podOf(in.inst))
-	}
-	return pods
-}
-
-func podOf(inst *lifecycle.Instance) warmpool.Pod {
-	return warmpool.Pod{ID: inst.PodID, Node: inst.Node, Addr: inst.Addr, Runtime: inst.Runtime}
-}
-
 // lookup returns the deployed function id, or nil.
 func (d *Dataplane) lookup(id string) *function {
 	if v, ok := d.funcs.Load(id); ok {
@@ -359,53 +230,6 @@ func (d *Dataplane) Functions() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// observeInstance follows every instance the Starter creates: a Ready
-// instance joins its function and the routes, and requests waiting for
-// capacity are served from it at once.
-func (d *Dataplane) observeInstance(inst *lifecycle.Instance, t lifecycle.Transition) {
-	d.obs.ObserveInstance(inst, t)
-	fn := d.lookup(inst.FunctionID)
-	switch {
-	case t.To == lifecycle.Ready && t.From == lifecycle.Loaded:
-		if fn == nil || d.state.Load() == 2 {
-			return // removed meanwhile; the scaler of nobody will delete it: do it here
-		}
-		gen, _ := strconv.ParseUint(inst.Generation, 10, 64)
-		v := fn.version()
-		slots := concurrency.NewSlots(v.spec.Mode, v.spec.Concurrency)
-		fn.mu.Lock()
-		if fn.removed {
-			fn.mu.Unlock()
-			return
-		}
-		fn.instances[inst.ID] = &instance{inst: inst, slots: slots, gen: gen}
-		fn.mu.Unlock()
-		if err := d.router.Add(t.At, inst, slots); err != nil {
-			d.log.Warn("route not added", "instance", inst.ID, "err", err)
-			return
-		}
-		fn.queue.Dispatch()
-	case t.To == lifecycle.Unhealthy || t.To == lifecycle.Ready:
-		// The router follows health transitions of its instances itself.
-	}
-}
-
-// replace is called by the router when it gives up on an instance (ejected
-// repeatedly, liveness failed): start a replacement and drain the old one.
-func (d *Dataplane) replace(inst *lifecycle.Instance, reason string) {
-	fn := d.lookup(inst.FunctionID)
-	if fn == nil {
-		return
-	}
-	d.log.Warn("replacing instance", "instance", inst.ID, "reason", reason)
-	fn.mu.Lock()
-	if in, ok := fn.instances[inst.ID]; ok && !in.draining {
-		in.draining, in.drainSince = true, time.Now()
-	}
-	fn.mu.Unlock()
-	d.ensure(fn, fn.version(), 1)
 }
 
 // handoff offers a released slot to the function's queued requests.

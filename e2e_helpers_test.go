@@ -154,3 +154,16 @@ func requireWireError(t testing.TB, status int, h http.Header, wantStatus int, c
 	require.NotEmpty(t, h.Get(lifecycle.HeaderErrorMessage))
 	require.NotEmpty(t, h.Get(lifecycle.HeaderRequestID))
 }
+
+// statsAfter returns the function's stats once it has recorded n requests:
+// the gateway records a request after the response went out, so a client
+// may see the answer a moment before the statistics do.
+func (e *env) statsAfter(id string, n uint64) FunctionStats {
+	e.t.Helper()
+	var fs FunctionStats
+	require.Eventually(e.t, func() bool {
+		fs, _ = e.dp.FunctionStats(id)
+		return fs.Requests >= n
+	}, 5*time.Second, time.Millisecond)
+	return fs
+}

@@ -202,8 +202,9 @@ func TestFlakyInitIsRetriedInTheSameProcess(t *testing.T) {
 	e.deploy(spec)
 	status, _, _ := e.do(http.MethodGet, "/invoke/flaky", nil, "")
 	require.Equal(t, http.StatusOK, status)
-	fs, _ := e.dp.FunctionStats("flaky")
-	assert.EqualValues(t, 1, fs.ColdStarts.Count)
+	fs := e.statsAfter("flaky", 1)
+	require.Eventually(t, func() bool { fs, _ = e.dp.FunctionStats("flaky"); return fs.ColdStarts.Count == 1 }, 5*time.Second, time.Millisecond,
+		"one cold start, its report delivered")
 	assert.EqualValues(t, 0, fs.ColdStarts.Failed)
 }
 

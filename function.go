@@ -31,6 +31,15 @@ type function struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last admission or release
 	sampled    int64        // the last value fed to the meter; scaler goroutine only
 
+	// firstGen is the generation this function object started with:
+	// generations come from one counter per Dataplane, so an instance of a
+	// removed incarnation of the same ID has a smaller one.
+	firstGen uint64
+
+	// Cold-start backoff: after failed cold starts, new ones wait.
+	csFailures atomic.Int32
+	csRetryAt  atomic.Int64 // unix nanoseconds
+
 	mu        sync.Mutex // guards the fields below
 	policy    concurrency.ScalingPolicy
 	instances map[string]*instance
@@ -75,7 +84,9 @@ func (d *Dataplane) newFunction(spec FunctionSpec, policy concurrency.ScalingPol
 	if err != nil {
 		return nil, err
 	}
-	fn.ver.Store(&version{spec: spec, gen: 1, cs: coldstartFunction(spec, 1)})
+	gen := d.gens.Add(1)
+	fn.firstGen = gen
+	fn.ver.Store(&version{spec: spec, gen: gen, cs: coldstartFunction(spec, gen)})
 	return fn, nil
 }
 
@@ -86,17 +97,33 @@ func (fn *function) version() *version { return fn.ver.Load() }
 // the scaler rolls out (the agents enforce the instance's concurrency too,
 // so it changes with new instances); the function-wide limit, scaling bounds
 // and timeouts apply at once.
-func (fn *function) update(spec FunctionSpec, policy concurrency.ScalingPolicy) {
+func (fn *function) update(spec FunctionSpec, newPolicy func() (concurrency.ScalingPolicy, error), gens *atomic.Uint64) error {
 	fn.mu.Lock()
 	defer fn.mu.Unlock()
 	old := fn.version()
+	if scalingChanged(old.spec, spec) {
+		// A no-op redeploy keeps the policy's state (e.g. panic mode).
+		p, err := newPolicy()
+		if err != nil {
+			return err
+		}
+		fn.policy = p
+	}
 	gen := old.gen
 	if rollNeeded(old.spec, spec) {
-		gen++
+		gen = gens.Add(1)
+		fn.csFailures.Store(0)
+		fn.csRetryAt.Store(0)
 	}
 	fn.limit.SetLimit(spec.MaxConcurrency)
-	fn.policy = policy
 	fn.ver.Store(&version{spec: spec, gen: gen, cs: coldstartFunction(spec, gen)})
+	return nil
+}
+
+// scalingChanged reports whether the scaling policy must be rebuilt.
+func scalingChanged(a, b FunctionSpec) bool {
+	return a.MinInstances != b.MinInstances || a.MaxInstances != b.MaxInstances ||
+		a.KeepAlive != b.KeepAlive || a.Concurrency != b.Concurrency || a.Mode != b.Mode
 }
 
 // rollNeeded reports whether instances of a and b differ in what runs in
@@ -140,3 +167,29 @@ func coldstartFunction(s FunctionSpec, gen uint64) coldstart.Function {
 }
 
 func (fn *function) touch(now time.Time) { fn.lastActive.Store(now.UnixNano()) }
+
+// Cold-start backoff bounds: a function whose cold starts keep failing
+// (bad code, a crashing init) is retried at most this often, instead of on
+// every scaling decision and every queued request.
+const (
+	coldStartBackoffBase = 100 * time.Millisecond
+	coldStartBackoffMax  = 30 * time.Second
+)
+
+// coldStartDone records the end of a cold start for the backoff.
+func (fn *function) coldStartDone(ok bool, now time.Time) {
+	if ok {
+		fn.csFailures.Store(0)
+		fn.csRetryAt.Store(0)
+		return
+	}
+	n := min(fn.csFailures.Add(1), 20)
+	wait := min(coldStartBackoffBase<<(n-1), coldStartBackoffMax)
+	fn.csRetryAt.Store(now.Add(wait).UnixNano())
+}
+
+// backingOff reports whether new cold starts must wait after failures.
+func (fn *function) backingOff(now time.Time) bool {
+	at := fn.csRetryAt.Load()
+	return at != 0 && now.UnixNano() < at
+}

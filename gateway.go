@@ -8,7 +8,9 @@ import (
 	"math"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/faasplane/faas/lifecycle"
@@ -46,7 +48,9 @@ func (d *Dataplane) newProxy() *httputil.ReverseProxy {
 			inst := a.route.Instance()
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = inst.Addr
-			pr.Out.URL.Path, pr.Out.URL.RawPath = a.path, ""
+			// a.path is escaped; Path holds it unescaped, RawPath as sent.
+			pr.Out.URL.Path, _ = url.PathUnescape(a.path)
+			pr.Out.URL.RawPath = a.path
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			pr.Out.Host = inst.Addr
 			pr.Out.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
@@ -70,7 +74,7 @@ func (d *Dataplane) newProxy() *httputil.ReverseProxy {
 			if errors.Is(err, http.ErrBodyReadAfterClose) || isMaxBytes(err) {
 				a.outcome = router.Rejected
 			}
-			a.err = transportError(a.ctx, a.route.Instance(), err)
+			a.err = transportError(a.ctx, "instance "+a.route.Instance().ID, err)
 		},
 		FlushInterval: -1, // stream responses as they come (server-sent events, long polls)
 	}
@@ -135,7 +139,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest, err.Error())
 		return
 	}
-	idempotent := r.Header.Get(lifecycle.HeaderIdempotent) == "true"
+	idempotent := strings.EqualFold(r.Header.Get(lifecycle.HeaderIdempotent), "true")
 	caller := r.Header.Get(lifecycle.HeaderCaller)
 	if caller == "" {
 		caller = fn.id
@@ -219,6 +223,16 @@ func (d *Dataplane) readBody(w http.ResponseWriter, r *http.Request) ([]byte, li
 	return buf.Bytes(), "", ""
 }
 
+// instanceLevel reports codes that describe one instance, not the function
+// or the dataplane.
+func instanceLevel(c lifecycle.ErrorCode) bool {
+	switch c {
+	case lifecycle.CodeInstanceReassigned, lifecycle.CodeNoFunction, lifecycle.CodeNotReady, lifecycle.CodeFunctionExited:
+		return true
+	}
+	return false
+}
+
 // writeInvokeError writes err as the gateway's error response; a shed
 // request gets Retry-After in whole seconds.
 func writeInvokeError(w http.ResponseWriter, rid string, err error) {
@@ -227,6 +241,11 @@ func writeInvokeError(w http.ResponseWriter, rid string, err error) {
 	}
 	var pe *lifecycle.Error
 	switch {
+	case errors.As(err, &pe) && instanceLevel(pe.Code):
+		// An instance's refusal that could not be retried elsewhere: to
+		// the client the function failed, it did not vanish (404) nor was
+		// the dataplane overloaded (503).
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, string(pe.Code)+": "+pe.Message)
 	case errors.As(err, &pe):
 		lifecycle.WriteError(w, rid, pe.Status, pe.Code, pe.Message)
 	case errors.Is(err, context.Canceled):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/faasplane/faas/lifecycle"
@@ -23,8 +24,8 @@ type Request struct {
 	Body []byte
 	// Method is the HTTP method the function sees (default POST).
 	Method string
-	// Path is the path the function sees (default "/"), with an optional
-	// "?query".
+	// Path is the path the function sees (default "/"), escaped as in a
+	// request line, with an optional "?query".
 	Path string
 	// Header is passed to the function (nil: none).
 	Header http.Header
@@ -96,6 +97,10 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		d.record(fn, start, lifecycle.CodeTooLarge, false)
 		return nil, withRequestID(err, rid)
 	}
+	if _, err := url.ParseRequestURI(invokePath(req.Path)); err != nil {
+		d.record(fn, start, lifecycle.CodeBadRequest, false)
+		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err), rid)
+	}
 	caller := req.Caller
 	if caller == "" {
 		caller = req.FunctionID
@@ -157,11 +162,7 @@ func (d *Dataplane) forward(ctx context.Context, l *lease, idempotent bool, send
 // roundTrip sends one in-process request to the instance of rt.
 func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request, method, rid string) (*Response, router.Outcome, error) {
 	inst := rt.Instance()
-	path := req.Path
-	if path == "" || path[0] != '/' {
-		path = "/" + path
-	}
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+inst.Addr+path, bytes.NewReader(req.Body))
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+inst.Addr+invokePath(req.Path), bytes.NewReader(req.Body))
 	if err != nil {
 		return nil, router.Rejected, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
 	}
@@ -172,7 +173,7 @@ func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request
 	hreq.Header.Set(lifecycle.HeaderRequestID, rid)
 	resp, err := d.cfg.Transport.RoundTrip(hreq)
 	if err != nil {
-		return nil, outcomeOfTransport(ctx, err), transportError(ctx, inst, err)
+		return nil, outcomeOfTransport(ctx, err), transportError(ctx, "instance "+inst.ID, err)
 	}
 	defer resp.Body.Close()
 	if pe := agentError(resp); pe != nil {
@@ -181,7 +182,7 @@ func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.MaxResponseBytes+1))
 	if err != nil {
-		return nil, outcomeOfTransport(ctx, err), transportError(ctx, inst, err)
+		return nil, outcomeOfTransport(ctx, err), transportError(ctx, "instance "+inst.ID, err)
 	}
 	if int64(len(body)) > d.cfg.MaxResponseBytes {
 		return nil, router.Success, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "response exceeds %d bytes", d.cfg.MaxResponseBytes)
@@ -189,11 +190,20 @@ func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request
 	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, router.Success, nil
 }
 
-// agentError returns the protocol error an agent answered with, or nil for
-// a function's own response (which carries no X-Faas-Error-Code).
+// invokePath is the path an Invoke request sends: Request.Path, an escaped
+// path with an optional query, starting with "/".
+func invokePath(p string) string {
+	if p == "" || p[0] != '/' {
+		return "/" + p
+	}
+	return p
+}
+
+// agentError returns the protocol error an agent (or, when forwarding,
+// another gateway) answered with, or nil for a function's own response,
+// whatever X-Faas-Error-* headers the function set.
 func agentError(resp *http.Response) *lifecycle.Error {
-	code := lifecycle.ErrorCode(resp.Header.Get(lifecycle.HeaderErrorCode))
-	if resp.StatusCode < 400 || !code.Valid() {
+	if !lifecycle.FromFaasplane(resp) {
 		return nil
 	}
 	return lifecycle.ErrorFromResponse(resp)
@@ -209,14 +219,14 @@ func outcomeOfTransport(ctx context.Context, err error) router.Outcome {
 }
 
 // transportError turns a failure to get an answer into a wire error.
-func transportError(ctx context.Context, inst *lifecycle.Instance, err error) error {
+func transportError(ctx context.Context, target string, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return lifecycle.Errorf(lifecycle.CodeTimeout, "request timed out")
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("faas: %w", ctx.Err())
 	}
-	return lifecycle.Errorf(lifecycle.CodeInstanceFailure, "instance %s: %v", inst.ID, err)
+	return lifecycle.Errorf(lifecycle.CodeInstanceFailure, "%s: %v", target, err)
 }
 
 func withRequestID(err error, rid string) error {

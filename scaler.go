@@ -1,8 +1,6 @@
 package faas
 
 import (
-	"context"
-	"errors"
 	"slices"
 	"time"
 
@@ -83,6 +81,8 @@ func (d *Dataplane) scale(now time.Time) {
 func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	v := fn.version()
 	starting := d.starter.InFlight(v.cs)
+	// A draining instance gets at least the time a request may take.
+	drainFor := max(d.cfg.DrainTimeout, v.spec.RequestTimeout)
 
 	fn.mu.Lock()
 	if fn.removed {
@@ -95,10 +95,10 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	for _, in := range fn.instances {
 		switch {
 		case in.draining:
-			if in.slots.InFlight() == 0 || now.Sub(in.drainSince) > d.cfg.DrainTimeout {
+			if in.slots.InFlight() == 0 || now.Sub(in.drainSince) > drainFor {
 				finished = append(finished, in)
 			}
-		case in.gen != 0 && in.gen < v.gen:
+		case in.gen < v.gen:
 			old = append(old, in)
 		default:
 			current = append(current, in)
@@ -121,14 +121,15 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	if la := fn.lastActive.Load(); la != 0 {
 		obs.LastActive = time.Unix(0, la)
 	}
-	decision := fn.policy.Decide(now, obs)
-	want := decision.Desired
+	// A custom policy is held to the spec's bounds too.
+	want := min(max(fn.policy.Decide(now, obs).Desired, v.spec.MinInstances), v.spec.MaxInstances)
 
-	// Rolling: once an instance of the new generation is Ready, the old
-	// ones drain; until then they serve.
+	// Rolling: old instances drain as new ones become Ready, keeping the
+	// capacity the function needs (surge, not a cliff).
 	var drain []*instance
-	if len(old) > 0 && (newReady > 0 || want == 0) {
-		drain = append(drain, old...)
+	if keep := max(0, min(len(old), want-newReady)); len(old) > keep {
+		slices.SortFunc(old, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
+		drain = append(drain, old[:len(old)-keep]...)
 	}
 	// Scale down: drain the excess, idlest first.
 	if excess := len(current) + starting - want; excess > 0 && starting < excess {
@@ -145,30 +146,11 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 		_ = in.inst.Transition(now, lifecycle.Draining, "scaled down")
 	}
 	for _, in := range finished {
-		d.terminate(in, now)
+		d.terminateLater(in.inst, "drained")
 	}
-	if missing := want - (len(current) + starting); missing > 0 && d.state.Load() == 1 {
+	if missing := want - (len(current) + starting); missing > 0 {
 		d.ensure(fn, v, starting+missing)
-	} else if len(old) > 0 && newReady == 0 && starting == 0 && want > 0 {
-		d.ensure(fn, v, 1) // roll: the first instance of the new generation
 	}
-}
-
-// terminate ends a drained instance and deletes its pod in the background.
-func (d *Dataplane) terminate(in *instance, now time.Time) {
-	d.router.Remove(now, in.inst, "terminated")
-	_ = in.inst.Transition(now, lifecycle.Draining, "terminating")
-	_ = in.inst.Transition(now, lifecycle.Terminated, "drained")
-	pod := podOf(in.inst)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.DrainTimeout)
-		defer cancel()
-		if err := d.pool.Delete(ctx, pod); err != nil && !errors.Is(err, warmpool.ErrPodNotFound) && d.ctx.Err() == nil {
-			d.log.Warn("deleting pod failed", "pod", pod.ID, "err", err)
-		}
-	}()
 }
 
 // podGone reacts to a pod the provider reports deleted (e.g. its agent
@@ -192,9 +174,8 @@ func (d *Dataplane) podGone(pod warmpool.Pod, now time.Time) {
 			continue
 		}
 		d.log.Warn("instance lost: its pod is gone", "instance", gone.inst.ID, "pod", pod.ID)
-		d.router.Remove(now, gone.inst, "pod deleted")
-		_ = gone.inst.Transition(now, lifecycle.Draining, "pod deleted")
-		_ = gone.inst.Transition(now, lifecycle.Terminated, "pod deleted")
+		// Terminating also releases the warm pool's claim on the pod.
+		d.terminateLater(gone.inst, "pod deleted")
 		if fn.queue.Len() > 0 {
 			d.wantCapacity(fn, fn.version(), fn.queue.Len())
 		}

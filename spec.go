@@ -1,6 +1,7 @@
 package faas
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -46,8 +47,11 @@ type FunctionSpec struct {
 	// MinInstances are kept warm even without traffic (default 0: scale
 	// to zero). MaxInstances caps scale-out (default 100).
 	MinInstances, MaxInstances int
-	// KeepAlive is how long an idle instance is kept before scale-down
-	// (default 10 min, Azure Functions' and OpenWhisk's common choice).
+	// KeepAlive is how long the last instance is kept after the function
+	// went idle (default 10 min, Azure Functions' and OpenWhisk's common
+	// choice); negative means none. Scale to zero also waits for the
+	// scaling policy's stable window (Config.Meter, 60 s by default) to
+	// see no demand.
 	KeepAlive time.Duration
 	// RequestTimeout bounds one invocation end to end, queueing and cold
 	// start included (default 60 s).
@@ -201,13 +205,13 @@ func (s FunctionSpec) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"KeepAlive", s.KeepAlive}, {"RequestTimeout", s.RequestTimeout}, {"QueueTimeout", s.QueueTimeout}, {"InitTimeout", s.InitTimeout}} {
+	}{{"RequestTimeout", s.RequestTimeout}, {"QueueTimeout", s.QueueTimeout}, {"InitTimeout", s.InitTimeout}} {
 		if d.v < 0 {
 			bad(d.name, "must not be negative, got %v", d.v)
 		}
 	}
-	if s.RequestTimeout > 0 && s.QueueTimeout > s.RequestTimeout {
-		bad("QueueTimeout", "%v exceeds RequestTimeout %v", s.QueueTimeout, s.RequestTimeout)
+	if rt := cmp.Or(s.RequestTimeout, DefaultRequestTimeout); s.QueueTimeout > rt {
+		bad("QueueTimeout", "%v exceeds RequestTimeout %v", s.QueueTimeout, rt)
 	}
 	if s.InitAttempts < 0 || s.InitAttempts > 100 {
 		bad("InitAttempts", "must be in [0, 100], got %d", s.InitAttempts)

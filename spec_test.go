@@ -42,7 +42,8 @@ func TestSpecValidateNamesEveryBadField(t *testing.T) {
 		{"negative min instances", func(s *FunctionSpec) { s.MinInstances = -1 }, "MinInstances"},
 		{"min above max", func(s *FunctionSpec) { s.MinInstances, s.MaxInstances = 5, 2 }, "MinInstances"},
 		{"too many instances", func(s *FunctionSpec) { s.MaxInstances = MaxInstancesLimit + 1 }, "MaxInstances"},
-		{"negative keep-alive", func(s *FunctionSpec) { s.KeepAlive = -time.Second }, "KeepAlive"},
+		{"negative request timeout", func(s *FunctionSpec) { s.RequestTimeout = -time.Second }, "RequestTimeout"},
+		{"queue beyond the default request timeout", func(s *FunctionSpec) { s.QueueTimeout = 2 * DefaultRequestTimeout }, "QueueTimeout"},
 		{"queue beyond request timeout", func(s *FunctionSpec) { s.RequestTimeout, s.QueueTimeout = time.Second, 2*time.Second }, "QueueTimeout"},
 		{"init attempts", func(s *FunctionSpec) { s.InitAttempts = 1000 }, "InitAttempts"},
 	}

@@ -16,15 +16,17 @@ import (
 )
 
 // Observer receives what the Dataplane does, for metrics and tracing
-// adapters (a Prometheus adapter lives in contrib). Methods are called
-// synchronously on the paths they describe, so they must be fast and must
-// not block; embed [NopObserver] to implement only some of them.
+// adapters. Methods are called synchronously on the paths they describe, so
+// they must be fast and must not block; embed [NopObserver] to implement
+// only some of them.
 type Observer interface {
 	// ObserveRequest is called when an invocation ends.
 	ObserveRequest(r RequestRecord)
 	// ObserveColdStart is called when a cold start ends, successful or not.
 	ObserveColdStart(r coldstart.Report)
-	// ObserveInstance is called for every state transition of an instance.
+	// ObserveInstance is called for every state transition of an
+	// instance, under the instance's lock: it may read the instance but
+	// must not transition it nor call the Dataplane.
 	ObserveInstance(inst *lifecycle.Instance, t lifecycle.Transition)
 	// ObserveRoute is called for every route event (added, removed,
 	// ejected, readmitted). It runs under the router's lock: it must not
@@ -42,6 +44,8 @@ type RequestRecord struct {
 	Latency time.Duration
 	// Waited reports that the request waited for capacity.
 	Waited bool
+	// Canceled reports that the caller went away before the answer.
+	Canceled bool
 }
 
 // NopObserver ignores everything; embed it to implement part of Observer.
@@ -297,6 +301,7 @@ func (d *Dataplane) recordErr(fn *function, start time.Time, err error, waited b
 	case errors.Is(err, context.Canceled):
 		fn.stats.requests.Add(1)
 		fn.stats.canceled.Add(1)
+		d.obs.ObserveRequest(RequestRecord{FunctionID: fn.id, Latency: time.Since(start), Waited: waited, Canceled: true})
 	default:
 		d.record(fn, start, lifecycle.CodeInternal, waited)
 	}

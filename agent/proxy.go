@@ -96,6 +96,10 @@ func (f *function) newProxy() *httputil.ReverseProxy {
 			if resp.StatusCode >= 500 {
 				f.failed.Add(1)
 			}
+			// Only faasplane may mark an error as its own: a function that
+			// passes on another service's X-Faas-Error-* headers must not
+			// make the dataplane think the agent refused the request.
+			resp.Header.Del(lifecycle.HeaderErrorSource)
 			return nil
 		},
 		ErrorHandler: f.proxyError,

@@ -32,7 +32,17 @@ const (
 	// HeaderErrorMessage carries a human-readable message on every error
 	// response (single line, at most 512 bytes).
 	HeaderErrorMessage = "X-Faas-Error-Message"
+	// HeaderErrorSource marks an error response written by faasplane
+	// itself (an agent or a gateway) rather than by a function: WriteError
+	// sets it, and the agent strips it from function responses. Callers
+	// trust X-Faas-Error-Code only on responses that carry it, so a
+	// function that passes on another service's error headers is not
+	// mistaken for an agent refusing the request.
+	HeaderErrorSource = "X-Faas-Error-Source"
 )
+
+// ErrorSource is the value of HeaderErrorSource.
+const ErrorSource = "faasplane"
 
 // ErrorCode is the machine-readable kind of an error on the wire, in the
 // X-Faas-Error-Code header. The set is closed: the agent and the dataplane
@@ -214,6 +224,7 @@ func WriteError(w http.ResponseWriter, requestID string, status int, code ErrorC
 	h.Set(HeaderErrorCode, string(code))
 	h.Set(HeaderErrorMessage, msg)
 	h.Set(HeaderRequestID, SanitizeHeaderValue(requestID, 128))
+	h.Set(HeaderErrorSource, ErrorSource)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
@@ -236,6 +247,8 @@ func WriteErr(w http.ResponseWriter, requestID string, err error) {
 // nil when resp is not an error response (status < 400). A 4xx/5xx without
 // a valid X-Faas-Error-Code (e.g. from a proxy in between) becomes
 // CodeInstanceFailure with the status kept. It does not read the body.
+// Use [FromFaasplane] first where a function's own response may carry
+// X-Faas-Error-* headers.
 func ErrorFromResponse(resp *http.Response) *Error {
 	if resp.StatusCode < 400 {
 		return nil
@@ -249,6 +262,15 @@ func ErrorFromResponse(resp *http.Response) *Error {
 		code = CodeInstanceFailure
 	}
 	return &Error{Code: code, Message: msg, Status: resp.StatusCode, RequestID: resp.Header.Get(HeaderRequestID)}
+}
+
+// FromFaasplane reports whether resp is an error response written by
+// faasplane (an agent or a gateway): status >= 400, a valid
+// X-Faas-Error-Code and the X-Faas-Error-Source marker. A function's own
+// error responses never pass, whatever headers the function set.
+func FromFaasplane(resp *http.Response) bool {
+	return resp.StatusCode >= 400 && resp.Header.Get(HeaderErrorSource) == ErrorSource &&
+		ErrorCode(resp.Header.Get(HeaderErrorCode)).Valid()
 }
 
 // SanitizeHeaderValue returns s as a single line of valid UTF-8 without

@@ -115,3 +115,22 @@ func TestSanitizeHeaderValue(t *testing.T) {
 		require.Equal(t, c.want, SanitizeHeaderValue(c.in, c.max), "%q", c.in)
 	}
 }
+
+func TestFromFaasplaneTrustsOnlyMarkedErrors(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, "r1", 0, CodeNotReady, "loading")
+	marked := rec.Result()
+	require.True(t, FromFaasplane(marked), "WriteError marks its responses")
+
+	fn := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{}}
+	fn.Header.Set(HeaderErrorCode, string(CodeConcurrencyLimit))
+	require.False(t, FromFaasplane(fn), "a function's own X-Faas-Error-Code is not faasplane's")
+
+	ok := &http.Response{StatusCode: http.StatusOK, Header: marked.Header.Clone()}
+	require.False(t, FromFaasplane(ok), "a success is never an error")
+
+	bad := &http.Response{StatusCode: http.StatusBadGateway, Header: http.Header{}}
+	bad.Header.Set(HeaderErrorSource, ErrorSource)
+	bad.Header.Set(HeaderErrorCode, "made_up")
+	require.False(t, FromFaasplane(bad), "codes outside the closed set are not trusted")
+}
