@@ -1,6 +1,7 @@
 package faas
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,8 +59,8 @@ type Config struct {
 	DisableShedding bool
 	// Scaling returns the scaling policy of a function. Default: a
 	// concurrency.KPA with the spec's MinInstances, MaxInstances and
-	// KeepAlive and the KPA's defaults (target utilization 0.7, panic at
-	// 2×).
+	// KeepAlive, Meter's stable window as its panic-exit window, and the
+	// KPA's defaults (target utilization 0.7, panic at 2×).
 	Scaling func(spec FunctionSpec) (concurrency.ScalingPolicy, error)
 	// Meter configures the concurrency averages fed to the scaling policy.
 	Meter concurrency.MeterConfig
@@ -79,6 +80,11 @@ type Config struct {
 	// SampleInterval is how often the in-flight count of each active
 	// function is fed to its meter. Default 100 ms.
 	SampleInterval time.Duration
+	// ScaleDownDelay is how long an instance must have been Ready before
+	// a scale-down may drain it, so that instances started for a burst are
+	// not drained and restarted at every burst. Default: the meter's
+	// stable window (60 s unless Meter says otherwise).
+	ScaleDownDelay time.Duration
 	// MaxQueue bounds the requests one function may have waiting for
 	// capacity; beyond it a request gets 429. Default 1000.
 	MaxQueue int
@@ -170,6 +176,12 @@ func (c Config) withDefaults() (Config, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if c.ScaleDownDelay < 0 {
+		return c, fmt.Errorf("%w: ScaleDownDelay must not be negative", ErrInvalidConfig)
+	}
+	if c.ScaleDownDelay == 0 {
+		c.ScaleDownDelay = cmp.Or(c.Meter.StableWindow, concurrency.DefaultStableWindow)
 	}
 	if c.MaxQueue < 0 || c.MaxBodyBytes < 0 || c.MaxResponseBytes < 0 {
 		return c, fmt.Errorf("%w: MaxQueue, MaxBodyBytes and MaxResponseBytes must not be negative", ErrInvalidConfig)

@@ -184,6 +184,9 @@ func (d *Dataplane) scalingPolicy(spec FunctionSpec) (concurrency.ScalingPolicy,
 	}
 	return concurrency.NewKPA(concurrency.KPAConfig{
 		MinInstances: spec.MinInstances, MaxInstances: spec.MaxInstances, KeepAlive: spec.KeepAlive,
+		// Panic mode ends after a stable window without panic, the same
+		// window the meter averages over (Knative couples them too).
+		StableWindow: d.cfg.Meter.StableWindow,
 	})
 }
 

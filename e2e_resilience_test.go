@@ -143,7 +143,7 @@ func TestKilledAgentOnlyCostsItsInFlightRequests(t *testing.T) {
 		}
 		return true
 	}, 2*time.Second, 5*time.Millisecond, "the dead instance leaves the routes within one readiness interval")
-	assert.Equal(t, lifecycle.Terminated, victim.State())
+	require.Eventually(t, func() bool { return victim.State() == lifecycle.Terminated }, 5*time.Second, time.Millisecond)
 	// A replacement serves.
 	require.Eventually(t, func() bool { fs, _ := e.dp.FunctionStats("hello"); return fs.Routes.Routable >= 2 }, 30*time.Second, 10*time.Millisecond)
 	tr.waitRequests(t, 200)

@@ -59,6 +59,7 @@ type instance struct {
 	inst       *lifecycle.Instance
 	slots      *concurrency.Slots
 	gen        uint64
+	readyAt    time.Time
 	draining   bool
 	drainSince time.Time
 }

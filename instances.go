@@ -273,7 +273,7 @@ func (d *Dataplane) observeInstance(inst *lifecycle.Instance, t lifecycle.Transi
 			d.terminateLater(inst, "function removed during the cold start")
 			return
 		}
-		fn.instances[inst.ID] = &instance{inst: inst, slots: slots, gen: gen}
+		fn.instances[inst.ID] = &instance{inst: inst, slots: slots, gen: gen, readyAt: t.At}
 		fn.mu.Unlock()
 		if err := d.router.Add(t.At, inst, slots); err != nil {
 			d.log.Warn("route not added", "instance", inst.ID, "err", err)

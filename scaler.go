@@ -131,10 +131,19 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 		slices.SortFunc(old, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
 		drain = append(drain, old[:len(old)-keep]...)
 	}
-	// Scale down: drain the excess, idlest first.
+	// Scale down: drain the excess, idlest first, among instances Ready
+	// for at least ScaleDownDelay: an instance started for a burst is not
+	// drained at the next decision only to be started again at the next
+	// burst.
 	if excess := len(current) + starting - want; excess > 0 && starting < excess {
-		slices.SortFunc(current, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
-		drain = append(drain, current[:min(excess-starting, len(current))]...)
+		settled := make([]*instance, 0, len(current))
+		for _, in := range current {
+			if now.Sub(in.readyAt) >= d.cfg.ScaleDownDelay {
+				settled = append(settled, in)
+			}
+		}
+		slices.SortFunc(settled, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
+		drain = append(drain, settled[:min(excess-starting, len(settled))]...)
 	}
 	for _, in := range drain {
 		in.draining, in.drainSince = true, now
