@@ -124,6 +124,9 @@ func TestEveryScenarioTiny(t *testing.T) {
 		assert.Contains(t, string(doc), start)
 		assert.Contains(t, string(doc), end)
 	}
+	start, _ := markers("summary")
+	assert.Contains(t, string(doc), start)
+	assert.Contains(t, string(doc), "finishes in under 5 minutes")
 	assert.FileExists(t, filepath.Join(o.out, "overload.svg"))
 	assert.FileExists(t, filepath.Join(o.out, "lb.svg"))
 	assert.Contains(t, string(doc), "](results/overload.svg)", "plots are linked relative to the markdown file")

@@ -269,6 +269,14 @@ func run(ctx context.Context, o options) error {
 		}
 		e.logf("%s: done", name)
 	}
+	if len(blocks) > 0 {
+		sum, err := summaryMarkdown(e.out)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("summary: %w", err))
+		} else if sum != "" {
+			blocks["summary"] = sum
+		}
+	}
 	if o.md != "none" && len(blocks) > 0 {
 		if err := updateMarkdown(o.md, blocks); err != nil {
 			errs = append(errs, err)
