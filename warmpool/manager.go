@@ -46,15 +46,20 @@ type Manager struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
-	mu            sync.Mutex
-	closed        bool
-	table         *sharding.Table
-	members       []string
-	held          map[string]*entry // leased pods, idle or awaiting their first probe
-	taking        map[string]bool   // pods between pick and claim
-	claimed       map[string]claim  // pods handed out and not yet deleted
-	seq           uint64            // numbers additions to held and claimed
-	claimedSeen   map[string]bool   // pods the store reported claimed (by anyone)
+	mu          sync.Mutex
+	closed      bool
+	table       *sharding.Table
+	members     []string
+	held        map[string]*entry // leased pods, idle or awaiting their first probe
+	taking      map[string]bool   // pods between pick and claim
+	claimed     map[string]claim  // pods handed out and not yet deleted
+	seq         uint64            // numbers additions to held and claimed
+	claimedSeen map[string]bool   // pods the store reported claimed (by anyone)
+	// deleting holds the pods Delete was asked to delete, with the seq at
+	// which it began: a List taken before the deletion still shows them,
+	// and with their claims released they would look adoptable. They are
+	// never adopted, and forgotten once a later List no longer has them.
+	deleting      map[string]uint64
 	creatingTotal int
 	probing       int
 	nextTickAt    time.Time
@@ -125,6 +130,7 @@ func New(cfg Config) (*Manager, error) {
 		taking:      make(map[string]bool),
 		claimed:     make(map[string]claim),
 		claimedSeen: make(map[string]bool),
+		deleting:    make(map[string]uint64),
 		members:     []string{cfg.ID},
 		table:       sharding.MustNew(sharding.Node{ID: cfg.ID, Weight: 1}),
 	}
@@ -342,6 +348,8 @@ func (m *Manager) dropLocked(e *entry) {
 // error.
 func (m *Manager) Delete(ctx context.Context, pod Pod) error {
 	m.mu.Lock()
+	m.seq++
+	m.deleting[pod.ID] = m.seq
 	c, claimed := m.claimed[pod.ID]
 	l := c.lease
 	delete(m.claimed, pod.ID)

@@ -16,8 +16,12 @@ import (
 func TestConcurrentTakesTicksAndDeletes(t *testing.T) {
 	e := newEnv(t)
 	var mgrs []*Manager
-	for _, id := range []string{"a", "b"} {
+	for i, id := range []string{"a", "b"} {
 		cfg := e.config(id)
+		// Distinct seeds: two managers with one seed draw the same pod
+		// names, and a name reused after a deletion would look like a
+		// pod handed out twice.
+		cfg.Seed = uint64(i + 1)
 		cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 3, Max: 6}}
 		mgrs = append(mgrs, e.manager(t, cfg))
 	}

@@ -218,6 +218,11 @@ func (m *Manager) rebalance(ctx context.Context) error {
 			delete(m.claimedSeen, id)
 		}
 	}
+	for id, seq := range m.deleting {
+		if !exists[id] && seq <= listSeq {
+			delete(m.deleting, id) // gone, as seen by a list taken after Delete began
+		}
+	}
 	// Pods handed out and since deleted by someone else than Delete: their
 	// claims go with them.
 	var gone []Lease
@@ -228,7 +233,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		}
 	}
 	for _, pod := range pods {
-		if m.pools[pod.Runtime] == nil || m.held[pod.ID] != nil || m.taking[pod.ID] || m.claimedSeen[pod.ID] {
+		if _, gone := m.deleting[pod.ID]; gone || m.pools[pod.Runtime] == nil || m.held[pod.ID] != nil || m.taking[pod.ID] || m.claimedSeen[pod.ID] {
 			continue
 		}
 		if _, ok := m.claimed[pod.ID]; ok || !m.ownsLocked(pod.ID) {
@@ -244,6 +249,11 @@ func (m *Manager) rebalance(ctx context.Context) error {
 	for _, l := range gone {
 		_ = m.leases.Release(ctx, l)
 	}
+	type adoption struct {
+		pod   Pod
+		lease Lease
+	}
+	var acquired []adoption
 	for _, pod := range adopt {
 		l, err := m.leases.Acquire(ctx, pod.ID, m.cfg.ID, m.cfg.LeaseTTL)
 		switch {
@@ -258,8 +268,34 @@ func (m *Manager) rebalance(ctx context.Context) error {
 			m.log.Warn("warmpool: acquiring a lease failed", "pod", pod.ID, "err", err)
 			continue
 		}
+		acquired = append(acquired, adoption{pod, l})
+	}
+	if len(acquired) == 0 {
+		return nil
+	}
+	// The list above may predate a deletion: a pod handed out and deleted
+	// since (by this or another manager, which then released its claim)
+	// is still in it, and its lease was free to acquire. A list taken after
+	// the leases were acquired tells: a pod missing from it is gone.
+	again, err := m.provider.List(ctx)
+	if err != nil {
+		for _, a := range acquired {
+			_ = m.leases.Release(ctx, a.lease)
+		}
+		return fmt.Errorf("warmpool: list pods: %w", err)
+	}
+	still := make(map[string]bool, len(again))
+	for _, p := range again {
+		still[p.ID] = true
+	}
+	for _, a := range acquired {
+		pod, l := a.pod, a.lease
+		if !still[pod.ID] {
+			_ = m.leases.Release(ctx, l)
+			continue
+		}
 		m.mu.Lock()
-		if m.closed {
+		if _, gone := m.deleting[pod.ID]; m.closed || gone {
 			m.mu.Unlock()
 			_ = m.leases.Release(ctx, l)
 			continue
