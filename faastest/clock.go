@@ -64,9 +64,9 @@ func (c *Clock) Advance(d time.Duration) {
 		return
 	}
 	c.mu.Lock()
-	target := c.now.Add(d)
-	c.mu.Unlock()
-	c.Set(target)
+	defer c.mu.Unlock()
+	// Read and move under one lock: concurrent Advances add up.
+	c.setLocked(c.now.Add(d))
 }
 
 // Set moves the clock forward to t, firing what falls due as Advance does.
@@ -74,6 +74,10 @@ func (c *Clock) Advance(d time.Duration) {
 func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.setLocked(t)
+}
+
+func (c *Clock) setLocked(t time.Time) {
 	for {
 		i := c.earliestLocked()
 		if i < 0 || c.waiters[i].at.After(t) {
