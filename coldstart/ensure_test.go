@@ -43,6 +43,9 @@ func TestEnsureBurstCausesTheColdStartsAskedFor(t *testing.T) {
 			assert.Equal(t, want, s.InFlight(fn))
 			close(agent.loadGate)
 			wg.Wait()
+			// The callers waited for the oldest cold start only; the others
+			// finish on their own.
+			require.Eventually(t, func() bool { return s.InFlight(fn) == 0 }, 10*time.Second, time.Millisecond)
 
 			instances := map[*lifecycle.Instance]int{}
 			for i := range requests {
@@ -53,7 +56,6 @@ func TestEnsureBurstCausesTheColdStartsAskedFor(t *testing.T) {
 			takes, _ := pool.stats()
 			assert.Equal(t, want, takes)
 			assert.LessOrEqual(t, len(instances), want)
-			assert.Zero(t, s.InFlight(fn))
 		})
 	}
 }
