@@ -33,7 +33,10 @@ type Config struct {
 
 	// Pool configures the warm pools (package warmpool). Provider is set to
 	// Pods. Runtimes defaults to one runtime, "go", with a pool of 1 to 8
-	// idle pods. ID defaults to NodeID.
+	// idle pods. ID defaults to NodeID. RefillDelay defaults to
+	// DefaultRefillDelay here (warmpool's own default is 0): the pod that
+	// replaces a taken one starts after the cold start that took it, not
+	// during it, when both would compete for the node's CPU.
 	Pool warmpool.Config
 	// ColdStart configures cold starts (package coldstart). Pool and Agent
 	// are set by the Dataplane; Observers and OnColdStart are wrapped (the
@@ -118,6 +121,7 @@ const (
 	DefaultMaxBodyBytes     = 6 << 20
 	DefaultMaxResponseBytes = 6 << 20
 	DefaultDrainTimeout     = 30 * time.Second
+	DefaultRefillDelay      = 50 * time.Millisecond
 )
 
 // ErrInvalidConfig is wrapped by every configuration error of New.
@@ -145,6 +149,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Pool.Runtimes == nil {
 		c.Pool.Runtimes = map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 8}}
+	}
+	if c.Pool.RefillDelay == 0 {
+		c.Pool.RefillDelay = DefaultRefillDelay
 	}
 	if c.Pool.Logger == nil {
 		c.Pool.Logger = c.Logger.With("component", "warmpool")

@@ -41,6 +41,10 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kickCh chan struct{}
+	// refill is the delayed kick after a Take (RefillDelay); refillArmed
+	// says it is pending (under mu).
+	refill      *time.Timer
+	refillArmed bool
 	tickMu sync.Mutex // serializes upkeep rounds
 
 	rngMu sync.Mutex
@@ -222,8 +226,8 @@ func (m *Manager) take(ctx context.Context, runtime string, pref Preference, wai
 			m.claimed[e.pod.ID] = claim{e.lease, m.seq}
 			p.taken++
 			p.sizer.ObserveTake(m.now())
+			m.kickAfterLocked(m.cfg.RefillDelay)
 			m.mu.Unlock()
-			m.kick()
 			return e.pod.Clone(), nil
 		case errors.Is(err, ErrLeaseLost):
 			// Another manager owns the pod now (the lease expired or was
@@ -375,6 +379,31 @@ func (m *Manager) Delete(ctx context.Context, pod Pod) error {
 	return nil
 }
 
+// kickAfterLocked wakes the background loop after d (at once when d is
+// zero); a delayed kick already pending covers this one.
+func (m *Manager) kickAfterLocked(d time.Duration) {
+	switch {
+	case d <= 0:
+		m.kick()
+	case m.refillArmed:
+		// A pending kick covers this Take; postponing it would let a
+		// steady stream of takes delay the refill forever.
+	case m.refill == nil:
+		m.refillArmed = true
+		m.refill = time.AfterFunc(d, m.refillNow)
+	default:
+		m.refillArmed = true
+		m.refill.Reset(d)
+	}
+}
+
+func (m *Manager) refillNow() {
+	m.mu.Lock()
+	m.refillArmed = false
+	m.mu.Unlock()
+	m.kick()
+}
+
 // kick wakes the background loop to replenish at once.
 func (m *Manager) kick() {
 	select {
@@ -430,6 +459,9 @@ func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
 		m.closed = true
+		if m.refill != nil {
+			m.refill.Stop()
+		}
 		for _, p := range m.poolList {
 			for _, w := range p.waiters {
 				close(w.ch)

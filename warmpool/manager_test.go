@@ -451,3 +451,37 @@ func TestBackgroundManagerWatchDropsDeletedPods(t *testing.T) {
 		return len(ps) == 1 && ps[0].ID != pods[0].ID && m.Stats().Runtimes["go"].Idle == 1
 	}, 10*time.Second, time.Millisecond, "the deleted pod is dropped and replaced")
 }
+
+// A Take's refill waits for RefillDelay (here: longer than the test), while
+// a Take that finds no idle pod still has one created at once.
+func TestRefillDelayDefersTheRefillButNotAWaitingTake(t *testing.T) {
+	prov, err := NewStaticProvider(StaticConfig{})
+	require.NoError(t, err)
+	m, err := New(Config{
+		Provider:      prov,
+		Runtimes:      map[string]RuntimeConfig{"go": {Min: 1, Max: 1}},
+		Sizing:        func(_ string, rc RuntimeConfig) (SizingPolicy, error) { return FixedSizing(1), nil },
+		ProbeInterval: -1,
+		RefillDelay:   time.Hour,
+	})
+	require.NoError(t, err)
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.Eventually(t, func() bool { return m.Stats().Runtimes["go"].Idle == 1 }, 10*time.Second, time.Millisecond)
+	created := m.Stats().Runtimes["go"].Created
+	first, err := m.Take(ctx, "go", nil)
+	require.NoError(t, err)
+	m.mu.Lock()
+	armed := m.refillArmed
+	m.mu.Unlock()
+	assert.True(t, armed, "the refill waits for RefillDelay")
+	assert.Equal(t, created, m.Stats().Runtimes["go"].Created, "nothing created at once")
+
+	second, err := m.Take(ctx, "go", nil) // finds no idle pod: creation at once
+	require.NoError(t, err)
+	assert.NotEqual(t, first.ID, second.ID)
+
+	_, err = New(Config{Provider: prov, Runtimes: map[string]RuntimeConfig{"go": {Max: 1}}, RefillDelay: -1})
+	assert.Error(t, err)
+}
