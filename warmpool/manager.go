@@ -45,7 +45,7 @@ type Manager struct {
 	// says it is pending (under mu).
 	refill      *time.Timer
 	refillArmed bool
-	tickMu sync.Mutex // serializes upkeep rounds
+	tickMu      sync.Mutex // serializes upkeep rounds
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
