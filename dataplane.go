@@ -48,10 +48,10 @@ type Dataplane struct {
 	ids     *requestIDs
 	obs     Observer
 
-	// funcs maps function IDs to *function. sync.Map reads take no lock
-	// and stay O(1) with any number of functions; Deploy and Remove write
-	// under mu so that a deploy and a remove of one ID never interleave.
-	funcs sync.Map
+	// funcs maps function IDs to functions, lock-free for readers; Deploy
+	// and Remove write under mu so that a deploy and a remove of one ID
+	// never interleave.
+	funcs *funcTable
 	mu    sync.Mutex
 
 	ctx    context.Context // canceled by Close
@@ -83,7 +83,7 @@ func New(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dataplane{cfg: cfg, log: cfg.Logger, ids: newRequestIDs(), obs: cfg.Observer}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, ids: newRequestIDs(), obs: cfg.Observer, funcs: newFuncTable()}
 	if d.locality, err = lru.New[localityKey, struct{}](localityEntries); err != nil {
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func (d *Dataplane) Deploy(ctx context.Context, spec FunctionSpec) error {
 	if err != nil {
 		return err
 	}
-	d.funcs.Store(spec.ID, fn)
+	d.funcs.store(fn)
 	d.log.Info("function deployed", "function", spec.ID, "runtime", spec.Runtime)
 	return nil
 }
@@ -211,19 +211,10 @@ func (d *Dataplane) verifyCode(ctx context.Context, ref code.Ref) error {
 }
 
 // lookup returns the deployed function id, or nil.
-func (d *Dataplane) lookup(id string) *function {
-	if v, ok := d.funcs.Load(id); ok {
-		return v.(*function)
-	}
-	return nil
-}
+func (d *Dataplane) lookup(id string) *function { return d.funcs.load(id) }
 
 // all iterates over the deployed functions.
-func (d *Dataplane) all() iter.Seq[*function] {
-	return func(yield func(*function) bool) {
-		d.funcs.Range(func(_, v any) bool { return yield(v.(*function)) })
-	}
-}
+func (d *Dataplane) all() iter.Seq[*function] { return d.funcs.all() }
 
 // Functions returns the IDs of the deployed functions, sorted.
 func (d *Dataplane) Functions() []string {

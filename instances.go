@@ -166,7 +166,7 @@ func (d *Dataplane) Remove(ctx context.Context, id string) error {
 		d.mu.Unlock()
 		return lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %q is not deployed", id)
 	}
-	d.funcs.Delete(id)
+	d.funcs.delete(id)
 	fn.mu.Lock()
 	fn.removed = true
 	fn.mu.Unlock()
