@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/faasplane/faas/internal/fnbuild"
 	"go.uber.org/goleak"
 )
 
@@ -26,14 +25,9 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binDir = dir
-		for _, fn := range []string{"hello", "sleep", "flaky-init"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, fn),
-				"github.com/faasplane/faas/examples/functions/"+fn)
-			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintf(os.Stderr, "building %s: %v\n", fn, err)
-				return 1
-			}
+		if err := fnbuild.BuildExamples(context.Background(), dir, "hello", "sleep", "flaky-init"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
 		code := m.Run()
 		if code == 0 {
