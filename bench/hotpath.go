@@ -15,10 +15,16 @@ import (
 type hotPackage struct {
 	Dir   string `json:"dir"`
 	Bench string `json:"bench"`
+	// Benchtime, when set, overrides the scenario's -benchtime for this
+	// package.
+	Benchtime string `json:"benchtime,omitempty"`
 }
 
 var defaultHotPackages = []hotPackage{
-	{Dir: ".", Bench: "^BenchmarkHotPath"},
+	// One second per run: the root's runs compare a dataplane with one
+	// function and one with 100,000, and short runs of the latter swing
+	// with the collector and the page layout of its large heap.
+	{Dir: ".", Bench: "^BenchmarkHotPath", Benchtime: "1s"},
 	// The default policy only: the lb scenario compares the policies.
 	{Dir: "./router", Bench: "^Benchmark(PickRelease|PickReleaseParallel)$/^p2c/"},
 	{Dir: "./router", Bench: "^Benchmark(PickReleaseTableSize|AcquireRelease)$"},
@@ -51,7 +57,11 @@ func runHotPath(ctx context.Context, e *env, p hotParams) (*hotResult, error) {
 	res := &hotResult{Meta: newMeta("hotpath", e.command), Params: p}
 	failed := 0
 	for _, pkg := range p.Packages {
-		out, cmd, err := goTestBench(ctx, e.root, pkg.Dir, pkg.Bench, p.Benchtime, p.Count)
+		bt := p.Benchtime
+		if pkg.Benchtime != "" {
+			bt = pkg.Benchtime
+		}
+		out, cmd, err := goTestBench(ctx, e.root, pkg.Dir, pkg.Bench, bt, p.Count)
 		r := hotPkgResult{hotPackage: pkg, Command: cmd}
 		if err == nil {
 			var lines []benchLine
