@@ -22,7 +22,6 @@ type lease struct {
 	// limited: the function-wide limit was acquired and must be released
 	// (functions without one skip its atomic operations).
 	limited bool
-	queued  time.Duration
 	waited  bool // the request waited for capacity
 	// started: the shedder's ticket was told the request stopped waiting.
 	started bool
@@ -75,7 +74,6 @@ func (d *Dataplane) wait(ctx context.Context, l lease, v *version, now time.Time
 	rt, err := fn.queue.Acquire(qctx)
 	cancel()
 	end := time.Now()
-	l.queued = end.Sub(now)
 	if err == nil {
 		l.route = rt
 		if l.shed && !l.started {
@@ -113,14 +111,21 @@ func (l *lease) done(now time.Time, o loadshed.Outcome) {
 }
 
 // release ends an admitted request: the slot (which the router may hand to
-// a queued request), the function-wide limit, the shedder's ticket.
+// a queued request), then everything settle releases.
 func (l *lease) release(now time.Time, o router.Outcome) {
 	l.route.Release(now, o)
+	l.settle(now, o)
+}
+
+// settle ends an admitted request whose slot is already released: the
+// function-wide limit, the function's demand, and the shedder's ticket with
+// the outcome o means to it.
+func (l *lease) settle(now time.Time, o router.Outcome) {
 	l.releaseRest(now)
-	switch {
-	case o == router.Success:
+	switch o {
+	case router.Success:
 		l.done(now, loadshed.Success)
-	case o == router.Canceled:
+	case router.Canceled:
 		l.done(now, loadshed.Ignored)
 	default:
 		l.done(now, loadshed.Failure)

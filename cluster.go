@@ -1,14 +1,14 @@
 package faas
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
@@ -139,9 +139,7 @@ type forwardAttempt struct {
 func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr string, body []byte) bool {
 	fa := &forwardAttempt{addr: addr}
 	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fa))
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.ContentLength = int64(len(body))
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	setBody(out, body)
 	d.forwarder.ServeHTTP(w, out)
 	switch {
 	case fa.err == nil:
@@ -166,24 +164,21 @@ func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr str
 // forwardInvoke sends an in-process invocation to the owner's gateway.
 // ok is false when the owner could not be reached (serve locally).
 func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request, method, rid string) (*Response, bool, error) {
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+invokePath(req.Path), bytes.NewReader(req.Body))
+	hreq, err := newInvokeRequest(ctx, addr, req, method, rid)
 	if err != nil {
-		return nil, true, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
+		return nil, true, err
 	}
-	for k, vs := range req.Header {
-		hreq.Header[k] = append([]string(nil), vs...)
-	}
-	hreq.Header.Set(lifecycle.HeaderFunctionID, req.FunctionID)
-	hreq.Header.Set(lifecycle.HeaderRequestID, rid)
-	hreq.Header.Set(HeaderForwarded, d.cfg.NodeID)
+	h := hreq.Header
+	h.Set(lifecycle.HeaderFunctionID, req.FunctionID)
+	h.Set(HeaderForwarded, d.cfg.NodeID)
 	if req.Caller != "" {
-		hreq.Header.Set(lifecycle.HeaderCaller, req.Caller)
+		h.Set(lifecycle.HeaderCaller, req.Caller)
 	}
 	if req.Idempotent {
-		hreq.Header.Set(lifecycle.HeaderIdempotent, "true")
+		h.Set(lifecycle.HeaderIdempotent, "true")
 	}
 	if req.Priority != loadshed.Default {
-		hreq.Header.Set(lifecycle.HeaderPriority, req.Priority.String())
+		h.Set(lifecycle.HeaderPriority, req.Priority.String())
 	}
 	resp, err := d.cfg.Transport.RoundTrip(hreq)
 	if err != nil {
@@ -192,19 +187,16 @@ func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request
 			return nil, false, nil
 		}
 		d.fwd.forwarded.Add(1)
-		return nil, true, transportError(ctx, addr, err)
+		return nil, true, transportError(ctx, "owner "+addr, err)
 	}
-	defer resp.Body.Close()
 	d.fwd.forwarded.Add(1)
-	if pe := agentError(resp); pe != nil {
-		return nil, true, pe
+	retryAfter := resp.Header.Get("Retry-After")
+	out, err := d.readResponse(ctx, resp, "owner "+addr)
+	var pe *lifecycle.Error
+	if errors.As(err, &pe) && pe.Code == lifecycle.CodeShed {
+		// Keep the owner's back-pressure hint for RetryAfter.
+		secs, _ := strconv.Atoi(retryAfter)
+		return nil, true, &retryAfterError{err: pe, after: time.Duration(max(secs, 1)) * time.Second}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.MaxResponseBytes+1))
-	if err != nil {
-		return nil, true, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "owner %s: %v", addr, err)
-	}
-	if int64(len(body)) > d.cfg.MaxResponseBytes {
-		return nil, true, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "response exceeds %d bytes", d.cfg.MaxResponseBytes)
-	}
-	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, true, nil
+	return out, true, err
 }

@@ -32,4 +32,9 @@
 // Errors leave the Dataplane as *lifecycle.Error values, and on the wire as
 // an HTTP status with X-Faas-Error-Code, X-Faas-Error-Message and
 // X-Faas-Request-Id.
+//
+// Several Dataplanes can share the functions ([Config.Cluster]): each
+// function is owned by one node, chosen by weighted rendezvous hashing of
+// its ID, so that its counters, queue and instances live in one place, and
+// a request that lands on another node is forwarded to the owner once.
 package faas

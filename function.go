@@ -1,7 +1,9 @@
 package faas
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -130,21 +132,9 @@ func scalingChanged(a, b FunctionSpec) bool {
 // rollNeeded reports whether instances of a and b differ in what runs in
 // them, so that instances of a must be replaced.
 func rollNeeded(a, b FunctionSpec) bool {
-	if a.Code != b.Code || a.Runtime != b.Runtime || a.Command != b.Command || a.Protocol != b.Protocol ||
-		a.Mode != b.Mode || a.Concurrency != b.Concurrency || len(a.Args) != len(b.Args) || len(a.Env) != len(b.Env) {
-		return true
-	}
-	for i := range a.Args {
-		if a.Args[i] != b.Args[i] {
-			return true
-		}
-	}
-	for k, v := range a.Env {
-		if bv, ok := b.Env[k]; !ok || bv != v {
-			return true
-		}
-	}
-	return false
+	return a.Code != b.Code || a.Runtime != b.Runtime || a.Command != b.Command || a.Protocol != b.Protocol ||
+		a.Mode != b.Mode || a.Concurrency != b.Concurrency ||
+		!slices.Equal(a.Args, b.Args) || !maps.Equal(a.Env, b.Env)
 }
 
 // coldstartFunction maps a spec onto what the Starter needs.

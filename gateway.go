@@ -103,7 +103,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validRequestID(rid) {
 		rid = d.ids.next()
 	}
-	if d.state.Load() != 1 {
+	if !d.running() {
 		lifecycle.WriteError(w, rid, http.StatusServiceUnavailable, lifecycle.CodeNotReady, d.notRunning().Error())
 		return
 	}
@@ -159,11 +159,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Header.Del(lifecycle.HeaderFunctionID)
 	_, err = forwardOnce(d, &l, idempotent, func(route router.Route) (struct{}, router.Outcome, error) {
 		a.route, a.outcome, a.err = route, router.Success, nil
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
-		// GetBody lets the transport resend on a reused connection that
-		// turns out to be dead before anything was written to it.
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		setBody(out, body)
 		d.serveAttempt(w, out)
 		if a.aborted != nil {
 			// Part of the response is out: never retry. Canceled, because
@@ -173,8 +169,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return struct{}{}, a.outcome, a.err
 	})
 	if a.aborted != nil {
-		fn.stats.requests.Add(1)
-		fn.stats.canceled.Add(1)
+		d.recordErr(fn, start, context.Canceled, l.waited)
 		panic(a.aborted)
 	}
 	if err != nil {
@@ -198,6 +193,15 @@ func (d *Dataplane) serveAttempt(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	d.proxy.ServeHTTP(w, r)
+}
+
+// setBody gives r the buffered body, rewound for each attempt. GetBody lets
+// the transport resend on a reused connection that turns out to be dead
+// before anything was written to it.
+func setBody(r *http.Request, body []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 }
 
 // readBody reads the request body up to MaxBodyBytes.

@@ -182,7 +182,8 @@ func (d *Dataplane) Remove(ctx context.Context, id string) error {
 
 // drainAll takes every instance of fn out of the routes, waits (bounded by
 // ctx) until they have nothing in flight, then terminates them and deletes
-// their pods.
+// their pods. The deletions get their own DrainTimeout: a drain that used
+// up ctx must not leave the pods behind.
 func (d *Dataplane) drainAll(ctx context.Context, fn *function, reason string) error {
 	now := time.Now()
 	fn.mu.Lock()
@@ -206,9 +207,11 @@ func (d *Dataplane) drainAll(ctx context.Context, fn *function, reason string) e
 			}
 		}
 	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DrainTimeout)
+	defer cancel()
 	var errs []error
 	for _, in := range insts {
-		errs = append(errs, d.terminateNow(ctx, in.inst, reason))
+		errs = append(errs, d.terminateNow(dctx, in.inst, reason))
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/faasplane/faas/lifecycle"
@@ -67,7 +68,7 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 	if !validRequestID(rid) {
 		rid = d.ids.next()
 	}
-	if d.state.Load() != 1 {
+	if !d.running() {
 		return nil, d.notRunning()
 	}
 	method := req.Method
@@ -113,7 +114,7 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		d.recordErr(fn, start, err, l.waited)
 		return nil, withRequestID(err, rid)
 	}
-	resp, err := d.forward(ctx, &l, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
+	resp, err := forwardOnce(d, &l, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
 		return d.roundTrip(ctx, rt, req, method, rid)
 	})
 	if err != nil {
@@ -125,9 +126,9 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 	return resp, nil
 }
 
-// forward sends a request through send on the lease's route, retrying once
-// on another instance when the failure is safe to retry (see
-// router.Retryable) and within the retry budget, and releases the slot.
+// forwardOnce sends a request through send on the lease's route, retrying
+// once on another instance when the failure is safe to retry (see
+// router.Retryable) and within the retry budget, and releases the lease.
 func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(router.Route) (T, router.Outcome, error)) (T, error) {
 	res, o, err := send(l.route)
 	if err == nil || !router.Retryable(o, idempotent) {
@@ -138,15 +139,7 @@ func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(route
 	failed.Release(time.Now(), o)
 	next, rerr := d.router.Retry(failed, o, idempotent)
 	if rerr != nil {
-		// No retry: give back what release would have, without the slot.
-		now := time.Now()
-		l.route = router.Route{}
-		l.releaseRest(now)
-		if o == router.Canceled {
-			l.done(now, loadshed.Ignored)
-		} else {
-			l.done(now, loadshed.Failure)
-		}
+		l.settle(time.Now(), o) // no retry; the slot is already released
 		return res, err
 	}
 	l.route = next
@@ -155,39 +148,66 @@ func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(route
 	return res, err
 }
 
-func (d *Dataplane) forward(ctx context.Context, l *lease, idempotent bool, send func(router.Route) (*Response, router.Outcome, error)) (*Response, error) {
-	return forwardOnce(d, l, idempotent, send)
-}
-
 // roundTrip sends one in-process request to the instance of rt.
 func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request, method, rid string) (*Response, router.Outcome, error) {
 	inst := rt.Instance()
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+inst.Addr+invokePath(req.Path), bytes.NewReader(req.Body))
+	hreq, err := newInvokeRequest(ctx, inst.Addr, req, method, rid)
 	if err != nil {
-		return nil, router.Rejected, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
-	}
-	for k, vs := range req.Header {
-		hreq.Header[k] = append([]string(nil), vs...)
+		return nil, router.Rejected, err
 	}
 	hreq.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
-	hreq.Header.Set(lifecycle.HeaderRequestID, rid)
 	resp, err := d.cfg.Transport.RoundTrip(hreq)
 	if err != nil {
 		return nil, outcomeOfTransport(ctx, err), transportError(ctx, "instance "+inst.ID, err)
 	}
+	out, err := d.readResponse(ctx, resp, "instance "+inst.ID)
+	var pe *lifecycle.Error
+	switch {
+	case err == nil:
+		return out, router.Success, nil
+	case errors.As(err, &pe) && lifecycle.FromFaasplane(resp):
+		return nil, router.OutcomeOf(pe), err // the agent's refusal
+	case errors.Is(err, errResponseTooLarge):
+		return nil, router.Success, err // the instance answered; the answer is too big
+	default:
+		return nil, outcomeOfTransport(ctx, err), err
+	}
+}
+
+// newInvokeRequest builds the HTTP request of an in-process invocation to
+// addr: the caller's method, path, headers and body, and the request ID.
+func newInvokeRequest(ctx context.Context, addr string, req *Request, method, rid string) (*http.Request, error) {
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+invokePath(req.Path), bytes.NewReader(req.Body))
+	if err != nil {
+		return nil, lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err)
+	}
+	if req.Header != nil {
+		hreq.Header = req.Header.Clone()
+	}
+	hreq.Header.Set(lifecycle.HeaderRequestID, rid)
+	return hreq, nil
+}
+
+var errResponseTooLarge = errors.New("faas: response too large")
+
+// readResponse turns the answer of an agent (or of another node's gateway)
+// into a Response, reading at most MaxResponseBytes, or into the
+// faasplane error it carries. It closes resp.Body.
+func (d *Dataplane) readResponse(ctx context.Context, resp *http.Response, from string) (*Response, error) {
 	defer resp.Body.Close()
 	if pe := agentError(resp); pe != nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, router.OutcomeOf(pe), pe
+		return nil, pe
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.MaxResponseBytes+1))
 	if err != nil {
-		return nil, outcomeOfTransport(ctx, err), transportError(ctx, "instance "+inst.ID, err)
+		return nil, transportError(ctx, from, err)
 	}
 	if int64(len(body)) > d.cfg.MaxResponseBytes {
-		return nil, router.Success, lifecycle.Errorf(lifecycle.CodeInstanceFailure, "response exceeds %d bytes", d.cfg.MaxResponseBytes)
+		return nil, fmt.Errorf("%w: %w", errResponseTooLarge,
+			lifecycle.Errorf(lifecycle.CodeInstanceFailure, "%s: response exceeds %d bytes", from, d.cfg.MaxResponseBytes))
 	}
-	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, router.Success, nil
+	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
 // invokePath is the path an Invoke request sends: Request.Path, an escaped
@@ -244,7 +264,7 @@ func validMethod(m string) bool {
 	}
 	for i := 0; i < len(m); i++ {
 		c := m[i]
-		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`()<>@,;:\"/[]?={}`), c) >= 0 {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
 			return false
 		}
 	}
@@ -252,7 +272,7 @@ func validMethod(m string) bool {
 }
 
 func (d *Dataplane) notRunning() error {
-	if d.state.Load() == 2 {
+	if d.state.Load() == stateClosed {
 		return ErrClosed
 	}
 	return ErrNotStarted

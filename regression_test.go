@@ -222,3 +222,27 @@ func TestInvokeRejectsABadPathBeforeAdmission(t *testing.T) {
 	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
 	assert.Equal(t, 0, e.dp.router.Stats("f").InFlight)
 }
+
+// A Remove whose context runs out while a request is still in flight still
+// deletes the function's pods: the drain is bounded by ctx, the deletion is
+// not.
+func TestRemoveThatTimesOutStillDeletesThePods(t *testing.T) {
+	agents := newFakeAgents()
+	release := make(chan struct{})
+	agents.handler = func(w http.ResponseWriter, r *http.Request, _ string) {
+		<-release
+		_, _ = w.Write([]byte("late"))
+	}
+	e := newFakeEnv(t, agents, nil)
+	defer close(release)
+	deployAndWarm(t, e, FunctionSpec{ID: "f", MinInstances: 1})
+	podID := e.dp.Routes("f")[0].Instance.PodID
+	go func() { _, _ = e.dp.Invoke(context.Background(), &Request{FunctionID: "f"}) }()
+	require.Eventually(t, func() bool { return e.dp.router.Stats("f").InFlight == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_ = e.dp.Remove(ctx, "f")
+	_, alive := e.pods.Get(podID)
+	assert.False(t, alive, "the pod is deleted although the drain ran out of time")
+}

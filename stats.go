@@ -84,24 +84,17 @@ func newFunctionStats() *functionStats {
 	return &functionStats{errs: make([]atomic.Uint64, len(codeIndex))}
 }
 
-// hist returns the latency histogram, created on first use: most of a large
-// fleet's functions are rarely invoked and need none.
-func (s *functionStats) hist() *latency.Histogram {
-	if h := s.latency.Load(); h != nil {
-		return h
+// lazy returns *p, created on first use: most of a large fleet's functions
+// are rarely invoked and need no histograms.
+func lazy[T any](p *atomic.Pointer[T]) *T {
+	if v := p.Load(); v != nil {
+		return v
 	}
-	s.latency.CompareAndSwap(nil, new(latency.Histogram))
-	return s.latency.Load()
+	p.CompareAndSwap(nil, new(T))
+	return p.Load()
 }
 
-func (s *functionStats) recordColdStart(r coldstart.Report) {
-	c := s.cold.Load()
-	if c == nil {
-		s.cold.CompareAndSwap(nil, new(coldStartStats))
-		c = s.cold.Load()
-	}
-	c.record(r)
-}
+func (s *functionStats) recordColdStart(r coldstart.Report) { lazy(&s.cold).record(r) }
 
 // coldStartStats summarize cold starts.
 type coldStartStats struct {
@@ -216,7 +209,7 @@ func (d *Dataplane) Stats() Stats {
 	if d.shed != nil {
 		s.Shedding, s.ShedLimit = d.shed.Shedding(), d.shed.Limit()
 	}
-	if d.pool != nil {
+	if d.running() { // the pool exists, and reading it is ordered after Start
 		s.Pool = d.pool.Stats()
 	}
 	for fn := range d.all() {
@@ -248,7 +241,7 @@ func (d *Dataplane) functionStats(fn *function) FunctionStats {
 
 		Routes: d.router.Stats(fn.id),
 	}
-	if d.starter != nil {
+	if d.running() {
 		fs.Starting = d.starter.InFlight(v.cs)
 	}
 	if c := st.cold.Load(); c != nil {
@@ -285,7 +278,7 @@ func (d *Dataplane) record(fn *function, start time.Time, code lifecycle.ErrorCo
 		if waited {
 			st.waited.Add(1)
 		}
-		st.hist().Record(lat)
+		lazy(&st.latency).Record(lat)
 	} else if i, ok := codeIndex[code]; ok {
 		st.errs[i].Add(1)
 	}
