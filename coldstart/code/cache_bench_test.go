@@ -42,9 +42,11 @@ func BenchmarkDiskCacheHitParallel(b *testing.B) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	if _, err := c.Open(ctx, ref); err != nil {
+	rc, err := c.Open(ctx, ref)
+	if err != nil {
 		b.Fatal(err)
 	}
+	_ = rc.Close()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -91,6 +93,8 @@ func BenchmarkTieredHit(b *testing.B) {
 
 // BenchmarkDiskCacheMiss measures a miss of a 64 KiB package: fetch from an
 // in-memory origin, verification, temp file, fsync, rename, index save.
+// Each iteration drops the package from the index and from disk (damaged),
+// so that Open cannot adopt the file and every iteration is a real miss.
 func BenchmarkDiskCacheMiss(b *testing.B) {
 	origin := NewFakeStore()
 	data := ctBytes(64<<10, 1)
@@ -103,8 +107,9 @@ func BenchmarkDiskCacheMiss(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
+	n := 0
 	for b.Loop() {
-		c.forget(ref.Digest)
+		c.damaged(ref.Digest)
 		rc, err := c.Open(ctx, ref)
 		if err != nil {
 			b.Fatal(err)
@@ -113,6 +118,10 @@ func BenchmarkDiskCacheMiss(b *testing.B) {
 			b.Fatal(err)
 		}
 		_ = rc.Close()
+		n++
+	}
+	if s := c.Stats(); s.Misses != int64(n) || s.Hits != 0 {
+		b.Fatalf("%d iterations: %d misses, %d hits; want every iteration a miss", n, s.Misses, s.Hits)
 	}
 }
 
@@ -128,9 +137,11 @@ func BenchmarkDiskCacheHitUncachedFile(b *testing.B) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	if _, err := c.Open(ctx, ref); err != nil {
+	rc, err := c.Open(ctx, ref)
+	if err != nil {
 		b.Fatal(err)
 	}
+	_ = rc.Close()
 	b.ReportAllocs()
 	for b.Loop() {
 		rc, err := c.Open(ctx, ref)
