@@ -188,6 +188,44 @@ func TestInvocationTimeout(t *testing.T) {
 	require.Equal(t, int64(1), st.Failed)
 }
 
+// TestAbortedInvocationIsCounted: a caller that leaves while the function
+// streams its answer makes the proxy abort the handler; the invocation
+// still counts as completed, and as failed.
+func TestAbortedInvocationIsCounted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.loadReady("hello", "hello", helloManifest, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+h.addr+"/echo", pr)
+	require.NoError(t, err)
+	req.Header.Set(lifecycle.HeaderFunctionID, "hello")
+	// More than the buffers on the way hold, so that the echo streams
+	// back while the body is still being sent.
+	chunk := strings.Repeat("x", 256<<10)
+	go func() { _, _ = io.WriteString(pw, chunk) }()
+	resp, err := h.http.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	got := make([]byte, 64<<10)
+	_, err = io.ReadFull(resp.Body, got)
+	require.NoError(t, err)
+	require.Equal(t, chunk[:len(got)], string(got))
+
+	cancel() // the caller leaves mid-body
+	_ = resp.Body.Close()
+	require.Eventually(t, func() bool {
+		st, err := h.client.Stats(context.Background(), h.addr)
+		return err == nil && st.Completed == 1 && st.Failed == 1 && st.InFlight == 0
+	}, 10*time.Second, time.Millisecond)
+	st, err := h.client.Stats(context.Background(), h.addr)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Latency.Count)
+	require.Equal(t, 200, h.mustInvoke("hello", "/").status, "the agent serves on")
+}
+
 func TestH2CFunction(t *testing.T) {
 	h := newHarness(t, nil)
 	lr := h.loadReady("h2", "hello", `{"command": "./hello", "protocol": "h2c", "env": {"HELLO_H2C": "1"}}`, nil)

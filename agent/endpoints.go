@@ -107,9 +107,10 @@ func (a *Agent) servePing(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveStats handles GET /v1/stats. Completed counts the invocations that
-// reached the function, whatever their outcome; Failed those of them that
-// got no answer or a 5xx; Rejected the requests refused before the function
-// (wrong function, not ready, over the limit).
+// reached the function, whatever their outcome (the latency histogram's
+// count); Failed those of them that got no answer, a 5xx, or were aborted
+// because the caller left mid-body; Rejected the requests refused before
+// the function (wrong function, not ready, over the limit).
 func (a *Agent) serveStats(w http.ResponseWriter, r *http.Request) {
 	if !onlyMethod(w, r, http.MethodGet) {
 		return
@@ -117,11 +118,10 @@ func (a *Agent) serveStats(w http.ResponseWriter, r *http.Request) {
 	st := lifecycle.Stats{Rejected: a.rejected.Load(), Uptime: time.Since(a.start)}
 	if f := a.fn.Load(); f != nil {
 		st.FunctionID = f.id
-		st.InFlight = f.slots.InFlight()
-		st.Limit = f.slots.Limit()
-		st.Completed = f.completed.Load()
+		st.InFlight, st.Limit = f.slots.Counts()
 		st.Failed = f.failed.Load()
 		st.Latency = f.latency.summary()
+		st.Completed = st.Latency.Count
 	}
 	writeJSON(w, st)
 }

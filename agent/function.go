@@ -35,9 +35,11 @@ type function struct {
 	initMu   sync.Mutex // serializes init attempts
 	attempts int        // guarded by initMu
 
-	completed atomic.Int64
-	failed    atomic.Int64
-	latency   histogram
+	// failed counts the invocations that got no answer, a 5xx, or were
+	// aborted; latency records every invocation that reached the
+	// function, so its count is the number completed.
+	failed  atomic.Int64
+	latency histogram
 }
 
 func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *process) *function {

@@ -52,14 +52,23 @@ func (a *Agent) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
 	start := time.Now()
+	defer func() {
+		// Every invocation that reached the function is recorded, also
+		// one whose caller left mid-body: the proxy then panics with
+		// http.ErrAbortHandler, which counts as a failure and goes on up
+		// to the server, which drops the connection.
+		f.latency.record(time.Since(start))
+		if p := recover(); p != nil {
+			f.failed.Add(1)
+			panic(p)
+		}
+	}()
 	if f.timeout > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), f.timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
 	f.proxy.ServeHTTP(w, r)
-	f.latency.record(time.Since(start))
-	f.completed.Add(1)
 }
 
 func (a *Agent) reject(w http.ResponseWriter, r *http.Request, c lifecycle.ErrorCode, msg string) {
