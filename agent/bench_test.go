@@ -130,6 +130,18 @@ func BenchmarkProxy(b *testing.B) {
 	}
 }
 
+// BenchmarkProxyBufferPool is one Get and Put of the proxy's copy buffer:
+// no allocation once the pool holds a buffer.
+func BenchmarkProxyBufferPool(b *testing.B) {
+	proxyBuffers.Put(proxyBuffers.Get())
+	b.ReportAllocs()
+	for b.Loop() {
+		buf := proxyBuffers.Get()
+		buf[0] = 1
+		proxyBuffers.Put(buf)
+	}
+}
+
 func reportQuantiles(b *testing.B, lat []time.Duration) {
 	if len(lat) == 0 {
 		return

@@ -76,17 +76,27 @@ func (a *Agent) reject(w http.ResponseWriter, r *http.Request, c lifecycle.Error
 	lifecycle.WriteError(w, requestID(r), 0, c, msg)
 }
 
-// bufferPool recycles the proxy's copy buffers.
+// proxyBufferSize is the size of the proxy's copy buffers.
+const proxyBufferSize = 32 << 10
+
+// bufferPool recycles the proxy's copy buffers. It pools pointers to
+// arrays, not slices: a slice put in a sync.Pool needs a new *[]byte per
+// Put, while the array pointer is the buffer itself, so a recycled buffer
+// costs no allocation.
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[proxyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([proxyBufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) >= proxyBufferSize {
+		b.p.Put((*[proxyBufferSize]byte)(buf[:proxyBufferSize]))
+	}
+}
 
 var proxyBuffers = &bufferPool{}
 
