@@ -187,3 +187,15 @@ func readJSON(t *testing.T, path string, v any) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, v))
 }
+
+func TestHotMarkdownStatesEachPackagesBenchtime(t *testing.T) {
+	r := &hotResult{Params: hotParams{Count: 5, Benchtime: "100ms"}, Packages: []hotPkgResult{
+		{hotPackage: hotPackage{Dir: ".", Bench: "^BenchmarkHotPath", Benchtime: "1s"}},
+		{hotPackage: hotPackage{Dir: "./router", Bench: "^BenchmarkPick"}},
+	}}
+	root, others := hotMarkdown(r)
+	assert.Contains(t, root, "Repetition: median of -count=5 runs with range, -benchtime=1s.")
+	assert.Contains(t, others, "Repetition: median of -count=5 runs with range, -benchtime=100ms.")
+	assert.Equal(t, "1s", r.Packages[0].benchtime(r.Params.Benchtime))
+	assert.Equal(t, "100ms", r.Packages[1].benchtime(r.Params.Benchtime))
+}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +21,11 @@ type hotPackage struct {
 	// package.
 	Benchtime string `json:"benchtime,omitempty"`
 }
+
+// benchtime is the -benchtime the package runs with: its own, or def (the
+// scenario's). Running and rendering both use it, so that the report states
+// what ran.
+func (p hotPackage) benchtime(def string) string { return cmp.Or(p.Benchtime, def) }
 
 var defaultHotPackages = []hotPackage{
 	// One second per run: the root's runs compare a dataplane with one
@@ -57,11 +64,7 @@ func runHotPath(ctx context.Context, e *env, p hotParams) (*hotResult, error) {
 	res := &hotResult{Meta: newMeta("hotpath", e.command), Params: p}
 	failed := 0
 	for _, pkg := range p.Packages {
-		bt := p.Benchtime
-		if pkg.Benchtime != "" {
-			bt = pkg.Benchtime
-		}
-		out, cmd, err := goTestBench(ctx, e.root, pkg.Dir, pkg.Bench, bt, p.Count)
+		out, cmd, err := goTestBench(ctx, e.root, pkg.Dir, pkg.Bench, pkg.benchtime(p.Benchtime), p.Count)
 		r := hotPkgResult{hotPackage: pkg, Command: cmd}
 		if err == nil {
 			var lines []benchLine
@@ -91,9 +94,23 @@ func runHotPath(ctx context.Context, e *env, p hotParams) (*hotResult, error) {
 // block of the others.
 func hotMarkdown(r *hotResult) (root, others string) {
 	var rb, ob strings.Builder
-	runs := fmt.Sprintf("median of -count=%d runs with range, -benchtime=%s", r.Params.Count, r.Params.Benchtime)
-	rb.WriteString(header(r.Meta, runs))
-	ob.WriteString(header(r.Meta, runs))
+	var rootTimes, otherTimes []string
+	for _, p := range r.Packages {
+		bt := p.benchtime(r.Params.Benchtime)
+		if p.Dir == "." {
+			rootTimes = appendNew(rootTimes, bt)
+		} else {
+			otherTimes = appendNew(otherTimes, bt)
+		}
+	}
+	runs := func(times []string) string {
+		if len(times) == 0 {
+			times = []string{r.Params.Benchtime}
+		}
+		return fmt.Sprintf("median of -count=%d runs with range, -benchtime=%s", r.Params.Count, strings.Join(times, " or "))
+	}
+	rb.WriteString(header(r.Meta, runs(rootTimes)))
+	ob.WriteString(header(r.Meta, runs(otherTimes)))
 	for _, p := range r.Packages {
 		b := &ob
 		if p.Dir == "." {
@@ -143,6 +160,14 @@ func benchTable(stats []BenchStat) string {
 		rows = append(rows, row)
 	}
 	return table(hdr, "lrrr"+strings.Repeat("r", len(extra)), rows)
+}
+
+// appendNew appends x to xs unless xs holds it already.
+func appendNew(xs []string, x string) []string {
+	if slices.Contains(xs, x) {
+		return xs
+	}
+	return append(xs, x)
 }
 
 func containsStr(xs []string, x string) bool {
