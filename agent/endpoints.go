@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/faasplane/faas/internal/latency"
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -120,8 +121,23 @@ func (a *Agent) serveStats(w http.ResponseWriter, r *http.Request) {
 		st.FunctionID = f.id
 		st.InFlight, st.Limit = f.slots.Counts()
 		st.Failed = f.failed.Load()
-		st.Latency = f.latency.summary()
+		st.Latency = latencySummary(&f.latency)
 		st.Completed = st.Latency.Count
 	}
 	writeJSON(w, st)
+}
+
+// latencySummary converts a histogram into the protocol's summary in
+// milliseconds.
+func latencySummary(h *latency.Histogram) lifecycle.LatencySummary {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	n := h.Count()
+	if n == 0 {
+		return lifecycle.LatencySummary{}
+	}
+	return lifecycle.LatencySummary{
+		Count: int64(n), Mean: ms(h.Mean()),
+		P50: ms(h.Quantile(0.50)), P90: ms(h.Quantile(0.90)), P99: ms(h.Quantile(0.99)),
+		Max: ms(h.Max()),
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
+	"github.com/faasplane/faas/internal/latency"
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -39,7 +40,7 @@ type function struct {
 	// aborted; latency records every invocation that reached the
 	// function, so its count is the number completed.
 	failed  atomic.Int64
-	latency histogram
+	latency latency.Histogram
 }
 
 func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *process) *function {

@@ -57,7 +57,7 @@ func (a *Agent) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		// one whose caller left mid-body: the proxy then panics with
 		// http.ErrAbortHandler, which counts as a failure and goes on up
 		// to the server, which drops the connection.
-		f.latency.record(time.Since(start))
+		f.latency.Record(time.Since(start))
 		if p := recover(); p != nil {
 			f.failed.Add(1)
 			panic(p)

@@ -9,45 +9,33 @@ import (
 	"github.com/faasplane/faas/warmpool"
 )
 
-// LeaseStore is a fake warmpool.LeaseStore for tests, with the semantics
-// of warmpool.MemLeaseStore (fencing tokens that grow every time a key
-// changes hands, claims, compare-and-set on every operation) plus control
-// over what a real store would do on its own: leases lapse by the store's
-// clock (pass a [Clock]'s Now and advance it), [LeaseStore.Expire] ends one
-// at once as if its holder had stopped renewing, and FailNext makes
-// operations fail as an unreachable etcd would. It is safe for concurrent
-// use.
+// LeaseStore is a fake warmpool.LeaseStore for tests: a
+// warmpool.MemLeaseStore (fencing tokens that grow every time a key changes
+// hands, claims, compare-and-set on every operation, leases that lapse by
+// the store's clock: pass a [Clock]'s Now and advance it) plus control over
+// what a real store would do on its own: [LeaseStore.Expire] ends a lease at
+// once as if its holder had stopped renewing, and FailNext makes operations
+// fail as an unreachable etcd would. It counts operations. It is safe for
+// concurrent use.
 type LeaseStore struct {
-	now func() time.Time
-
+	// mu makes each operation atomic with the fake's bookkeeping, and
+	// Expire's read-then-release atomic against the other operations.
 	mu       sync.Mutex
-	leases   map[string]*fakeLease
-	next     uint64
+	mem      *warmpool.MemLeaseStore
+	keys     map[string]struct{} // keys acquired and maybe still leased, for ExpireHolder
 	failNext int
 	failErr  error
 	ops      int
 }
 
-type fakeLease struct {
-	holder  string
-	token   uint64
-	expires time.Time
-	claimed bool
-}
-
 // NewLeaseStore returns an empty store whose clock is now (time.Now when
 // nil); pass a [Clock]'s Now to control expiry.
 func NewLeaseStore(now func() time.Time) *LeaseStore {
-	if now == nil {
-		now = time.Now
-	}
-	return &LeaseStore{now: now, leases: make(map[string]*fakeLease)}
+	return &LeaseStore{mem: warmpool.NewMemLeaseStore(now), keys: make(map[string]struct{})}
 }
 
-func (l *fakeLease) live(now time.Time) bool { return l.claimed || now.Before(l.expires) }
-
-// begin counts an operation and returns the injected failure, if any.
-// Callers hold mu.
+// beginLocked counts an operation and returns the injected failure, if
+// any. Callers hold mu.
 func (s *LeaseStore) beginLocked(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -67,21 +55,11 @@ func (s *LeaseStore) Acquire(ctx context.Context, key, holder string, ttl time.D
 	if err := s.beginLocked(ctx); err != nil {
 		return warmpool.Lease{}, err
 	}
-	if key == "" || holder == "" || ttl <= 0 {
-		return warmpool.Lease{}, fmt.Errorf("faastest: acquire needs a key, a holder and a ttl > 0")
+	l, err := s.mem.Acquire(ctx, key, holder, ttl)
+	if err == nil {
+		s.keys[key] = struct{}{}
 	}
-	now := s.now()
-	cur, ok := s.leases[key]
-	switch {
-	case ok && cur.claimed:
-		return warmpool.Lease{}, fmt.Errorf("faastest: acquire %q: %w", key, warmpool.ErrClaimed)
-	case ok && cur.live(now):
-		return warmpool.Lease{}, fmt.Errorf("faastest: acquire %q by %q: %w (holder %q)", key, holder, warmpool.ErrLeaseHeld, cur.holder)
-	}
-	s.next++
-	cur = &fakeLease{holder: holder, token: s.next, expires: now.Add(ttl)}
-	s.leases[key] = cur
-	return warmpool.Lease{Key: key, Holder: holder, Token: cur.token, Expires: cur.expires}, nil
+	return l, err
 }
 
 // Renew implements warmpool.LeaseStore.
@@ -91,21 +69,7 @@ func (s *LeaseStore) Renew(ctx context.Context, leases []warmpool.Lease, ttl tim
 	if err := s.beginLocked(ctx); err != nil {
 		return nil, err
 	}
-	if ttl <= 0 {
-		return nil, fmt.Errorf("faastest: renew needs a ttl > 0")
-	}
-	now := s.now()
-	out := make([]warmpool.Lease, len(leases))
-	for i, l := range leases {
-		cur, ok := s.leases[l.Key]
-		if !ok || cur.claimed || cur.token != l.Token || !now.Before(cur.expires) {
-			out[i] = warmpool.Lease{Key: l.Key, Holder: l.Holder}
-			continue
-		}
-		cur.expires = now.Add(ttl)
-		out[i] = warmpool.Lease{Key: l.Key, Holder: cur.holder, Token: cur.token, Expires: cur.expires}
-	}
-	return out, nil
+	return s.mem.Renew(ctx, leases, ttl)
 }
 
 // Release implements warmpool.LeaseStore.
@@ -115,11 +79,10 @@ func (s *LeaseStore) Release(ctx context.Context, l warmpool.Lease) error {
 	if err := s.beginLocked(ctx); err != nil {
 		return err
 	}
-	cur, ok := s.leases[l.Key]
-	if !ok || cur.token != l.Token || !cur.live(s.now()) {
-		return fmt.Errorf("faastest: release %q: %w", l.Key, warmpool.ErrLeaseLost)
+	if err := s.mem.Release(ctx, l); err != nil {
+		return err
 	}
-	delete(s.leases, l.Key)
+	delete(s.keys, l.Key)
 	return nil
 }
 
@@ -130,12 +93,7 @@ func (s *LeaseStore) Claim(ctx context.Context, l warmpool.Lease) error {
 	if err := s.beginLocked(ctx); err != nil {
 		return err
 	}
-	cur, ok := s.leases[l.Key]
-	if !ok || cur.token != l.Token || !cur.live(s.now()) {
-		return fmt.Errorf("faastest: claim %q with token %d: %w", l.Key, l.Token, warmpool.ErrLeaseLost)
-	}
-	cur.claimed = true
-	return nil
+	return s.mem.Claim(ctx, l)
 }
 
 // Expire ends the key's lease now, as if its holder had stopped renewing
@@ -145,12 +103,7 @@ func (s *LeaseStore) Claim(ctx context.Context, l warmpool.Lease) error {
 func (s *LeaseStore) Expire(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.leases[key]
-	if !ok || cur.claimed || !cur.live(s.now()) {
-		return false
-	}
-	delete(s.leases, key)
-	return true
+	return s.expireLocked(key, "")
 }
 
 // ExpireHolder ends every live, unclaimed lease of holder, as if it had
@@ -158,14 +111,32 @@ func (s *LeaseStore) Expire(key string) bool {
 func (s *LeaseStore) ExpireHolder(holder string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now, n := s.now(), 0
-	for key, cur := range s.leases {
-		if cur.holder == holder && !cur.claimed && cur.live(now) {
-			delete(s.leases, key)
+	n := 0
+	for key := range s.keys {
+		if s.expireLocked(key, holder) {
 			n++
 		}
 	}
 	return n
+}
+
+// expireLocked ends key's live, unclaimed lease (of holder, unless holder
+// is empty) by releasing it with its own token, which leaves the store as
+// a lapse would. Under mu no operation can come in between.
+func (s *LeaseStore) expireLocked(key, holder string) bool {
+	l, claimed, ok := s.mem.Get(key)
+	if !ok {
+		delete(s.keys, key) // lapsed or released: nothing left to expire
+		return false
+	}
+	if claimed || (holder != "" && l.Holder != holder) {
+		return false
+	}
+	if s.mem.Release(context.Background(), l) != nil {
+		return false
+	}
+	delete(s.keys, key)
+	return true
 }
 
 // FailNext makes the next n operations fail with err (an error wrapping
@@ -182,13 +153,7 @@ func (s *LeaseStore) FailNext(n int, err error) {
 // Get returns the key's current lease and whether it is claimed; ok is
 // false when the key has no live lease.
 func (s *LeaseStore) Get(key string) (l warmpool.Lease, claimed, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, found := s.leases[key]
-	if !found || !cur.live(s.now()) {
-		return warmpool.Lease{}, false, false
-	}
-	return warmpool.Lease{Key: key, Holder: cur.holder, Token: cur.token, Expires: cur.expires}, cur.claimed, true
+	return s.mem.Get(key)
 }
 
 // Ops returns the number of operations called with a live context (failed
