@@ -32,6 +32,17 @@ type lease struct {
 // function's queue (bounded by the spec's QueueTimeout) while cold starts
 // bring capacity. It does not allocate when a slot is free.
 func (d *Dataplane) admit(ctx context.Context, fn *function, v *version, caller string, prio loadshed.Priority, now time.Time) (lease, error) {
+	l, err := d.admitShed(fn, caller, prio, now)
+	if err != nil {
+		return l, err
+	}
+	return d.acquire(ctx, l, v, now)
+}
+
+// admitShed is the load shedder's part of admission: the one that costs
+// nothing but a few atomic operations, so the gateway runs it before it
+// reads a body.
+func (d *Dataplane) admitShed(fn *function, caller string, prio loadshed.Priority, now time.Time) (lease, error) {
 	l := lease{fn: fn}
 	if d.shed != nil {
 		t, err := d.shed.Admit(now, caller, prio)
@@ -40,6 +51,13 @@ func (d *Dataplane) admit(ctx context.Context, fn *function, v *version, caller 
 		}
 		l.ticket, l.shed = t, true
 	}
+	return l, nil
+}
+
+// acquire is the rest of admission, after admitShed: the function-wide
+// limit and a slot. On error, l is settled.
+func (d *Dataplane) acquire(ctx context.Context, l lease, v *version, now time.Time) (lease, error) {
+	fn := l.fn
 	if v.spec.MaxConcurrency > 0 {
 		if err := fn.limit.Acquire(); err != nil {
 			l.done(now, loadshed.Ignored)
@@ -53,6 +71,7 @@ func (d *Dataplane) admit(ctx context.Context, fn *function, v *version, caller 
 		l.route = rt
 		if l.shed {
 			l.ticket.Started(now)
+			l.started = true
 		}
 		return l, nil
 	}
@@ -78,6 +97,7 @@ func (d *Dataplane) wait(ctx context.Context, l lease, v *version, now time.Time
 		l.route = rt
 		if l.shed && !l.started {
 			l.ticket.Started(end)
+			l.started = true
 		}
 		return l, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -125,6 +126,7 @@ func (d *Dataplane) newForwarder() *httputil.ReverseProxy {
 			r.Context().Value(forwardKey{}).(*forwardAttempt).err = err
 		},
 		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(d.log.With("component", "forwarder").Handler(), slog.LevelInfo),
 	}
 }
 

@@ -72,6 +72,10 @@ type Dataplane struct {
 	coldStarts coldStartStats
 	unknown    atomic.Uint64 // requests for functions not deployed
 
+	// watches holds the cancel function of each instance's watch (see
+	// watch.go), keyed by *lifecycle.Instance.
+	watches sync.Map
+
 	cluster   atomic.Pointer[cluster] // nil: a single node
 	forwarder *httputil.ReverseProxy
 	fwd       forwardStats

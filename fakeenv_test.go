@@ -75,15 +75,21 @@ func (f *fakeAgents) close() {
 	}
 }
 
-func (f *fakeAgents) Load(ctx context.Context, addr string, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
+// control makes a pod's control endpoint its invocation server, so that
+// Load and Initialize name the pod by the address invocations reach.
+func (f *fakeAgents) control(p warmpool.Pod) lifecycle.Control {
+	return lifecycle.Control{Addr: p.Addr, Token: "fake-token-" + p.ID}
+}
+
+func (f *fakeAgents) Load(ctx context.Context, ctl lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
 	f.mu.Lock()
-	f.loaded[addr] = req.Code.Digest
+	f.loaded[ctl.Addr] = req.Code.Digest
 	f.mu.Unlock()
 	return lifecycle.LoadResponse{FunctionID: req.FunctionID}, nil
 }
 
-func (f *fakeAgents) Initialize(ctx context.Context, addr string, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
-	f.initCall <- addr
+func (f *fakeAgents) Initialize(ctx context.Context, ctl lifecycle.Control, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
+	f.initCall <- ctl.Addr
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -103,7 +109,7 @@ type fakeEnv struct {
 
 func newFakeEnv(t *testing.T, agents *fakeAgents, edit func(*Config)) *fakeEnv {
 	t.Helper()
-	pods := faastest.NewPodProvider(faastest.PodProviderConfig{Addr: agents.addr})
+	pods := faastest.NewPodProvider(faastest.PodProviderConfig{Addr: agents.addr, Control: agents.control})
 	store := code.NewFakeStore()
 	cfg := Config{
 		Pods:  pods,

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +79,7 @@ func (d *Dataplane) newProxy() *httputil.ReverseProxy {
 			a.err = transportError(a.ctx, "instance "+a.route.Instance().ID, err)
 		},
 		FlushInterval: -1, // stream responses as they come (server-sent events, long polls)
+		ErrorLog:      slog.NewLogLogger(d.log.With("component", "proxy").Handler(), slog.LevelInfo),
 	}
 }
 
@@ -112,21 +115,32 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lifecycle.WriteErr(w, rid, perr)
 		return
 	}
-	body, code, msg := d.readBody(w, r)
-	if code != "" {
-		if fn := d.lookup(rt.functionID); fn != nil {
-			d.record(fn, start, code, false)
+	// Everything that can refuse a request without its body does so before
+	// a byte of it is read: a declared size over the limit, an unknown
+	// function, a bad header, an overloaded dataplane.
+	fn := d.lookup(rt.functionID)
+	if r.ContentLength > d.cfg.MaxBodyBytes {
+		if fn != nil {
+			d.record(fn, start, lifecycle.CodeTooLarge, false)
 		}
-		lifecycle.WriteError(w, rid, 0, code, msg)
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeTooLarge, "body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes exceeds "+strconv.FormatInt(d.cfg.MaxBodyBytes, 10))
 		return
 	}
+	var body []byte
+	bodyRead := false
 	if addr, ok := d.ownerElsewhere(rt.functionID, r.Header.Get(HeaderForwarded)); ok {
+		var code lifecycle.ErrorCode
+		var msg string
+		if body, code, msg = d.readBody(w, r, start.Add(d.forwardTimeout(fn))); code != "" {
+			lifecycle.WriteError(w, rid, 0, code, msg)
+			return
+		}
+		bodyRead = true
 		r.Header.Set(lifecycle.HeaderRequestID, rid)
 		if d.forwardHTTP(w, r, addr, body) {
 			return
 		}
 	}
-	fn := d.lookup(rt.functionID)
 	if fn == nil {
 		d.countUnknown()
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionNotFound, "function "+strconv.Quote(rt.functionID)+" is not deployed")
@@ -147,8 +161,23 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), v.spec.RequestTimeout)
 	defer cancel()
-	l, err := d.admit(ctx, fn, v, caller, prio, start)
+	l, err := d.admitShed(fn, caller, prio, start)
 	if err != nil {
+		d.recordErr(fn, start, err, false)
+		writeInvokeError(w, rid, err)
+		return
+	}
+	if !bodyRead {
+		var code lifecycle.ErrorCode
+		var msg string
+		if body, code, msg = d.readBody(w, r, start.Add(v.spec.RequestTimeout)); code != "" {
+			l.done(time.Now(), loadshed.Ignored) // the client's fault, not overload
+			d.record(fn, start, code, false)
+			lifecycle.WriteError(w, rid, 0, code, msg)
+			return
+		}
+	}
+	if l, err = d.acquire(ctx, l, v, start); err != nil {
 		d.recordErr(fn, start, err, l.waited)
 		writeInvokeError(w, rid, err)
 		return
@@ -157,7 +186,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a := &attempt{path: rt.path, rid: rid, ctx: ctx}
 	out := r.WithContext(context.WithValue(ctx, attemptKey{}, a))
 	out.Header.Del(lifecycle.HeaderFunctionID)
-	_, err = forwardOnce(d, &l, idempotent, func(route router.Route) (struct{}, router.Outcome, error) {
+	_, err = forwardOnce(d, ctx, &l, v, idempotent, func(route router.Route) (struct{}, router.Outcome, error) {
 		a.route, a.outcome, a.err = route, router.Success, nil
 		setBody(out, body)
 		d.serveAttempt(w, out)
@@ -178,6 +207,16 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.record(fn, start, "", l.waited)
+}
+
+// forwardTimeout bounds reading the body of a request forwarded to its
+// owner: the function's request timeout when it is deployed here, else the
+// default one.
+func (d *Dataplane) forwardTimeout(fn *function) time.Duration {
+	if fn != nil {
+		return fn.version().spec.RequestTimeout
+	}
+	return DefaultRequestTimeout
 }
 
 // serveAttempt runs the reverse proxy once. When the response breaks off
@@ -204,23 +243,39 @@ func setBody(r *http.Request, body []byte) {
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 }
 
-// readBody reads the request body up to MaxBodyBytes.
-func (d *Dataplane) readBody(w http.ResponseWriter, r *http.Request) ([]byte, lifecycle.ErrorCode, string) {
+// bodyChunk is the most that readBody allocates before bytes arrive: a
+// declared Content-Length is a claim, not a reason to allocate.
+const bodyChunk = 32 << 10
+
+// readBody reads the request body up to MaxBodyBytes, until deadline at the
+// latest. Its buffer starts at most bodyChunk large and grows with the bytes
+// that actually arrive, so a client that declares a large body and sends
+// nothing costs nothing.
+func (d *Dataplane) readBody(w http.ResponseWriter, r *http.Request, deadline time.Time) ([]byte, lifecycle.ErrorCode, string) {
 	if r.ContentLength > d.cfg.MaxBodyBytes {
 		return nil, lifecycle.CodeTooLarge, "body of " + strconv.FormatInt(r.ContentLength, 10) + " bytes exceeds " + strconv.FormatInt(d.cfg.MaxBodyBytes, 10)
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, "", ""
 	}
-	size := 512
-	if r.ContentLength > 0 {
-		size = int(min(r.ContentLength, math.MaxInt32))
+	// A client that dribbles its body must not hold the handler beyond
+	// the request's deadline; servers without a read deadline support
+	// (e.g. a test recorder) just read.
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(deadline) == nil {
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
+	size := bodyChunk
+	if r.ContentLength >= 0 {
+		size = int(min(r.ContentLength, bodyChunk))
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size))
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, d.cfg.MaxBodyBytes))
 	switch {
 	case isMaxBytes(err):
 		return nil, lifecycle.CodeTooLarge, "body exceeds " + strconv.FormatInt(d.cfg.MaxBodyBytes, 10) + " bytes"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, lifecycle.CodeTimeout, "the request body did not arrive within the request timeout"
 	case err != nil:
 		return nil, lifecycle.CodeBadRequest, "reading body: " + err.Error()
 	}

@@ -247,7 +247,7 @@ func (d *Dataplane) terminateLater(inst *lifecycle.Instance, reason string) {
 }
 
 func podOf(inst *lifecycle.Instance) warmpool.Pod {
-	return warmpool.Pod{ID: inst.PodID, Node: inst.Node, Addr: inst.Addr, Runtime: inst.Runtime}
+	return warmpool.Pod{ID: inst.PodID, Node: inst.Node, Addr: inst.Addr, Control: inst.Control, Runtime: inst.Runtime}
 }
 
 // observeInstance follows every instance the Starter creates. A Ready
@@ -283,7 +283,9 @@ func (d *Dataplane) observeInstance(inst *lifecycle.Instance, t lifecycle.Transi
 			return
 		}
 		fn.queue.Dispatch()
+		d.watch(inst)
 	case t.To == lifecycle.Draining || t.To == lifecycle.Terminated:
+		d.unwatch(inst)
 		if fn == nil {
 			return
 		}

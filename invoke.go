@@ -114,7 +114,7 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		d.recordErr(fn, start, err, l.waited)
 		return nil, withRequestID(err, rid)
 	}
-	resp, err := forwardOnce(d, &l, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
+	resp, err := forwardOnce(d, ctx, &l, v, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
 		return d.roundTrip(ctx, rt, req, method, rid)
 	})
 	if err != nil {
@@ -128,8 +128,11 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 
 // forwardOnce sends a request through send on the lease's route, retrying
 // once on another instance when the failure is safe to retry (see
-// router.Retryable) and within the retry budget, and releases the lease.
-func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(router.Route) (T, router.Outcome, error)) (T, error) {
+// router.Retryable) and within the retry budget, and releases the lease. A
+// request that never reached a function and finds no other instance (the
+// only one died or was reassigned) waits for capacity as a new request
+// would, within its queue time, rather than failing.
+func forwardOnce[T any](d *Dataplane, ctx context.Context, l *lease, v *version, idempotent bool, send func(router.Route) (T, router.Outcome, error)) (T, error) {
 	res, o, err := send(l.route)
 	if err == nil || !router.Retryable(o, idempotent) {
 		l.release(time.Now(), o)
@@ -138,6 +141,14 @@ func forwardOnce[T any](d *Dataplane, l *lease, idempotent bool, send func(route
 	failed := l.route
 	failed.Release(time.Now(), o)
 	next, rerr := d.router.Retry(failed, o, idempotent)
+	if rerr != nil && !o.Reached() && (errors.Is(rerr, router.ErrNoRoute) || errors.Is(rerr, router.ErrNoCapacity)) {
+		var werr error
+		if *l, werr = d.wait(ctx, *l, v, time.Now()); werr != nil {
+			var zero T
+			return zero, werr // wait settled the lease
+		}
+		next, rerr = l.route, nil
+	}
 	if rerr != nil {
 		l.settle(time.Now(), o) // no retry; the slot is already released
 		return res, err

@@ -19,16 +19,18 @@ import (
 // ErrClosed is returned by Serve after Close.
 var ErrClosed = errors.New("agent: closed")
 
-// Agent is the runtime agent of one pod. It serves the agent protocol
-// (POST /v1/load, POST /v1/initialize, GET /v1/ping, GET /v1/stats) and
-// proxies invocations to the loaded function's process. It is an
-// http.Handler, so it can be mounted in any server; [Agent.Serve] runs its
-// own.
+// Agent is the runtime agent of one pod. It serves two listeners: the
+// control protocol (POST /v1/load, POST /v1/initialize, GET /v1/ping, GET
+// /v1/stats, GET /v1/watch) to callers that present the pod's control
+// token, and invocations, which it proxies to the loaded function's process
+// whatever their path. [Agent.ControlHandler] and [Agent.InvokeHandler] can
+// be mounted in any server; [Agent.Serve] runs both.
 type Agent struct {
-	cfg   Config
-	log   *slog.Logger
-	start time.Time
-	trees *treeCache
+	cfg    Config
+	log    *slog.Logger
+	start  time.Time
+	trees  *treeCache
+	tokens lifecycle.TokenMatcher
 
 	// ctx is cancelled by Close, aborting loads in progress.
 	ctx    context.Context
@@ -40,12 +42,18 @@ type Agent struct {
 	servers []*http.Server
 	dirs    []string // work directories this agent created
 	seq     int
+	// changed is closed and replaced at every change of the agent's state
+	// (loading, loaded, ready, generic again), waking the watches; a
+	// process's exit wakes them through its done channel.
+	changed chan struct{}
 
 	fn atomic.Pointer[function] // the loaded function, or nil
 
 	// Counters of requests refused before reaching a function (also
 	// counted while no function is loaded).
 	rejected atomic.Int64
+	// watching counts the watches waiting for a change.
+	watching atomic.Int32
 
 	closeOnce sync.Once
 	closeErr  error
@@ -62,71 +70,134 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, start: time.Now()}
+	a := &Agent{cfg: cfg, log: cfg.Logger, start: time.Now(), tokens: lifecycle.NewTokenMatcher(cfg.ControlToken), changed: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if cfg.TreeDir != "" {
-		a.trees = &treeCache{dir: cfg.TreeDir, max: cfg.TreeCacheSize, log: cfg.Logger}
+		a.trees = &treeCache{dir: cfg.TreeDir, max: cfg.TreeCacheSize, log: cfg.Logger, link: cfg.RunAs != nil}
 	}
 	return a, nil
 }
 
-// Run starts an agent for cfg, serves it on listenAddr until ctx is done,
-// then closes it. It is the whole life of a pod's agent in one call.
-func Run(ctx context.Context, cfg Config, listenAddr string) error {
+// Addrs are the addresses the agent listens on (see [Run]).
+type Addrs struct {
+	// Invoke takes invocations; port 0 picks a free port.
+	Invoke string
+	// Control serves the control protocol; port 0 picks a free port.
+	Control string
+}
+
+// Listeners are the agent's two listeners (see [Agent.Serve]).
+type Listeners struct {
+	// Invoke takes invocations: every request on it goes to the function.
+	Invoke net.Listener
+	// Control serves the control protocol to callers with the pod's
+	// control token.
+	Control net.Listener
+}
+
+// Listen opens the listeners for addrs.
+func Listen(addrs Addrs) (Listeners, error) {
+	inv, err := net.Listen("tcp", addrs.Invoke)
+	if err != nil {
+		return Listeners{}, fmt.Errorf("agent: invocation listener: %w", err)
+	}
+	ctl, err := net.Listen("tcp", addrs.Control)
+	if err != nil {
+		_ = inv.Close()
+		return Listeners{}, fmt.Errorf("agent: control listener: %w", err)
+	}
+	return Listeners{Invoke: inv, Control: ctl}, nil
+}
+
+// Close closes both listeners.
+func (l Listeners) Close() error {
+	var errs []error
+	for _, ln := range []net.Listener{l.Invoke, l.Control} {
+		if ln != nil {
+			errs = append(errs, ln.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts an agent for cfg, serves it on addrs until ctx is done, then
+// closes it. It is the whole life of a pod's agent in one call.
+func Run(ctx context.Context, cfg Config, addrs Addrs) error {
 	a, err := New(cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", listenAddr)
+	lns, err := Listen(addrs)
 	if err != nil {
 		_ = a.Close()
-		return fmt.Errorf("agent: %w", err)
+		return err
 	}
-	return a.Serve(ctx, ln)
+	return a.Serve(ctx, lns)
 }
 
-// Serve serves the agent on ln until ctx is done or Close is called; when
-// ctx is done it closes the agent, which stops the function process. It
-// accepts HTTP/1.1 and HTTP/2 without TLS (h2c, for gRPC callers). It
-// returns nil after a shutdown, ErrClosed when the agent was already closed,
-// or the listener's error.
-func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+// Serve serves invocations on lns.Invoke and the control protocol on
+// lns.Control until ctx is done or Close is called; when ctx is done it
+// closes the agent, which stops the function process. The invocation
+// listener accepts HTTP/1.1 and HTTP/2 without TLS (h2c, for gRPC callers).
+// It returns nil after a shutdown, ErrClosed when the agent was already
+// closed, or a listener's error.
+func (a *Agent) Serve(ctx context.Context, lns Listeners) error {
+	if lns.Invoke == nil || lns.Control == nil {
+		_ = lns.Close()
+		return errors.New("agent: Serve needs both listeners")
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           a,
+	errorLog := slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)
+	invoke := &http.Server{
+		Handler:           a.InvokeHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		Protocols:         &protocols,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		ErrorLog:          errorLog,
+	}
+	control := &http.Server{
+		Handler:           a.ControlHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errorLog,
 	}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
-		_ = ln.Close()
+		_ = lns.Close()
 		return ErrClosed
 	}
-	a.servers = append(a.servers, srv)
+	a.servers = append(a.servers, invoke, control)
 	a.serving.Add(1)
 	a.mu.Unlock()
 	defer a.serving.Done()
 
-	a.log.Info("agent serving", "addr", ln.Addr().String(), "runtime", a.cfg.Runtime, "node", a.cfg.Node)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("agent serving", "invoke", lns.Invoke.Addr().String(), "control", lns.Control.Addr().String(),
+		"runtime", a.cfg.Runtime, "node", a.cfg.Node)
+	errc := make(chan error, 2)
+	go func() { errc <- invoke.Serve(lns.Invoke) }()
+	go func() { errc <- control.Serve(lns.Control) }()
+	var first error
 	select {
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("agent: %w", err)
+	case first = <-errc:
+		// One listener failed: the pod is of no use half-served.
+		_ = invoke.Close()
+		_ = control.Close()
+		<-errc
 	case <-ctx.Done():
 		// Not Close: it would wait for this very Serve to return.
 		a.closeOnce.Do(a.doClose)
 		<-errc
+		<-errc
 		return nil
 	}
+	if errors.Is(first, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("agent: %w", first)
 }
 
 // Close stops serving (in-flight requests get up to StopGrace), aborts a
@@ -152,7 +223,7 @@ func (a *Agent) doClose() {
 		}
 	}
 	cancel()
-	a.cancel()     // aborts a load still running
+	a.cancel()     // aborts a load still running, ends watches
 	a.loads.Wait() // a load that finishes now sees closed and undoes itself
 
 	a.mu.Lock()
@@ -171,21 +242,43 @@ func (a *Agent) doClose() {
 	a.log.Info("agent closed")
 }
 
-// ServeHTTP routes the protocol's four endpoints (exact paths) and proxies
-// every other request to the loaded function.
-func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case lifecycle.PathLoad:
-		a.serveLoad(w, r)
-	case lifecycle.PathInitialize:
-		a.serveInitialize(w, r)
-	case lifecycle.PathPing:
-		a.servePing(w, r)
-	case lifecycle.PathStats:
-		a.serveStats(w, r)
-	default:
-		a.serveInvoke(w, r)
-	}
+// ControlHandler returns the handler of the control protocol: the five
+// endpoints (exact paths), each for callers that present the pod's control
+// token (anyone else gets 401 unauthorized, before anything else is
+// looked at).
+func (a *Agent) ControlHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.tokens.Match(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="faas-agent"`)
+			lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeUnauthorized, "this endpoint needs the pod's control token")
+			return
+		}
+		switch r.URL.Path {
+		case lifecycle.PathLoad:
+			a.serveLoad(w, r)
+		case lifecycle.PathInitialize:
+			a.serveInitialize(w, r)
+		case lifecycle.PathPing:
+			a.servePing(w, r)
+		case lifecycle.PathStats:
+			a.serveStats(w, r)
+		case lifecycle.PathWatch:
+			a.serveWatch(w, r)
+		default:
+			lifecycle.WriteError(w, requestID(r), http.StatusNotFound, lifecycle.CodeBadRequest, "no control endpoint "+r.URL.Path)
+		}
+	})
+}
+
+// InvokeHandler returns the handler of invocations: every request, whatever
+// its path, is proxied to the loaded function (see serveInvoke for the
+// checks before).
+func (a *Agent) InvokeHandler() http.Handler { return http.HandlerFunc(a.serveInvoke) }
+
+// notify wakes the watches: the agent's state changed. Callers hold a.mu.
+func (a *Agent) notifyLocked() {
+	close(a.changed)
+	a.changed = make(chan struct{})
 }
 
 // Status is a snapshot of the agent for embedding programs and tests.
@@ -237,6 +330,7 @@ func (a *Agent) Unload() {
 	f := a.fn.Swap(nil)
 	if f != nil {
 		a.dirs = slices.DeleteFunc(a.dirs, func(d string) bool { return d == f.dir })
+		a.notifyLocked()
 	}
 	a.mu.Unlock()
 	if f == nil {

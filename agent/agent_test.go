@@ -22,7 +22,7 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
 
-	_, err := h.client.Ping(ctx, h.addr)
+	_, err := h.client.Ping(ctx, h.ctl)
 	require.ErrorIs(t, err, lifecycle.ErrNoFunction, "a generic pod")
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeInstanceReassigned)
 
@@ -36,16 +36,16 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	require.Positive(t, lr.Timings.StartMillis)
 	t.Logf("load timings: %+v", lr.Timings)
 
-	ping, err := h.client.Ping(ctx, h.addr)
+	ping, err := h.client.Ping(ctx, h.ctl)
 	require.NoError(t, err)
 	require.Equal(t, lifecycle.PingResponse{FunctionID: "hello", State: "loaded", PID: lr.PID, Node: "node-1"}, ping)
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeNotReady)
 
-	ir, err := h.client.Initialize(ctx, h.addr, lifecycle.InitializeRequest{FunctionID: "hello"})
+	ir, err := h.client.Initialize(ctx, h.ctl, lifecycle.InitializeRequest{FunctionID: "hello"})
 	require.NoError(t, err)
 	require.Equal(t, 1, ir.Attempts)
 	require.False(t, ir.AlreadyInitialized)
-	ping, err = h.client.Ping(ctx, h.addr)
+	ping, err = h.client.Ping(ctx, h.ctl)
 	require.NoError(t, err)
 	require.Equal(t, "ready", ping.State)
 
@@ -60,7 +60,7 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	require.Equal(t, 200, r.status)
 	require.Equal(t, big, r.body)
 
-	st, err := h.client.Stats(ctx, h.addr)
+	st, err := h.client.Stats(ctx, h.ctl)
 	require.NoError(t, err)
 	require.Equal(t, "hello", st.FunctionID)
 	require.Equal(t, int64(2), st.Completed)
@@ -70,7 +70,7 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	require.Equal(t, 0, st.InFlight)
 	require.Equal(t, int64(2), st.Latency.Count)
 
-	ir, err = h.client.Initialize(ctx, h.addr, lifecycle.InitializeRequest{FunctionID: "hello"})
+	ir, err = h.client.Initialize(ctx, h.ctl, lifecycle.InitializeRequest{FunctionID: "hello"})
 	require.NoError(t, err)
 	require.True(t, ir.AlreadyInitialized)
 	require.Equal(t, 1, ir.Attempts)
@@ -96,16 +96,16 @@ func TestInitFailureThenRetrySucceedsInSameProcess(t *testing.T) {
 	require.NoError(t, err)
 
 	for attempt := 1; attempt <= 2; attempt++ {
-		_, err := h.client.Initialize(ctx, h.addr, lifecycle.InitializeRequest{FunctionID: "flaky"})
+		_, err := h.client.Initialize(ctx, h.ctl, lifecycle.InitializeRequest{FunctionID: "flaky"})
 		require.ErrorIs(t, err, lifecycle.ErrInitFailed)
 		require.ErrorContains(t, err, fmt.Sprintf("init attempt %d of 3 fails on purpose", attempt))
 		requireError(t, h.mustInvoke("flaky", "/"), lifecycle.CodeNotReady)
-		ping, err := h.client.Ping(ctx, h.addr)
+		ping, err := h.client.Ping(ctx, h.ctl)
 		require.NoError(t, err)
 		require.Equal(t, "loaded", ping.State)
 		require.Equal(t, lr.PID, ping.PID, "the process is kept")
 	}
-	ir, err := h.client.Initialize(ctx, h.addr, lifecycle.InitializeRequest{FunctionID: "flaky"})
+	ir, err := h.client.Initialize(ctx, h.ctl, lifecycle.InitializeRequest{FunctionID: "flaky"})
 	require.NoError(t, err)
 	require.Equal(t, 3, ir.Attempts)
 
@@ -121,13 +121,13 @@ func TestFunctionCrashIsNoticed(t *testing.T) {
 
 	require.NoError(t, syscall.Kill(lr.PID, syscall.SIGKILL))
 	require.Eventually(t, func() bool {
-		_, err := h.client.Ping(context.Background(), h.addr)
+		_, err := h.client.Ping(context.Background(), h.ctl)
 		return err != nil
 	}, 10*time.Second, time.Millisecond)
-	_, err := h.client.Ping(context.Background(), h.addr)
+	_, err := h.client.Ping(context.Background(), h.ctl)
 	require.ErrorIs(t, err, lifecycle.ErrFunctionExited)
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeFunctionExited)
-	_, err = h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: "hello"})
+	_, err = h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "hello"})
 	require.NoError(t, err, "initialize after success stays a no-op")
 	requireReaped(t, lr.PID)
 	require.NotEmpty(t, h.logs.find("function process exited", "function_id=hello", "signal: killed"))
@@ -142,7 +142,7 @@ func TestWrongFunctionIDIsReassigned(t *testing.T) {
 	requireError(t, r, lifecycle.CodeBadRequest)
 	require.Contains(t, r.header.Get(lifecycle.HeaderErrorMessage), "X-Faas-Function-Id")
 
-	_, err := h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: "fn-b"})
+	_, err := h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "fn-b"})
 	require.ErrorIs(t, err, lifecycle.ErrInstanceReassigned)
 	require.Equal(t, 200, h.mustInvoke("fn-a", "/").status)
 }
@@ -158,12 +158,12 @@ func TestOverTheConcurrencyLimit(t *testing.T) {
 		held <- err
 	}()
 	require.Eventually(t, func() bool {
-		st, err := h.client.Stats(context.Background(), h.addr)
+		st, err := h.client.Stats(context.Background(), h.ctl)
 		return err == nil && st.InFlight == 1
 	}, 10*time.Second, time.Millisecond)
 
 	requireError(t, h.mustInvoke("sleepy", "/?ms=0"), lifecycle.CodeConcurrencyLimit)
-	st, err := h.client.Stats(context.Background(), h.addr)
+	st, err := h.client.Stats(context.Background(), h.ctl)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Rejected)
 	require.Equal(t, 1, st.Limit)
@@ -171,7 +171,7 @@ func TestOverTheConcurrencyLimit(t *testing.T) {
 	cancel()
 	require.Error(t, <-held)
 	require.Eventually(t, func() bool {
-		st, err := h.client.Stats(context.Background(), h.addr)
+		st, err := h.client.Stats(context.Background(), h.ctl)
 		return err == nil && st.InFlight == 0
 	}, 10*time.Second, time.Millisecond)
 	r := h.mustInvoke("sleepy", "/?ms=0")
@@ -183,7 +183,7 @@ func TestInvocationTimeout(t *testing.T) {
 	h := newHarness(t, nil)
 	h.loadReady("sleepy", "sleep", `{"command": "./sleep"}`, func(r *lifecycle.LoadRequest) { r.Limits.TimeoutMillis = 20 })
 	requireError(t, h.mustInvoke("sleepy", "/?ms=600000"), lifecycle.CodeTimeout)
-	st, err := h.client.Stats(context.Background(), h.addr)
+	st, err := h.client.Stats(context.Background(), h.ctl)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Failed)
 }
@@ -217,10 +217,10 @@ func TestAbortedInvocationIsCounted(t *testing.T) {
 	cancel() // the caller leaves mid-body
 	_ = resp.Body.Close()
 	require.Eventually(t, func() bool {
-		st, err := h.client.Stats(context.Background(), h.addr)
+		st, err := h.client.Stats(context.Background(), h.ctl)
 		return err == nil && st.Completed == 1 && st.Failed == 1 && st.InFlight == 0
 	}, 10*time.Second, time.Millisecond)
-	st, err := h.client.Stats(context.Background(), h.addr)
+	st, err := h.client.Stats(context.Background(), h.ctl)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Latency.Count)
 	require.Equal(t, 200, h.mustInvoke("hello", "/").status, "the agent serves on")
@@ -274,20 +274,17 @@ func TestCloseKillsTheWholeProcessGroup(t *testing.T) {
 }
 
 func TestServeContextCancelStopsTheFunction(t *testing.T) {
-	logs := newLogRecorder()
-	_ = logs
 	h := newHarness(t, nil)
 	lr := h.loadReady("hello", "hello", helloManifest, nil)
 
 	// A second Serve of the same agent, whose context we cancel.
 	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := netListen()
-	require.NoError(t, err)
+	lns := mustListen(t)
 	done := make(chan error, 1)
-	go func() { done <- h.agent.Serve(ctx, ln) }()
+	go func() { done <- h.agent.Serve(ctx, lns) }()
 	// Once it answers, cancel its context: the agent closes.
 	require.Eventually(t, func() bool {
-		_, err := h.client.Ping(context.Background(), ln.Addr().String())
+		_, err := h.client.Ping(context.Background(), lifecycle.Control{Addr: lns.Control.Addr().String(), Token: h.ctl.Token})
 		return err == nil
 	}, 10*time.Second, time.Millisecond)
 	cancel()
@@ -303,7 +300,7 @@ func TestUnloadMakesTheAgentGenericAgain(t *testing.T) {
 	h.agent.Unload()
 	requireReaped(t, lr.PID)
 	require.NoDirExists(t, dir)
-	_, err := h.client.Ping(context.Background(), h.addr)
+	_, err := h.client.Ping(context.Background(), h.ctl)
 	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeInstanceReassigned)
 	h.agent.Unload() // no-op on a generic pod
@@ -311,7 +308,7 @@ func TestUnloadMakesTheAgentGenericAgain(t *testing.T) {
 	// A function without an init hook: initialize only flips it to ready.
 	lr2 := h.loadReady("noinit", "hello", `{"command": "./hello", "no_init": true}`, nil)
 	require.NotEqual(t, lr.PID, lr2.PID)
-	ir, err := h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: "noinit"})
+	ir, err := h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "noinit"})
 	require.NoError(t, err)
 	require.True(t, ir.AlreadyInitialized)
 	require.Zero(t, ir.Attempts)

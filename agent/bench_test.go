@@ -218,11 +218,11 @@ func BenchmarkColdStart(b *testing.B) {
 func coldStartOnce(b *testing.B, h *harness, ref lifecycle.CodeRef, sum *lifecycle.Timings) time.Duration {
 	ctx := context.Background()
 	start := time.Now()
-	lr, err := h.client.Load(ctx, h.addr, lifecycle.LoadRequest{FunctionID: "hello", Code: ref, Runtime: "go"})
+	lr, err := h.client.Load(ctx, h.ctl, lifecycle.LoadRequest{FunctionID: "hello", Code: ref, Runtime: "go"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := h.client.Initialize(ctx, h.addr, lifecycle.InitializeRequest{FunctionID: "hello"}); err != nil {
+	if _, err := h.client.Initialize(ctx, h.ctl, lifecycle.InitializeRequest{FunctionID: "hello"}); err != nil {
 		b.Fatal(err)
 	}
 	d := time.Since(start)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/lifecycle"
 )
 
 // Defaults of [Config].
@@ -33,15 +34,28 @@ type Config struct {
 	// Runtime is the runtime this agent provides (e.g. "go"); a load
 	// request for another runtime is refused. Required.
 	Runtime string
+	// ControlToken is the pod's control token: every request to the
+	// control listener must present it (lifecycle.SetControlToken), or
+	// it is refused with 401 unauthorized. The pod provider creates it
+	// with the pod (lifecycle.NewControlToken) and hands it to the agent
+	// out of band. Required; see lifecycle.ValidControlToken.
+	ControlToken string
+	// RunAs, when set, runs function processes under this user and group
+	// instead of the agent's own. It needs an agent running as root. With
+	// it, a function can neither write its own code nor signal or inspect
+	// the agent, and packages cached in TreeDir are shared by hard links;
+	// without it they are copied into each instance, so that a function
+	// cannot change the code that a later instance gets.
+	RunAs *RunAs
 	// Node names the node the agent runs on; ping reports it.
 	Node string
 	// TreeDir, when set, is a directory of unpacked packages keyed by
 	// digest, shared by the agents of a node. A load whose package is
-	// there skips fetching and unpacking: the tree is hard-linked into the
-	// work directory (copied across file systems). Cached files are made
-	// read-only, so a function cannot change the code of later instances
-	// by accident; leave TreeDir empty where functions of different
-	// tenants share a node and user. Default: no tree cache.
+	// there skips fetching and unpacking: the cached tree is copied into
+	// the work directory (on file systems with reflinks the copy shares
+	// blocks), or hard-linked when RunAs makes the function another user
+	// than the owner of the read-only cached files. Default: no tree
+	// cache.
 	TreeDir string
 	// TreeCacheSize bounds the trees kept in TreeDir; the least recently
 	// used are removed beyond it. Default 64.
@@ -72,8 +86,19 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// RunAs names the user and group of function processes.
+type RunAs struct {
+	UID, GID uint32
+}
+
 func (c *Config) validate() error {
 	var errs []error
+	if !lifecycle.ValidControlToken(c.ControlToken) {
+		errs = append(errs, fmt.Errorf("a ControlToken of %d to %d printable bytes is required", lifecycle.MinControlTokenLen, lifecycle.MaxControlTokenLen))
+	}
+	if c.RunAs != nil && os.Geteuid() != 0 {
+		errs = append(errs, errors.New("RunAs needs an agent running as root"))
+	}
 	if c.Store == nil {
 		errs = append(errs, errors.New("a Store is required"))
 	}

@@ -77,6 +77,9 @@ func (a *Agent) serveInitialize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.ready.Store(true)
+	a.mu.Lock()
+	a.notifyLocked()
+	a.mu.Unlock()
 	resp.Attempts = f.attempts
 	resp.Millis = millis(time.Since(start))
 	log.Info("function initialized", "attempts", f.attempts, "ms", resp.Millis)
@@ -100,11 +103,80 @@ func (a *Agent) servePing(w http.ResponseWriter, r *http.Request) {
 			"the function process has exited ("+f.proc.state.String()+")")
 		return
 	}
-	state := "loaded"
+	state := lifecycle.AgentLoaded
 	if f.ready.Load() {
-		state = "ready"
+		state = lifecycle.AgentReady
 	}
 	writeJSON(w, lifecycle.PingResponse{FunctionID: f.id, State: state, PID: f.proc.pid, Node: a.cfg.Node})
+}
+
+// state returns the agent's state (one of lifecycle's Agent... states), the
+// loaded function, and the channel that the next change of state other
+// than the process's exit closes.
+func (a *Agent) state() (string, *function, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.fn.Load()
+	switch {
+	case f == nil && a.loading:
+		return lifecycle.AgentLoading, nil, a.changed
+	case f == nil:
+		return lifecycle.AgentGeneric, nil, a.changed
+	case f.proc.exited.Load():
+		return lifecycle.AgentExited, f, a.changed
+	case f.ready.Load():
+		return lifecycle.AgentReady, f, a.changed
+	default:
+		return lifecycle.AgentLoaded, f, a.changed
+	}
+}
+
+// serveWatch handles GET /v1/watch?state=S&wait=D: it answers as soon as
+// the agent's state is not S, at the latest after D (see
+// lifecycle.WatchResponse). The death of the function process ends the
+// wait at once, so the dataplane learns of it without asking.
+func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request) {
+	if !onlyMethod(w, r, http.MethodGet) {
+		return
+	}
+	q := r.URL.Query()
+	wait := lifecycle.DefaultWatchWait
+	if s := q.Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeBadRequest, "wait: want a duration such as 30s")
+			return
+		}
+		wait = min(d, lifecycle.MaxWatchWait)
+	}
+	known := q.Get("state")
+	state, f, changed := a.state()
+	if state == known {
+		var exited <-chan struct{}
+		if f != nil {
+			exited = f.proc.done
+		}
+		t := time.NewTimer(wait)
+		a.watching.Add(1)
+		select {
+		case <-changed:
+		case <-exited:
+		case <-t.C:
+		case <-r.Context().Done():
+		case <-a.ctx.Done():
+		}
+		a.watching.Add(-1)
+		t.Stop()
+		state, f, _ = a.state()
+	}
+	resp := lifecycle.WatchResponse{State: state}
+	if f != nil {
+		resp.FunctionID = f.id
+		if state == lifecycle.AgentExited {
+			resp.Exit = f.proc.state.String()
+		}
+	}
+	writeJSON(w, resp)
 }
 
 // serveStats handles GET /v1/stats. Completed counts the invocations that

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"net/http"
 	"os"
 
 	"github.com/faasplane/faas/agent"
@@ -13,29 +13,47 @@ import (
 )
 
 // An agent serves a generic warm pod until a load turns it into an
-// instance; here it only answers a ping (no function loaded yet).
+// instance; here it only answers a ping (no function loaded yet). The
+// control protocol answers only to the pod's token; the invocation
+// listener passes every path, /v1/ping included, to the function.
 func ExampleAgent() {
 	work, _ := os.MkdirTemp("", "agent-work")
 	defer os.RemoveAll(work)
 	origin, _ := code.NewOrigin(code.OriginConfig{Dir: os.TempDir()})
 	defer origin.Close()
 
-	a, err := agent.New(agent.Config{Store: origin, WorkDir: work, Runtime: "go", Node: "node-1"})
+	token := lifecycle.NewControlToken() // the pod provider's job
+	a, err := agent.New(agent.Config{Store: origin, WorkDir: work, Runtime: "go", Node: "node-1", ControlToken: token})
 	if err != nil {
 		panic(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := agent.Listen(agent.Addrs{Invoke: "127.0.0.1:0", Control: "127.0.0.1:0"})
+	if err != nil {
+		panic(err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
+	go func() { done <- a.Serve(ctx, lns) }()
 
 	var client lifecycle.Client
-	_, err = client.Ping(context.Background(), ln.Addr().String())
+	ctl := lifecycle.Control{Addr: lns.Control.Addr().String(), Token: token}
+	_, err = client.Ping(context.Background(), ctl)
 	fmt.Println(errors.Is(err, lifecycle.ErrNoFunction), err)
+
+	_, err = client.Ping(context.Background(), lifecycle.Control{Addr: ctl.Addr, Token: lifecycle.NewControlToken()})
+	fmt.Println(errors.Is(err, lifecycle.ErrUnauthorized))
+
+	resp, err := http.Get("http://" + lns.Invoke.Addr().String() + lifecycle.PathPing)
+	if err == nil {
+		fmt.Println(resp.StatusCode, resp.Header.Get(lifecycle.HeaderErrorCode))
+		resp.Body.Close()
+	}
 
 	stop() // the Serve context ends: the agent closes
 	fmt.Println(<-done)
 	// Output:
 	// true faas: no_function: no function is loaded on this pod
+	// true
+	// 400 bad_request
 	// <nil>
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -43,7 +44,7 @@ type function struct {
 	latency latency.Histogram
 }
 
-func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *process) *function {
+func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *process, log *slog.Logger) *function {
 	limit := max(req.Limits.Concurrency, 1)
 	f := &function{
 		id:       req.FunctionID,
@@ -55,7 +56,7 @@ func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *
 		timeout:  time.Duration(req.Limits.TimeoutMillis) * time.Millisecond,
 	}
 	f.transport = newTransport(m.Protocol, limit)
-	f.proxy = f.newProxy()
+	f.proxy = f.newProxy(log.With("function_id", req.FunctionID))
 	return f
 }
 

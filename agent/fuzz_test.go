@@ -13,6 +13,8 @@ import (
 	"github.com/faasplane/faas/lifecycle"
 )
 
+const fuzzToken = "fuzz-control-token-0123456789"
+
 // FuzzLoadHandler posts arbitrary bodies to /v1/load of an agent whose
 // store has nothing: every answer is a protocol error with its three
 // headers, never a panic or a 2xx, and the agent stays a generic pod with
@@ -23,12 +25,13 @@ func FuzzLoadHandler(f *testing.F) {
 		Store: code.StoreFunc(func(context.Context, code.Ref) (io.ReadCloser, error) {
 			return nil, code.ErrNotFound
 		}),
-		WorkDir: work, Runtime: "go",
+		WorkDir: work, Runtime: "go", ControlToken: fuzzToken,
 	})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = a.Close() })
+	control := a.ControlHandler()
 	good, _ := json.Marshal(lifecycle.LoadRequest{
 		FunctionID: "f", Runtime: "go",
 		Code: lifecycle.CodeRef{URI: "file:///x.tar.gz", Digest: code.DigestOf([]byte("x")), Size: 1},
@@ -41,7 +44,8 @@ func FuzzLoadHandler(f *testing.F) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", lifecycle.PathLoad, bytes.NewReader(body))
 		req.Header.Set(lifecycle.HeaderRequestID, "fuzz")
-		a.ServeHTTP(rec, req)
+		lifecycle.SetControlToken(req.Header, fuzzToken)
+		control.ServeHTTP(rec, req)
 		resp := rec.Result()
 		perr := lifecycle.ErrorFromResponse(resp)
 		if perr == nil {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,8 +27,9 @@ import (
 type harness struct {
 	t      testing.TB
 	agent  *Agent
-	addr   string
-	origin string // directory served as file://
+	addr   string            // the invocation listener
+	ctl    lifecycle.Control // the control listener and the pod's token
+	origin string            // directory served as file://
 	work   string
 	logs   *logRecorder
 	client *lifecycle.Client
@@ -101,17 +101,19 @@ func newHarness(t testing.TB, edit func(*Config)) *harness {
 	store, err := code.NewDirStore(h.origin)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
-	cfg := Config{Store: store, WorkDir: h.work, Runtime: "go", Node: "node-1", Logger: slog.New(h.logs), StopGrace: 2 * time.Second}
+	cfg := Config{Store: store, WorkDir: h.work, Runtime: "go", Node: "node-1", Logger: slog.New(h.logs), StopGrace: 2 * time.Second,
+		ControlToken: lifecycle.NewControlToken()}
 	if edit != nil {
 		edit(&cfg)
 	}
 	h.agent, err = New(cfg)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := Listen(Addrs{Invoke: "127.0.0.1:0", Control: "127.0.0.1:0"})
 	require.NoError(t, err)
-	h.addr = ln.Addr().String()
+	h.addr = lns.Invoke.Addr().String()
+	h.ctl = lifecycle.Control{Addr: lns.Control.Addr().String(), Token: cfg.ControlToken}
 	served := make(chan error, 1)
-	go func() { served <- h.agent.Serve(context.Background(), ln) }()
+	go func() { served <- h.agent.Serve(context.Background(), lns) }()
 	tr := &http.Transport{}
 	h.http = &http.Client{Transport: tr}
 	h.client, err = lifecycle.NewClient(lifecycle.ClientConfig{HTTPClient: &http.Client{Transport: tr}})
@@ -141,7 +143,7 @@ func (h *harness) load(id string, ref lifecycle.CodeRef, edit func(*lifecycle.Lo
 	if edit != nil {
 		edit(&req)
 	}
-	return h.client.Load(context.Background(), h.addr, req)
+	return h.client.Load(context.Background(), h.ctl, req)
 }
 
 // loadReady loads fn's binary as function id and initializes it.
@@ -149,7 +151,7 @@ func (h *harness) loadReady(id, fn, manifest string, edit func(*lifecycle.LoadRe
 	h.t.Helper()
 	resp, err := h.load(id, h.publish(fn+".tar.gz", binPackage(h.t, fn, manifest)), edit)
 	require.NoError(h.t, err)
-	_, err = h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: id})
+	_, err = h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: id})
 	require.NoError(h.t, err)
 	return resp
 }
@@ -160,18 +162,34 @@ type invokeResult struct {
 	header http.Header
 }
 
+// invoke sends a request to the invocation listener.
 func (h *harness) invoke(ctx context.Context, id, method, path, body string) (invokeResult, error) {
+	return h.send(ctx, h.addr, method, path, body, func(hd http.Header) {
+		if id != "" {
+			hd.Set(lifecycle.HeaderFunctionID, id)
+		}
+	})
+}
+
+// control sends a request to the control listener, presenting token.
+func (h *harness) control(ctx context.Context, token, method, path, body string) (invokeResult, error) {
+	return h.send(ctx, h.ctl.Addr, method, path, body, func(hd http.Header) {
+		if token != "" {
+			lifecycle.SetControlToken(hd, token)
+		}
+	})
+}
+
+func (h *harness) send(ctx context.Context, addr, method, path, body string, header func(http.Header)) (invokeResult, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+h.addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {
 		return invokeResult{}, err
 	}
-	if id != "" {
-		req.Header.Set(lifecycle.HeaderFunctionID, id)
-	}
+	header(req.Header)
 	req.Header.Set(lifecycle.HeaderRequestID, "req-42")
 	resp, err := h.http.Do(req)
 	if err != nil {
@@ -217,13 +235,11 @@ func requireGone(t testing.TB, pid int) {
 	t.Fatalf("process %d still runs (kill 0: %v)", pid, err)
 }
 
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
-
-func mustListen(t *testing.T) net.Listener {
+func mustListen(t *testing.T) Listeners {
 	t.Helper()
-	ln, err := netListen()
+	lns, err := Listen(Addrs{Invoke: "127.0.0.1:0", Control: "127.0.0.1:0"})
 	require.NoError(t, err)
-	return ln
+	return lns
 }
 
 // requireReaped checks that pid, a child of this process, is gone and was

@@ -61,6 +61,7 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.loading = true
+	a.notifyLocked()
 	a.loads.Add(1)
 	a.seq++
 	dir := filepath.Join(a.cfg.WorkDir, "fn-"+strconv.Itoa(a.seq))
@@ -77,6 +78,7 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 	f, resp, err := a.load(ctx, &req, dir)
 	a.mu.Lock()
 	a.loading = false
+	a.notifyLocked()
 	if err == nil && a.closed {
 		err = lifecycle.Errorf(lifecycle.CodeNotReady, "agent closed during the load")
 	}
@@ -150,12 +152,12 @@ func (a *Agent) load(ctx context.Context, req *lifecycle.LoadRequest, dir string
 		env = append(env, "FAAS_MEMORY_BYTES="+strconv.FormatInt(req.Limits.MemoryBytes, 10))
 	}
 	proc, err := startProcess(processSpec{
-		functionID: req.FunctionID, path: path, args: m.Args, dir: dir, env: env, logger: a.log,
+		functionID: req.FunctionID, path: path, args: m.Args, dir: dir, env: env, runAs: a.cfg.RunAs, logger: a.log,
 	})
 	if err != nil {
 		return nil, resp, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
 	}
-	f := newFunction(req, m, dir, proc)
+	f := newFunction(req, m, dir, proc, a.log)
 	resp.PID = proc.pid
 
 	startTimeout := a.cfg.StartTimeout

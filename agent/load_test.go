@@ -21,7 +21,7 @@ import (
 // nothing in its work directory.
 func (h *harness) requireNothingLeft() {
 	h.t.Helper()
-	_, err := h.client.Ping(context.Background(), h.addr)
+	_, err := h.client.Ping(context.Background(), h.ctl)
 	require.ErrorIs(h.t, err, lifecycle.ErrNoFunction)
 	des, err := os.ReadDir(h.work)
 	require.NoError(h.t, err)
@@ -189,7 +189,7 @@ func TestCloseAbortsALoadInProgress(t *testing.T) {
 		done <- err
 	}()
 	<-entered
-	_, err := h.client.Ping(context.Background(), h.addr)
+	_, err := h.client.Ping(context.Background(), h.ctl)
 	require.ErrorIs(t, err, lifecycle.ErrNotReady, "ping during a load")
 	require.NoError(t, h.agent.Close())
 	require.Error(t, <-done)
@@ -204,16 +204,16 @@ func TestEndpointMethods(t *testing.T) {
 		{"GET", lifecycle.PathLoad}, {"GET", lifecycle.PathInitialize},
 		{"POST", lifecycle.PathPing}, {"DELETE", lifecycle.PathStats},
 	} {
-		r, err := h.invoke(context.Background(), "", c.method, c.path, "")
+		r, err := h.control(context.Background(), h.ctl.Token, c.method, c.path, "")
 		require.NoError(t, err)
 		requireError(t, r, lifecycle.CodeMethodNotAllowed)
 	}
-	r, err := h.invoke(context.Background(), "", "POST", lifecycle.PathLoad, "{not json")
+	r, err := h.control(context.Background(), h.ctl.Token, "POST", lifecycle.PathLoad, "{not json")
 	require.NoError(t, err)
 	requireError(t, r, lifecycle.CodeBadRequest)
-	_, err = h.client.Initialize(context.Background(), h.addr, lifecycle.InitializeRequest{FunctionID: "f"})
+	_, err = h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "f"})
 	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
-	st, err := h.client.Stats(context.Background(), h.addr)
+	st, err := h.client.Stats(context.Background(), h.ctl)
 	require.NoError(t, err)
 	require.Empty(t, st.FunctionID)
 	require.Positive(t, st.Uptime)
@@ -222,20 +222,23 @@ func TestEndpointMethods(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	dir := t.TempDir()
 	store := code.StoreFunc(func(context.Context, code.Ref) (io.ReadCloser, error) { return nil, errors.New("x") })
+	tok := lifecycle.NewControlToken()
 	for _, c := range []struct {
 		cfg  Config
 		want string
 	}{
-		{Config{WorkDir: dir, Runtime: "go"}, "Store"},
-		{Config{Store: store, Runtime: "go"}, "WorkDir"},
-		{Config{Store: store, WorkDir: dir}, "Runtime"},
-		{Config{Store: store, WorkDir: dir, Runtime: "go", StopGrace: -1}, "negative"},
-		{Config{Store: store, WorkDir: dir, Runtime: "go", MaxConcurrency: -1}, "negative"},
+		{Config{WorkDir: dir, Runtime: "go", ControlToken: tok}, "Store"},
+		{Config{Store: store, Runtime: "go", ControlToken: tok}, "WorkDir"},
+		{Config{Store: store, WorkDir: dir, ControlToken: tok}, "Runtime"},
+		{Config{Store: store, WorkDir: dir, Runtime: "go"}, "ControlToken"},
+		{Config{Store: store, WorkDir: dir, Runtime: "go", ControlToken: "short"}, "ControlToken"},
+		{Config{Store: store, WorkDir: dir, Runtime: "go", ControlToken: tok, StopGrace: -1}, "negative"},
+		{Config{Store: store, WorkDir: dir, Runtime: "go", ControlToken: tok, MaxConcurrency: -1}, "negative"},
 	} {
 		_, err := New(c.cfg)
 		require.ErrorContains(t, err, c.want)
 	}
-	a, err := New(Config{Store: store, WorkDir: filepath.Join(dir, "new", "work"), Runtime: "go"})
+	a, err := New(Config{Store: store, WorkDir: filepath.Join(dir, "new", "work"), Runtime: "go", ControlToken: tok})
 	require.NoError(t, err)
 	require.DirExists(t, filepath.Join(dir, "new", "work"))
 	require.NoError(t, a.Close())

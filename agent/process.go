@@ -23,6 +23,7 @@ type processSpec struct {
 	args       []string // without argv[0]
 	dir        string   // working directory: the unpacked package
 	env        []string // without PORT
+	runAs      *RunAs   // nil: the agent's own user
 	logger     *slog.Logger
 }
 
@@ -77,6 +78,9 @@ func startProcess(spec processSpec) (*process, error) {
 	// the pipe open cannot block the reaper.
 	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
 	cmd.SysProcAttr = sysProcAttr()
+	if spec.runAs != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: spec.runAs.UID, Gid: spec.runAs.GID, Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		closeAll(readEnds[:], writeEnds[:])
 		return nil, fmt.Errorf("starting %s: %w", spec.path, err)

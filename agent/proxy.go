@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"sync"
@@ -12,13 +13,13 @@ import (
 	"github.com/faasplane/faas/lifecycle"
 )
 
-// serveInvoke proxies an invocation to the function process, after the
-// checks that keep a stale route or an overload from reaching it: the
-// request must name the loaded function (else 404 instance_reassigned),
-// the process must be alive (503 function_exited) and initialized (503
-// not_ready), and a concurrency slot must be free (429 concurrency_limit).
-// All of them are an atomic load or a compare-and-swap: no lock on the hot
-// path.
+// serveInvoke proxies an invocation to the function process, whatever its
+// path, after the checks that keep a stale route or an overload from
+// reaching it: the request must name the loaded function (else 404
+// instance_reassigned), the process must be alive (503 function_exited:
+// the request provably did not reach it) and initialized (503 not_ready),
+// and a concurrency slot must be free (429 concurrency_limit). All of them
+// are an atomic load or a compare-and-swap: no lock on the hot path.
 func (a *Agent) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get(lifecycle.HeaderFunctionID)
 	if id == "" {
@@ -100,7 +101,7 @@ func (b *bufferPool) Put(buf []byte) {
 
 var proxyBuffers = &bufferPool{}
 
-func (f *function) newProxy() *httputil.ReverseProxy {
+func (f *function) newProxy(log *slog.Logger) *httputil.ReverseProxy {
 	addr := f.proc.addr
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -122,6 +123,7 @@ func (f *function) newProxy() *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: f.proxyError,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 	}
 	if f.protocol == code.ProtocolH2C {
 		rp.FlushInterval = -1 // gRPC streams message by message
@@ -137,7 +139,9 @@ func (f *function) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeTimeout, "the function did not answer within its timeout")
 	case f.proc.exited.Load():
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process has exited")
+		// It may have died of this very request: the request reached it,
+		// so this is not function_exited (which promises it did not).
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "the function process exited during the request")
 	default:
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "function: "+err.Error())
 	}

@@ -16,13 +16,19 @@ import (
 )
 
 // treeCache keeps unpacked packages by digest in a directory shared by the
-// agents of a node. A tree is built in a temporary directory and renamed
-// into place, so other agents see it whole or not at all; an instance gets
-// a hard-linked copy, so evicting a tree never disturbs a running function.
+// agents of a node. A tree is built in a temporary directory, made
+// read-only and renamed into place, so other agents see it whole or not at
+// all. An instance gets its own copy, so evicting a tree never disturbs a
+// running function, and a function cannot change the code a later instance
+// gets: files are copied, or hard-linked when link is set, which the agent
+// does only when functions run as another user than the owner of the cached
+// files (Config.RunAs), who then cannot write to them nor make them
+// writable.
 type treeCache struct {
-	dir string
-	max int
-	log *slog.Logger
+	dir  string
+	max  int
+	log  *slog.Logger
+	link bool
 }
 
 // tmpPrefix starts the names of trees being built; stale ones (from an agent
@@ -39,7 +45,7 @@ const (
 func (c *treeCache) materialize(ctx context.Context, digest, dst string, unpack func(ctx context.Context, into string) error) (hit bool, err error) {
 	final := filepath.Join(c.dir, strings.TrimPrefix(digest, "sha256:"))
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		if err := linkTree(final, dst); err == nil {
+		if err := copyTree(final, dst, c.link); err == nil {
 			now := time.Now()
 			_ = os.Chtimes(final, now, now) // recency for eviction
 			return true, nil
@@ -65,7 +71,7 @@ func (c *treeCache) materialize(ctx context.Context, digest, dst string, unpack 
 		// Another agent put the same tree in place first; use theirs.
 		_ = os.RemoveAll(tmp)
 	}
-	if err := linkTree(final, dst); err != nil {
+	if err := copyTree(final, dst, c.link); err != nil {
 		if err := emptyDir(dst); err != nil {
 			return false, err
 		}
@@ -128,10 +134,10 @@ func freezeTree(dir string) error {
 	})
 }
 
-// linkTree recreates the tree src in dst: directories made, regular files
-// hard-linked (copied when src and dst are on different file systems),
-// symlinks recreated.
-func linkTree(src, dst string) error {
+// copyTree recreates the tree src in dst: directories made, symlinks
+// recreated, regular files copied, or hard-linked when link is set (and
+// copied anyway across file systems).
+func copyTree(src, dst string, link bool) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -150,12 +156,14 @@ func linkTree(src, dst string) error {
 				return err
 			}
 			return os.Symlink(link, target)
-		case d.Type().IsRegular():
+		case d.Type().IsRegular() && link:
 			if err := os.Link(p, target); err == nil {
 				return nil
 			} else if !errors.Is(err, syscall.EXDEV) {
 				return err
 			}
+			return copyFile(p, target)
+		case d.Type().IsRegular():
 			return copyFile(p, target)
 		default:
 			return fmt.Errorf("tree cache: unexpected file %s", p)
@@ -177,6 +185,8 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
+	// *os.File to *os.File: copy_file_range on Linux, which shares blocks
+	// on file systems with reflinks.
 	_, err = io.Copy(out, in)
 	if cerr := out.Close(); err == nil {
 		err = cerr

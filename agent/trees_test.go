@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,45 +11,121 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/stretchr/testify/require"
 )
 
+// tamperCommand makes a function try to change its own code before it
+// starts serving: what a hostile function would do to the copy that the
+// next instance of a node gets.
+var tamperCommand = []string{"/bin/sh", "-c", "chmod u+w data.txt; echo tampered > data.txt; exec ./hello"}
+
+// tamperPackage is the hello binary with a data file to tamper with.
+func tamperPackage(t *testing.T) []byte {
+	bin, err := os.ReadFile(filepath.Join(binDir, "hello"))
+	require.NoError(t, err)
+	return tarGzLevel(t, 0, tarEntry{name: "hello", body: string(bin), mode: 0o755}, tarEntry{name: "data.txt", body: "original\n"})
+}
+
+// loadTamperer loads the tampering function on h from its origin and
+// initializes it.
+func loadTamperer(t *testing.T, h *harness, pkg []byte) lifecycle.LoadResponse {
+	t.Helper()
+	lr, err := h.load("tamper", h.publish("tamper.tar.gz", pkg), func(r *lifecycle.LoadRequest) {
+		r.Command, r.Args = tamperCommand[0], tamperCommand[1:]
+	})
+	require.NoError(t, err)
+	_, err = h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "tamper"})
+	require.NoError(t, err)
+	return lr
+}
+
+func readData(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "data.txt"))
+	require.NoError(t, err)
+	return string(b)
+}
+
 // TestTreeCacheSharedByAgents: two agents of a node share a tree
 // directory; the second load of a package is a cache hit that neither
-// fetches nor unpacks, and gets hard links of read-only files.
+// fetches nor unpacks. Functions run as the agent's user, so each instance
+// gets a copy: a function that rewrites its code changes its own copy
+// only, never the cached tree nor the next instance's code.
 func TestTreeCacheSharedByAgents(t *testing.T) {
 	trees := t.TempDir()
 	a := newHarness(t, func(c *Config) { c.TreeDir = trees })
 	b := newHarness(t, func(c *Config) { c.TreeDir = trees })
-	pkg := binPackage(t, "hello", helloManifest)
+	pkg := tamperPackage(t)
 
-	ra := a.loadReady("hello", "hello", helloManifest, nil)
+	ra := loadTamperer(t, a, pkg)
 	require.False(t, ra.CacheHit)
-	require.Equal(t, 200, a.mustInvoke("hello", "/").status)
+	require.Equal(t, 200, a.mustInvoke("tamper", "/").status)
+	require.Equal(t, "tampered\n", readData(t, a.agent.Status().Dir), "the function could change its own copy")
 
-	ref := b.publish("hello.tar.gz", pkg)
-	rb, err := b.load("hello", ref, nil)
-	require.NoError(t, err)
+	rb := loadTamperer(t, b, pkg)
 	require.True(t, rb.CacheHit)
 	require.Zero(t, rb.Timings.FetchMillis)
-	_, err = b.client.Initialize(context.Background(), b.addr, lifecycle.InitializeRequest{FunctionID: "hello"})
-	require.NoError(t, err)
-	require.Equal(t, "hello, world\n", b.mustInvoke("hello", "/").body)
+	require.Equal(t, "hello, world\n", b.mustInvoke("tamper", "/").body)
+	cached := filepath.Join(trees, strings.TrimPrefix(code.DigestOf(pkg), "sha256:"))
+	require.Equal(t, "original\n", readData(t, cached), "the cached tree is untouched")
 
 	fa, err := os.Stat(filepath.Join(a.agent.Status().Dir, "hello"))
 	require.NoError(t, err)
-	fb, err := os.Stat(filepath.Join(b.agent.Status().Dir, "hello"))
+	fc, err := os.Stat(filepath.Join(cached, "hello"))
 	require.NoError(t, err)
-	require.True(t, os.SameFile(fa, fb), "hard links of one cached file")
-	require.Zero(t, fb.Mode().Perm()&0o222, "cached files are read-only")
-	require.Equal(t, os.FileMode(0o555), fb.Mode().Perm())
+	require.False(t, os.SameFile(fa, fc), "a copy, not a link of the cached file")
+	require.Zero(t, fc.Mode().Perm()&0o222, "cached files are read-only")
+	require.Equal(t, os.FileMode(0o555), fc.Mode().Perm())
 
-	// Closing an agent removes its links, not the cached tree.
+	// Closing an agent removes its copy, not the cached tree.
 	require.NoError(t, a.agent.Close())
 	des, err := os.ReadDir(trees)
 	require.NoError(t, err)
 	require.Len(t, des, 1)
+}
+
+// TestTreeCacheLinksForAnotherUser: with RunAs, functions run as another
+// user than the owner of the cached files, so the cache shares them by hard
+// links; the function can neither make them writable nor write them. It
+// needs root, as .ci/run has; without root, RunAs is refused.
+func TestTreeCacheLinksForAnotherUser(t *testing.T) {
+	nobody := &RunAs{UID: 65534, GID: 65534}
+	if os.Geteuid() != 0 {
+		_, err := New(Config{Store: code.StoreFunc(nil), WorkDir: t.TempDir(), Runtime: "go", ControlToken: lifecycle.NewControlToken(), RunAs: nobody})
+		require.ErrorContains(t, err, "needs an agent running as root")
+		return
+	}
+	// The function's user must be able to reach its work directory.
+	base, err := os.MkdirTemp("", "faas-runas-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	trees := filepath.Join(base, "trees")
+	edit := func(work string) func(*Config) {
+		return func(c *Config) { c.TreeDir, c.WorkDir, c.RunAs = trees, filepath.Join(base, work), nobody }
+	}
+	a := newHarness(t, edit("a"))
+	b := newHarness(t, edit("b"))
+	pkg := tamperPackage(t)
+
+	require.False(t, loadTamperer(t, a, pkg).CacheHit)
+	require.True(t, loadTamperer(t, b, pkg).CacheHit)
+	for _, h := range []*harness{a, b} {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.agent.Status().PID))
+		require.NoError(t, err)
+		require.Regexp(t, `(?m)^Uid:\s+65534\s`, string(status), "the function runs as nobody")
+		require.Equal(t, 200, h.mustInvoke("tamper", "/").status)
+		require.Equal(t, "original\n", readData(t, h.agent.Status().Dir), "the function could not write its code")
+	}
+	fa, err := os.Stat(filepath.Join(a.agent.Status().Dir, "data.txt"))
+	require.NoError(t, err)
+	fb, err := os.Stat(filepath.Join(b.agent.Status().Dir, "data.txt"))
+	require.NoError(t, err)
+	require.True(t, os.SameFile(fa, fb), "hard links of one cached file")
+	require.Zero(t, fb.Mode().Perm()&0o222)
+	require.EqualValues(t, 0, fb.Sys().(*syscall.Stat_t).Uid, "owned by the agent's user")
 }
 
 func TestTreeCacheEvictsLeastRecentlyUsed(t *testing.T) {
@@ -111,12 +188,12 @@ func TestTreeCacheFailedUnpackLeavesNothing(t *testing.T) {
 	require.Empty(t, des)
 }
 
-func TestLinkTreeCopiesSymlinksAndDirs(t *testing.T) {
+func TestCopyTreeCopiesSymlinksAndDirs(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(src, "a", "b"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "a", "b", "f"), []byte("x"), 0o644))
 	require.NoError(t, os.Symlink("a/b/f", filepath.Join(src, "l")))
-	require.NoError(t, linkTree(src, dst))
+	require.NoError(t, copyTree(src, dst, true))
 	target, err := os.Readlink(filepath.Join(dst, "l"))
 	require.NoError(t, err)
 	require.Equal(t, "a/b/f", target)

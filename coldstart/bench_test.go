@@ -19,11 +19,11 @@ func (p *benchPool) Delete(context.Context, warmpool.Pod) error { return nil }
 // benchAgent answers at once.
 type benchAgent struct{}
 
-func (benchAgent) Load(_ context.Context, _ string, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
+func (benchAgent) Load(_ context.Context, _ lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
 	return lifecycle.LoadResponse{FunctionID: req.FunctionID}, nil
 }
 
-func (benchAgent) Initialize(_ context.Context, _ string, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
+func (benchAgent) Initialize(_ context.Context, _ lifecycle.Control, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
 	return lifecycle.InitializeResponse{FunctionID: req.FunctionID, Attempts: 1}, nil
 }
 

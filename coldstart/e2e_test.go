@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -66,21 +65,23 @@ func (p *agentProvider) Create(ctx context.Context, spec warmpool.PodSpec) (warm
 	node := p.nodes[p.next%len(p.nodes)]
 	p.next++
 	p.mu.Unlock()
+	token := lifecycle.NewControlToken()
 	a, err := agent.New(agent.Config{
 		Store: p.caches[node], TreeDir: p.trees[node], WorkDir: filepath.Join(p.t.TempDir(), "work"), Runtime: spec.Runtime, Node: node,
-		StopGrace: 2 * time.Second,
+		StopGrace: 2 * time.Second, ControlToken: token,
 	})
 	if err != nil {
 		return warmpool.Pod{}, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := agent.Listen(agent.Addrs{Invoke: "127.0.0.1:0", Control: "127.0.0.1:0"})
 	if err != nil {
 		_ = a.Close()
 		return warmpool.Pod{}, err
 	}
 	ap := &agentPod{agent: a, served: make(chan error, 1)}
-	go func() { ap.served <- a.Serve(context.Background(), ln) }()
-	pod := warmpool.Pod{ID: spec.Name, Node: node, Addr: ln.Addr().String(), Runtime: spec.Runtime, Created: time.Now()}
+	go func() { ap.served <- a.Serve(context.Background(), lns) }()
+	pod := warmpool.Pod{ID: spec.Name, Node: node, Addr: lns.Invoke.Addr().String(),
+		Control: lifecycle.Control{Addr: lns.Control.Addr().String(), Token: token}, Runtime: spec.Runtime, Created: time.Now()}
 	p.mu.Lock()
 	p.pods[pod.ID], p.agents[pod.ID] = pod, ap
 	p.mu.Unlock()

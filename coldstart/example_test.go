@@ -13,11 +13,11 @@ import (
 // fakeAgent stands for *lifecycle.Client talking to real agents.
 type fakeAgent struct{}
 
-func (fakeAgent) Load(_ context.Context, _ string, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
+func (fakeAgent) Load(_ context.Context, _ lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
 	return lifecycle.LoadResponse{FunctionID: req.FunctionID, Timings: lifecycle.Timings{FetchMillis: 3}}, nil
 }
 
-func (fakeAgent) Initialize(_ context.Context, _ string, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
+func (fakeAgent) Initialize(_ context.Context, _ lifecycle.Control, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
 	return lifecycle.InitializeResponse{FunctionID: req.FunctionID, Attempts: 1}, nil
 }
 

@@ -84,7 +84,7 @@ type fakeAgent struct {
 	loadsInFlight, maxLoad atomic.Int64
 }
 
-func (a *fakeAgent) Load(ctx context.Context, addr string, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
+func (a *fakeAgent) Load(ctx context.Context, ctl lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
 	a.loads.Add(1)
 	n := a.loadsInFlight.Add(1)
 	defer a.loadsInFlight.Add(-1)
@@ -101,7 +101,7 @@ func (a *fakeAgent) Load(ctx context.Context, addr string, req lifecycle.LoadReq
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return lifecycle.LoadResponse{}, &lifecycle.CallError{Op: "load", Addr: addr, Reached: true, Err: ctx.Err()}
+			return lifecycle.LoadResponse{}, &lifecycle.CallError{Op: "load", Addr: ctl.Addr, Reached: true, Err: ctx.Err()}
 		}
 	}
 	if err != nil {
@@ -113,7 +113,7 @@ func (a *fakeAgent) Load(ctx context.Context, addr string, req lifecycle.LoadReq
 	return lifecycle.LoadResponse{FunctionID: fid, PID: 42, Protocol: lifecycle.ProtocolHTTP1, CacheHit: true, Timings: timings}, nil
 }
 
-func (a *fakeAgent) Initialize(ctx context.Context, addr string, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
+func (a *fakeAgent) Initialize(ctx context.Context, ctl lifecycle.Control, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error) {
 	n := a.inits.Add(1)
 	a.mu.Lock()
 	var err error

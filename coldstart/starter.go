@@ -26,10 +26,11 @@ type Pool interface {
 	Delete(ctx context.Context, pod warmpool.Pod) error
 }
 
-// Agent calls the runtime agent of a pod. [*lifecycle.Client] implements it.
+// Agent calls the control protocol of a pod's agent, at the pod's
+// [lifecycle.Control]. [*lifecycle.Client] implements it.
 type Agent interface {
-	Load(ctx context.Context, addr string, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error)
-	Initialize(ctx context.Context, addr string, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error)
+	Load(ctx context.Context, ctl lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error)
+	Initialize(ctx context.Context, ctl lifecycle.Control, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error)
 }
 
 // Locality tells which nodes hold a code package in their cache, so that a
@@ -233,7 +234,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 		return res, &StepError{Step: StepTake, FunctionID: fn.ID, Err: err}
 	}
 	inst = lifecycle.NewInstance(lifecycle.Info{
-		ID: "i-" + pod.ID, FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Runtime: pod.Runtime,
+		ID: "i-" + pod.ID, FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Control: pod.Control, Runtime: pod.Runtime,
 		Generation: fn.Generation,
 	}, t, s.cfg.Observers...)
 	fail := func(step Step, attempts int, cause error) (Result, error) {
@@ -248,7 +249,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 		return fail(StepLoad, 0, err)
 	}
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.LoadTimeout)
-	lr, err := s.cfg.Agent.Load(lctx, pod.Addr, fn.loadRequest())
+	lr, err := s.cfg.Agent.Load(lctx, pod.Control, fn.loadRequest())
 	cancel()
 	b.Load = lap()
 	b.Fetch, b.CacheHit = millis(lr.Timings.FetchMillis), lr.CacheHit
@@ -265,7 +266,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	}
 
 	// Initialize, retried in the same process.
-	attempts, err := s.initialize(ctx, fn, pod.Addr)
+	attempts, err := s.initialize(ctx, fn, pod.Control)
 	b.Init, b.InitAttempts = lap(), attempts
 	if err != nil {
 		return fail(StepInit, attempts, err)
@@ -279,7 +280,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 // initialize calls the init hook up to the function's attempts, waiting
 // InitRetryDelay (doubling) between calls. Only a failed hook or a timeout
 // is retried; an agent that is gone or confused is not.
-func (s *Starter) initialize(ctx context.Context, fn *Function, addr string) (attempts int, err error) {
+func (s *Starter) initialize(ctx context.Context, fn *Function, ctl lifecycle.Control) (attempts int, err error) {
 	max := cmp.Or(fn.InitAttempts, s.cfg.InitAttempts)
 	timeout := cmp.Or(fn.InitTimeout, s.cfg.InitTimeout)
 	req := lifecycle.InitializeRequest{FunctionID: fn.ID, TimeoutMillis: timeout.Milliseconds()}
@@ -289,7 +290,7 @@ func (s *Starter) initialize(ctx context.Context, fn *Function, addr string) (at
 		// second more, so that the agent's own answer comes first.
 		ictx, cancel := context.WithTimeout(ctx, timeout+time.Second)
 		var ir lifecycle.InitializeResponse
-		ir, err = s.cfg.Agent.Initialize(ictx, addr, req)
+		ir, err = s.cfg.Agent.Initialize(ictx, ctl, req)
 		cancel()
 		if err == nil && ir.FunctionID != fn.ID {
 			return attempts, fmt.Errorf("%w: initialize answered for function %q", ErrBadAgentResponse, lifecycle.SanitizeHeaderValue(ir.FunctionID, 80))

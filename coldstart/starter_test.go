@@ -316,7 +316,7 @@ func TestAgentAnsweringGarbage(t *testing.T) {
 			defer srv.Close()
 			client, err := lifecycle.NewClient(lifecycle.ClientConfig{HTTPClient: srv.Client()})
 			require.NoError(t, err)
-			pool := &fakePool{idle: []warmpool.Pod{{ID: "p", Node: "n", Addr: srv.Listener.Addr().String(), Runtime: "go"}}}
+			pool := &fakePool{idle: []warmpool.Pod{{ID: "p", Node: "n", Control: lifecycle.Control{Addr: srv.Listener.Addr().String(), Token: lifecycle.NewControlToken()}, Runtime: "go"}}}
 			s, _ := newStarter(t, pool, client, nil)
 			_, err = s.Start(context.Background(), testFunction("f"))
 			var se *StepError

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
 
@@ -37,9 +38,13 @@ type PodProviderConfig struct {
 	Clock *Clock
 	// Seed seeds the latency samples and the failures.
 	Seed uint64
-	// Addr returns the agent address of a new pod. Default
+	// Addr returns the invocation address of a new pod. Default
 	// "<ID>.invalid:8080", an address that never resolves.
 	Addr func(p warmpool.Pod) string
+	// Control returns the control endpoint of a new pod (its Addr is
+	// set). Default "<ID>.invalid:8081" with a token derived from the ID,
+	// so that a simulation replays the same pods.
+	Control func(p warmpool.Pod) lifecycle.Control
 }
 
 // PodStats counts a [PodProvider]'s activity.
@@ -76,6 +81,11 @@ func NewPodProvider(cfg PodProviderConfig) *PodProvider {
 	}
 	if cfg.Addr == nil {
 		cfg.Addr = func(p warmpool.Pod) string { return p.ID + ".invalid:8080" }
+	}
+	if cfg.Control == nil {
+		cfg.Control = func(p warmpool.Pod) lifecycle.Control {
+			return lifecycle.Control{Addr: p.ID + ".invalid:8081", Token: "faastest-control-" + p.ID}
+		}
 	}
 	now := time.Now
 	if cfg.Clock != nil {
@@ -132,6 +142,7 @@ func (p *PodProvider) Create(ctx context.Context, spec warmpool.PodSpec) (warmpo
 	}
 	pod := warmpool.Pod{ID: id, Node: node, Runtime: spec.Runtime, Labels: maps.Clone(spec.Labels), Created: p.now()}
 	pod.Addr = p.cfg.Addr(pod)
+	pod.Control = p.cfg.Control(pod)
 	if err := p.static.Add(pod); err != nil {
 		return warmpool.Pod{}, err
 	}

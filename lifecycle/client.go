@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,9 +51,10 @@ type ClientConfig struct {
 	MaxResponseBytes int64
 }
 
-// Client calls the runtime agent's protocol endpoints. It is safe for
+// Client calls the runtime agent's control endpoints. It is safe for
 // concurrent use, and its zero value is ready to use with the defaults of
-// [ClientConfig]. Each method takes the agent's "host:port" and returns:
+// [ClientConfig]. Each method takes the pod's [Control] (the address of the
+// agent's control listener and the pod's token) and returns:
 //
 //   - the decoded body on a 2xx answer;
 //   - an [*Error] when the agent answered with an error (match it with
@@ -118,42 +120,58 @@ func (c *Client) init() {
 
 // Load sends POST /v1/load: the agent fetches, verifies and unpacks the
 // code, starts the function process and answers once it listens.
-func (c *Client) Load(ctx context.Context, addr string, req LoadRequest) (LoadResponse, error) {
+func (c *Client) Load(ctx context.Context, ctl Control, req LoadRequest) (LoadResponse, error) {
 	c.init()
 	var resp LoadResponse
-	err := c.call(ctx, "load", addr, http.MethodPost, PathLoad, c.cfg.LoadTimeout, &req, &resp)
+	err := c.call(ctx, "load", ctl, http.MethodPost, PathLoad, c.cfg.LoadTimeout, &req, &resp)
 	return resp, err
 }
 
 // Initialize sends POST /v1/initialize: the agent calls the function's init
 // hook once. An init failure is an [*Error] matching ErrInitFailed; the
 // process is kept, and calling Initialize again retries the hook.
-func (c *Client) Initialize(ctx context.Context, addr string, req InitializeRequest) (InitializeResponse, error) {
+func (c *Client) Initialize(ctx context.Context, ctl Control, req InitializeRequest) (InitializeResponse, error) {
 	c.init()
 	timeout := c.cfg.InitializeTimeout
 	if req.TimeoutMillis > 0 {
 		timeout = time.Duration(req.TimeoutMillis)*time.Millisecond + time.Second
 	}
 	var resp InitializeResponse
-	err := c.call(ctx, "initialize", addr, http.MethodPost, PathInitialize, timeout, &req, &resp)
+	err := c.call(ctx, "initialize", ctl, http.MethodPost, PathInitialize, timeout, &req, &resp)
 	return resp, err
 }
 
 // Ping sends GET /v1/ping. A generic warm pod answers with an error
 // matching ErrNoFunction, an instance whose process died with one matching
 // ErrFunctionExited, and one still loading with ErrNotReady.
-func (c *Client) Ping(ctx context.Context, addr string) (PingResponse, error) {
+func (c *Client) Ping(ctx context.Context, ctl Control) (PingResponse, error) {
 	c.init()
 	var resp PingResponse
-	err := c.call(ctx, "ping", addr, http.MethodGet, PathPing, c.cfg.PingTimeout, nil, &resp)
+	err := c.call(ctx, "ping", ctl, http.MethodGet, PathPing, c.cfg.PingTimeout, nil, &resp)
 	return resp, err
 }
 
 // Stats sends GET /v1/stats and returns the agent's counters.
-func (c *Client) Stats(ctx context.Context, addr string) (Stats, error) {
+func (c *Client) Stats(ctx context.Context, ctl Control) (Stats, error) {
 	c.init()
 	var resp Stats
-	err := c.call(ctx, "stats", addr, http.MethodGet, PathStats, c.cfg.StatsTimeout, nil, &resp)
+	err := c.call(ctx, "stats", ctl, http.MethodGet, PathStats, c.cfg.StatsTimeout, nil, &resp)
+	return resp, err
+}
+
+// Watch sends GET /v1/watch: it returns as soon as the agent's state
+// differs from known (one of the Agent... states), or with the unchanged
+// state after wait (zero: DefaultWatchWait; at most MaxWatchWait). The call
+// is bounded by wait plus PingTimeout.
+func (c *Client) Watch(ctx context.Context, ctl Control, known string, wait time.Duration) (WatchResponse, error) {
+	c.init()
+	if wait <= 0 {
+		wait = DefaultWatchWait
+	}
+	wait = min(wait, MaxWatchWait)
+	path := PathWatch + "?" + url.Values{"state": {known}, "wait": {wait.String()}}.Encode()
+	var resp WatchResponse
+	err := c.call(ctx, "watch", ctl, http.MethodGet, path, wait+c.cfg.PingTimeout, nil, &resp)
 	return resp, err
 }
 
@@ -173,7 +191,7 @@ var (
 // error. It matches ErrUnreachable or ErrNoResponse, and also whatever its
 // cause Err matches (e.g. context.DeadlineExceeded).
 type CallError struct {
-	// Op is the call: "load", "initialize", "ping" or "stats".
+	// Op is the call: "load", "initialize", "ping", "stats" or "watch".
 	Op string
 	// Addr is the agent's host:port.
 	Addr string
@@ -199,7 +217,8 @@ func (e *CallError) Unwrap() []error {
 	return []error{ErrUnreachable, e.Err}
 }
 
-func (c *Client) call(ctx context.Context, op, addr, method, path string, timeout time.Duration, in, out any) error {
+func (c *Client) call(ctx context.Context, op string, ctl Control, method, path string, timeout time.Duration, in, out any) error {
+	addr := ctl.Addr
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -225,6 +244,7 @@ func (c *Client) call(ctx context.Context, op, addr, method, path string, timeou
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	SetControlToken(req.Header, ctl.Token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return &CallError{Op: op, Addr: addr, Reached: connected.Load(), Err: err}

@@ -16,12 +16,14 @@ import (
 
 // fakeAgent serves the protocol's endpoints with canned answers and records
 // the requests it saw.
-func fakeAgent(t *testing.T, h http.HandlerFunc) (addr string) {
+func fakeAgent(t *testing.T, h http.HandlerFunc) Control {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return Control{Addr: strings.TrimPrefix(srv.URL, "http://"), Token: testToken}
 }
+
+const testToken = "test-token-0123456789"
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -31,8 +33,14 @@ func writeJSON(w http.ResponseWriter, v any) {
 func TestClientSuccessPaths(t *testing.T) {
 	var gotLoad LoadRequest
 	var gotInit InitializeRequest
+	tokens := NewTokenMatcher(testToken)
 	addr := fakeAgent(t, func(w http.ResponseWriter, r *http.Request) {
+		require.True(t, tokens.Match(r), "every call presents the token")
 		switch r.Method + " " + r.URL.Path {
+		case "GET " + PathWatch:
+			require.Equal(t, AgentReady, r.URL.Query().Get("state"))
+			require.Equal(t, "5s", r.URL.Query().Get("wait"))
+			writeJSON(w, WatchResponse{FunctionID: "tenant/fn-1", State: AgentExited, Exit: "signal: killed"})
 		case "POST " + PathLoad:
 			require.Equal(t, "application/json", r.Header.Get("Content-Type"))
 			var err error
@@ -73,6 +81,10 @@ func TestClientSuccessPaths(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(7), st.Completed)
 	require.Equal(t, time.Second, st.Uptime)
+
+	wr, err := c.Watch(ctx, addr, AgentReady, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, WatchResponse{FunctionID: "tenant/fn-1", State: AgentExited, Exit: "signal: killed"}, wr)
 }
 
 func TestClientProtocolErrors(t *testing.T) {
@@ -108,7 +120,7 @@ func TestClientUnreachable(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 
-	_, err = new(Client).Load(context.Background(), addr, goodLoad())
+	_, err = new(Client).Load(context.Background(), Control{Addr: addr, Token: testToken}, goodLoad())
 	require.ErrorIs(t, err, ErrUnreachable)
 	require.NotErrorIs(t, err, ErrNoResponse)
 	var ce *CallError

@@ -43,7 +43,8 @@ func ExampleClient_Ping() {
 	defer agent.Close()
 
 	var c lifecycle.Client // zero value: default timeouts
-	_, err := c.Ping(context.Background(), strings.TrimPrefix(agent.URL, "http://"))
+	ctl := lifecycle.Control{Addr: strings.TrimPrefix(agent.URL, "http://"), Token: lifecycle.NewControlToken()}
+	_, err := c.Ping(context.Background(), ctl)
 	fmt.Println(errors.Is(err, lifecycle.ErrNoFunction))
 	fmt.Println(err)
 	// Output:
@@ -55,7 +56,13 @@ func ExampleClient_Ping() {
 // process.
 func ExampleClient_Initialize() {
 	attempts := 0
+	token := lifecycle.NewControlToken() // what the pod provider gave the agent
+	tokens := lifecycle.NewTokenMatcher(token)
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !tokens.Match(r) {
+			lifecycle.WriteError(w, "", 0, lifecycle.CodeUnauthorized, "wrong control token")
+			return
+		}
 		switch r.URL.Path {
 		case lifecycle.PathLoad:
 			req, err := lifecycle.DecodeLoadRequest(r.Body)
@@ -73,11 +80,11 @@ func ExampleClient_Initialize() {
 		}
 	}))
 	defer agent.Close()
-	addr := strings.TrimPrefix(agent.URL, "http://")
+	ctl := lifecycle.Control{Addr: strings.TrimPrefix(agent.URL, "http://"), Token: token}
 
 	c, _ := lifecycle.NewClient(lifecycle.ClientConfig{InitializeTimeout: 5 * time.Second})
 	ctx := context.Background()
-	lr, err := c.Load(ctx, addr, lifecycle.LoadRequest{
+	lr, err := c.Load(ctx, ctl, lifecycle.LoadRequest{
 		FunctionID: "resize",
 		Code: lifecycle.CodeRef{
 			URI:    "file:///srv/code/resize.tar.gz",
@@ -88,7 +95,7 @@ func ExampleClient_Initialize() {
 	})
 	fmt.Println(lr.PID, err)
 	for {
-		ir, err := c.Initialize(ctx, addr, lifecycle.InitializeRequest{FunctionID: "resize"})
+		ir, err := c.Initialize(ctx, ctl, lifecycle.InitializeRequest{FunctionID: "resize"})
 		if errors.Is(err, lifecycle.ErrInitFailed) {
 			fmt.Println("retrying:", err)
 			continue

@@ -54,6 +54,9 @@ const (
 	// CodeBadRequest (400): the request is malformed (a bad header, JSON
 	// body or parameter).
 	CodeBadRequest ErrorCode = "bad_request"
+	// CodeUnauthorized (401): a control call without the pod's control
+	// token, or with another one.
+	CodeUnauthorized ErrorCode = "unauthorized"
 	// CodeFunctionNotFound (404): no function with that ID is deployed.
 	CodeFunctionNotFound ErrorCode = "function_not_found"
 	// CodeInstanceReassigned (404): the agent serves another function (or
@@ -90,7 +93,10 @@ const (
 	// CodeNotReady (503): the instance is not Ready (loading, not yet
 	// initialized, or draining).
 	CodeNotReady ErrorCode = "not_ready"
-	// CodeFunctionExited (503): the function process has exited.
+	// CodeFunctionExited (503): the function process has exited, and the
+	// request did not reach it: the instance is dead and is replaced, and
+	// the request may go to another instance. (A request that was running
+	// when the process died gets CodeInstanceFailure.)
 	CodeFunctionExited ErrorCode = "function_exited"
 	// CodeShed (503): the dataplane is overloaded and refused the request
 	// early; Retry-After says when to retry.
@@ -102,6 +108,7 @@ const (
 
 var codeStatus = map[ErrorCode]int{
 	CodeBadRequest:         http.StatusBadRequest,
+	CodeUnauthorized:       http.StatusUnauthorized,
 	CodeFunctionNotFound:   http.StatusNotFound,
 	CodeInstanceReassigned: http.StatusNotFound,
 	CodeNoFunction:         http.StatusNotFound,
@@ -179,6 +186,7 @@ func (e *Error) Is(target error) bool {
 // Sentinels for errors.Is, one per code.
 var (
 	ErrBadRequest         = &Error{Code: CodeBadRequest}
+	ErrUnauthorized       = &Error{Code: CodeUnauthorized}
 	ErrFunctionNotFound   = &Error{Code: CodeFunctionNotFound}
 	ErrInstanceReassigned = &Error{Code: CodeInstanceReassigned}
 	ErrNoFunction         = &Error{Code: CodeNoFunction}

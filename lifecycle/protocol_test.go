@@ -15,7 +15,7 @@ import (
 
 func TestCodesAreClosedAndSorted(t *testing.T) {
 	codes := Codes()
-	require.Len(t, codes, 18)
+	require.Len(t, codes, 19)
 	require.True(t, slices.IsSorted(codes))
 	for _, c := range codes {
 		require.True(t, c.Valid(), c)
@@ -133,4 +133,32 @@ func TestFromFaasplaneTrustsOnlyMarkedErrors(t *testing.T) {
 	bad.Header.Set(HeaderErrorSource, ErrorSource)
 	bad.Header.Set(HeaderErrorCode, "made_up")
 	require.False(t, FromFaasplane(bad), "codes outside the closed set are not trusted")
+}
+
+func TestControlTokens(t *testing.T) {
+	a, b := NewControlToken(), NewControlToken()
+	require.NotEqual(t, a, b)
+	require.True(t, ValidControlToken(a))
+	for _, bad := range []string{"", "short", strings.Repeat("x", MaxControlTokenLen+1), "has a space in it here", "nul\x00byte-0123456789"} {
+		require.False(t, ValidControlToken(bad), "%q", bad)
+	}
+	m := NewTokenMatcher(a)
+	req := func(auth string) *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, "http://agent"+PathPing, nil)
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		return r
+	}
+	ok := req("")
+	SetControlToken(ok.Header, a)
+	require.True(t, m.Match(ok))
+	for _, auth := range []string{"", a, "Bearer " + b, "Bearer " + a[:len(a)-1], "Basic " + a, "Bearer  " + a} {
+		require.False(t, m.Match(req(auth)), "%q", auth)
+	}
+	// A Control prints and logs its address, never its token.
+	c := Control{Addr: "10.0.0.1:8081", Token: a}
+	require.Equal(t, "10.0.0.1:8081", c.String())
+	require.Equal(t, "10.0.0.1:8081", c.LogValue().String())
+	require.NotContains(t, fmt.Sprint(c), a)
 }

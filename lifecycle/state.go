@@ -131,10 +131,14 @@ type Info struct {
 	// FunctionID is the function the instance serves.
 	FunctionID string
 	// PodID, Node and Addr describe the pod the instance runs in: its
-	// provider ID, the node it is on, and its agent's host:port.
+	// provider ID, the node it is on, and the host:port of its agent's
+	// invocation listener, where every request goes to the function.
 	PodID string
 	Node  string
 	Addr  string
+	// Control reaches the agent's control protocol (load, initialize,
+	// ping, watch): its own listener and the pod's token.
+	Control Control
 	// Runtime is the pod's runtime (e.g. "go", "python3.12").
 	Runtime string
 	// Generation names the deployment of the function the instance runs

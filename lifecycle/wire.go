@@ -6,12 +6,30 @@ import (
 	"time"
 )
 
-// The agent protocol's endpoints.
+// The agent's control endpoints, served on its control listener only (see
+// [Control]); on the invocation listener these paths reach the function
+// like any other.
 const (
 	PathLoad       = "/v1/load"
 	PathInitialize = "/v1/initialize"
 	PathPing       = "/v1/ping"
 	PathStats      = "/v1/stats"
+	PathWatch      = "/v1/watch"
+)
+
+// The states an agent reports (PingResponse.State, WatchResponse.State).
+const (
+	// AgentGeneric: a warm pod, no function loaded.
+	AgentGeneric = "generic"
+	// AgentLoading: a load is in progress.
+	AgentLoading = "loading"
+	// AgentLoaded: the function process listens; init has not succeeded.
+	AgentLoaded = "loaded"
+	// AgentReady: the function is initialized and serves invocations.
+	AgentReady = "ready"
+	// AgentExited: the function process has exited; the pod is of no
+	// further use.
+	AgentExited = "exited"
 )
 
 // Protocols a function process may speak; the agent's proxy uses the
@@ -232,7 +250,7 @@ type InitializeResponse struct {
 // PingResponse is the body of GET /v1/ping when a function is loaded.
 type PingResponse struct {
 	FunctionID string `json:"function_id"`
-	// State is "loaded" (init pending) or "ready".
+	// State is AgentLoaded (init pending) or AgentReady.
 	State string `json:"state"`
 	PID   int    `json:"pid"`
 	Node  string `json:"node,omitempty"`
@@ -259,3 +277,24 @@ type Stats struct {
 	Latency    LatencySummary `json:"latency"`
 	Uptime     time.Duration  `json:"uptime_ns"`
 }
+
+// WatchResponse is the body of GET /v1/watch?state=S: the agent answers as
+// soon as its state differs from S (at once when it already does), or with
+// its unchanged state when the wait (?wait=, default 30 s, at most 60 s)
+// ends. A dataplane holds one such long poll per instance, so that the
+// death of a function process reaches it without waiting for a health
+// check.
+type WatchResponse struct {
+	// FunctionID is the loaded function ("" on a generic pod).
+	FunctionID string `json:"function_id,omitempty"`
+	// State is one of the Agent... states.
+	State string `json:"state"`
+	// Exit describes how the function process ended (state AgentExited).
+	Exit string `json:"exit,omitempty"`
+}
+
+// Bounds of a watch's wait.
+const (
+	DefaultWatchWait = 30 * time.Second
+	MaxWatchWait     = 60 * time.Second
+)

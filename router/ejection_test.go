@@ -191,6 +191,30 @@ func TestReassignedRemovesAtOnce(t *testing.T) {
 	assert.Equal(t, 0, other.Slots().InFlight())
 }
 
+// TestExitedRemovesAndReplacesAtOnce: an agent that answers
+// function_exited answers at once, so the policy would keep picking it;
+// the first such answer removes the route and asks for a replacement, and
+// the request may go elsewhere.
+func TestExitedRemovesAndReplacesAtOnce(t *testing.T) {
+	fx := newFixture(t, Config{Policy: FirstAvailable()})
+	a := fx.add("f", "a", 3)
+	b := fx.add("f", "b", 3)
+	rt, err := fx.r.Acquire(a)
+	require.NoError(t, err)
+	rt.Release(t0, Exited)
+	assert.Equal(t, lifecycle.Draining, a.State())
+	assert.Equal(t, "a", <-fx.replaced)
+	for range 10 {
+		rt := fx.pick("f")
+		assert.Same(t, b, rt.Instance())
+		rt.Release(t0, Success)
+	}
+	assert.True(t, Retryable(Exited, false), "it never reached the function")
+	assert.False(t, Exited.Reached())
+	kinds := fx.rec.kinds()
+	assert.Equal(t, "removed/function_exited@a", kinds[len(kinds)-1])
+}
+
 func TestRouterLogsItsOwnDecisions(t *testing.T) {
 	var buf bytes.Buffer
 	fx := newFixture(t, Config{

@@ -64,9 +64,13 @@ const (
 	// CauseState: the instance's lifecycle state changed (it left or
 	// re-entered Ready).
 	CauseState
+	// CauseExited: the instance's function process exited (the agent
+	// answered function_exited, or reported it); the instance is
+	// replaced.
+	CauseExited
 )
 
-var causeNames = [...]string{"", "caller", "breaker", "health_pull", "health_push", "liveness", "instance_reassigned", "migrated", "state"}
+var causeNames = [...]string{"", "caller", "breaker", "health_pull", "health_push", "liveness", "instance_reassigned", "migrated", "state", "function_exited"}
 
 // String returns the cause's name, e.g. "breaker".
 func (c Cause) String() string {

@@ -213,6 +213,8 @@ func (m *member) settle(now time.Time, o Outcome, probe bool) (after func()) {
 	switch {
 	case o == Reassigned:
 		return f.retire(now, m, CauseReassigned, "agent answered instance_reassigned", false)
+	case o == Exited:
+		return f.retire(now, m, CauseExited, "agent answered function_exited", true)
 	case m.br.State() == HalfOpen && !probe:
 		return nil
 	case o.Failure():

@@ -38,6 +38,9 @@ type HealthReport struct {
 	// Reassigned reports that the instance's pod serves another function
 	// now (or none): the route is stale and is removed.
 	Reassigned bool
+	// Exited reports that the instance's function process has exited: the
+	// route is removed and the instance replaced (Config.Replace).
+	Exited bool
 	// Reason says why, for events and logs.
 	Reason string
 }
@@ -56,7 +59,7 @@ type HealthSource interface {
 // ReportHealth applies a pushed health report at now: an unhealthy report
 // takes the instance out of the routes at once (and moves it from Ready to
 // Unhealthy), a healthy one lets it back when no pull check holds it out, a
-// reassigned one removes it. It returns an error wrapping
+// reassigned one removes it, an exited one removes and replaces it. It returns an error wrapping
 // [ErrUnknownInstance] for an instance the router does not hold.
 func (r *Router) ReportHealth(now time.Time, rep HealthReport) error {
 	r.mu.Lock()
@@ -69,6 +72,8 @@ func (r *Router) ReportHealth(now time.Time, rep HealthReport) error {
 	switch {
 	case rep.Reassigned:
 		r.retire(now, m, CauseReassigned, reason, false)
+	case rep.Exited:
+		r.retire(now, m, CauseExited, reason, true)
 	default:
 		r.setHealth(now, m, healthPush, rep.Healthy, CauseHealthPush, reason)
 	}
@@ -129,8 +134,8 @@ func (r *Router) setHealth(now time.Time, m *member, source uint8, healthy bool,
 	}
 }
 
-// HTTPChecker is the default [HealthChecker]: GET /v1/ping on the
-// instance's agent. The instance is healthy when the agent answers 200 with
+// HTTPChecker is the default [HealthChecker]: GET /v1/ping on the control
+// listener of the instance's agent (inst.Control), with the pod's token. The instance is healthy when the agent answers 200 with
 // a ping response for the instance's function in state "ready"; an answer
 // for another function, or the codes instance_reassigned and no_function,
 // mean the address was reassigned; anything else, including a timeout, is a
@@ -166,23 +171,24 @@ func NewHTTPChecker(client *http.Client, timeout time.Duration) *HTTPChecker {
 func (c *HTTPChecker) Check(ctx context.Context, inst *lifecycle.Instance) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+inst.Addr+lifecycle.PathPing, nil)
+	addr := inst.Control.Addr
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+lifecycle.PathPing, nil)
 	if err != nil {
-		return fmt.Errorf("router: ping %s: %w", inst.Addr, err)
+		return fmt.Errorf("router: ping %s: %w", addr, err)
 	}
-	req.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
 	req.Header.Set("Accept", "application/json")
+	lifecycle.SetControlToken(req.Header, inst.Control.Token)
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("router: ping %s: %w", inst.Addr, err)
+		return fmt.Errorf("router: ping %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPingBody))
 	if err != nil {
-		return fmt.Errorf("router: ping %s: reading the response: %w", inst.Addr, err)
+		return fmt.Errorf("router: ping %s: reading the response: %w", addr, err)
 	}
 	if err := CheckPingResponse(inst.FunctionID, resp.StatusCode, resp.Header, body); err != nil {
-		return fmt.Errorf("router: ping %s: %w", inst.Addr, err)
+		return fmt.Errorf("router: ping %s: %w", addr, err)
 	}
 	return nil
 }

@@ -75,11 +75,18 @@ func agentStub(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)
 			http.NotFound(w, r)
 			return
 		}
+		if !lifecycle.NewTokenMatcher(stubToken).Match(r) {
+			lifecycle.WriteError(w, "", 0, lifecycle.CodeUnauthorized, "no token")
+			return
+		}
 		answer(w, r)
 	}))
-	inst := lifecycle.NewInstance(lifecycle.Info{ID: "i", FunctionID: "f", Addr: strings.TrimPrefix(srv.URL, "http://")}, t0)
+	inst := lifecycle.NewInstance(lifecycle.Info{ID: "i", FunctionID: "f", Addr: "192.0.2.1:1", // never the invocation listener
+		Control: lifecycle.Control{Addr: strings.TrimPrefix(srv.URL, "http://"), Token: stubToken}}, t0)
 	return inst, srv.Close
 }
+
+const stubToken = "stub-token-0123456789"
 
 func TestHTTPChecker(t *testing.T) {
 	c := NewHTTPChecker(nil, 0)
@@ -87,7 +94,6 @@ func TestHTTPChecker(t *testing.T) {
 	assert.Equal(t, time.Second, c.timeout)
 
 	inst, stop := agentStub(t, func(w http.ResponseWriter, r *http.Request) {
-		assert.Equal(t, "f", r.Header.Get(lifecycle.HeaderFunctionID))
 		_, _ = w.Write(pingBody("f", "ready"))
 	})
 	assert.NoError(t, c.Check(context.Background(), inst))
@@ -145,6 +151,12 @@ func TestPushReportsTakeOutAndReadmit(t *testing.T) {
 	assert.Equal(t, lifecycle.Draining, a.State())
 	assert.Equal(t, "removed/instance_reassigned@a", fx.rec.kinds()[2])
 	assert.Empty(t, fx.replaced)
+
+	// A pushed death removes and replaces.
+	require.NoError(t, fx.r.ReportHealth(t0, HealthReport{InstanceID: "b", Exited: true, Reason: "signal: killed"}))
+	assert.Equal(t, "removed/function_exited@b", fx.rec.kinds()[3])
+	assert.Equal(t, "b", <-fx.replaced)
+	assert.Equal(t, Stats{}, fx.r.Stats("f"))
 }
 
 // TestPullAndPushMustBothClear: the first of the two sources takes the

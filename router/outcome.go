@@ -37,12 +37,18 @@ const (
 	// route is removed at once; safe to retry.
 	Reassigned
 	// InstanceFailed: the request may have reached the function and the
-	// instance failed (bad or no response, function exited, timeout).
-	// Counts as a breaker failure; retried only if idempotent.
+	// instance failed (bad or no response, the process died under it,
+	// timeout). Counts as a breaker failure; retried only if idempotent.
 	InstanceFailed
+	// Exited: the agent answered function_exited: the function process is
+	// dead and the request did not reach it. The route is removed at once
+	// and the instance replaced (Config.Replace), as a dead instance
+	// answers at once and would otherwise keep being picked; safe to
+	// retry.
+	Exited
 )
 
-var outcomeNames = [...]string{"success", "canceled", "rejected", "connect_failed", "not_ready", "reassigned", "instance_failed"}
+var outcomeNames = [...]string{"success", "canceled", "rejected", "connect_failed", "not_ready", "reassigned", "instance_failed", "function_exited"}
 
 // String returns the outcome's name, e.g. "connect_failed".
 func (o Outcome) String() string {
@@ -71,7 +77,7 @@ func (o Outcome) Reached() bool {
 // concern.
 func Retryable(o Outcome, idempotent bool) bool {
 	switch o {
-	case Rejected, ConnectFailed, NotReady, Reassigned:
+	case Rejected, ConnectFailed, NotReady, Reassigned, Exited:
 		return true
 	case InstanceFailed:
 		return idempotent
@@ -81,8 +87,9 @@ func Retryable(o Outcome, idempotent bool) bool {
 
 // OutcomeOf classifies the error of a proxied request: nil is Success;
 // context.Canceled is Canceled; a protocol error ([*lifecycle.Error]) maps
-// by code (instance_reassigned and no_function → Reassigned, not_ready →
-// NotReady, concurrency_limit → Rejected); a failed dial or a refused
+// by code (instance_reassigned and no_function → Reassigned,
+// function_exited → Exited, not_ready → NotReady, concurrency_limit →
+// Rejected); a failed dial or a refused
 // connection is ConnectFailed; anything else, including
 // context.DeadlineExceeded, is InstanceFailed, the conservative answer
 // (counted against the instance, not retried unless idempotent).
@@ -98,6 +105,8 @@ func OutcomeOf(err error) Outcome {
 		switch pe.Code {
 		case lifecycle.CodeInstanceReassigned, lifecycle.CodeNoFunction:
 			return Reassigned
+		case lifecycle.CodeFunctionExited:
+			return Exited
 		case lifecycle.CodeNotReady:
 			return NotReady
 		case lifecycle.CodeConcurrencyLimit:

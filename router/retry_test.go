@@ -55,7 +55,7 @@ func TestOutcomeOf(t *testing.T) {
 		{lifecycle.ErrNoFunction, Reassigned},
 		{lifecycle.ErrNotReady, NotReady},
 		{lifecycle.ErrConcurrencyLimit, Rejected},
-		{lifecycle.ErrFunctionExited, InstanceFailed},
+		{lifecycle.ErrFunctionExited, Exited},
 		{lifecycle.ErrTimeout, InstanceFailed},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), ConnectFailed},
 		{dial, ConnectFailed},

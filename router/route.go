@@ -144,8 +144,9 @@ func (r *Router) Acquire(inst *lifecycle.Instance) (Route, error) {
 
 // Release returns the route's slot, at now, after a request that ended with
 // o, which feeds the instance's breaker: failures count towards an
-// ejection, a success clears them, and Reassigned removes the instance at
-// once and moves it to Draining. While the instance is half-open only its
+// ejection, a success clears them, Reassigned removes the instance at once
+// and moves it to Draining, and Exited does the same and asks for a
+// replacement (Config.Replace). While the instance is half-open only its
 // probe's outcome counts: success readmits it, failure ejects it again. When
 // Config.Handoff is set and the instance is still routable, the slot is
 // offered to it first. The zero Route releases nothing.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"maps"
 	"time"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
 // Pod is a generic pod: a sandbox running the runtime agent, not yet bound
@@ -16,8 +18,16 @@ type Pod struct {
 	// Node is the machine the pod runs on: the key of node health and of
 	// code locality.
 	Node string
-	// Addr is the host:port of the pod's agent.
+	// Addr is the host:port of the agent's invocation listener: every
+	// request sent there goes to the function (once one is loaded).
 	Addr string
+	// Control reaches the agent's control protocol: the host:port of its
+	// control listener and the pod's control token, which the provider
+	// created with the pod (lifecycle.NewControlToken) and handed to the
+	// agent out of band. The dataplane loads, initializes, pings and
+	// watches the pod through it; nothing from the gateway ever reaches
+	// it.
+	Control lifecycle.Control
 	// Runtime is the language runtime the pod serves, e.g. "python3.12".
 	Runtime string
 	// Labels are the provider's key/value metadata.

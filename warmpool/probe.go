@@ -2,8 +2,8 @@ package warmpool
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -28,9 +28,10 @@ type ProberFunc func(ctx context.Context, pod Pod) error
 // Probe calls f(ctx, pod).
 func (f ProberFunc) Probe(ctx context.Context, pod Pod) error { return f(ctx, pod) }
 
-// HTTPProber probes a pod's agent with GET /v1/ping. A generic pod answers
-// 404 with X-Faas-Error-Code "no_function"; 200 means a function is loaded
-// (ErrNotIdle); anything else, or no answer, is a failure.
+// HTTPProber probes a pod's agent with GET /v1/ping on its control
+// listener, presenting the pod's control token. A generic pod answers 404
+// no_function; 200 means a function is loaded (ErrNotIdle); anything else,
+// or no answer, is a failure.
 type HTTPProber struct {
 	// Client sends the probes. Default: a client with its own transport
 	// that keeps one idle connection per agent, so that periodic probes
@@ -41,9 +42,10 @@ type HTTPProber struct {
 
 	once sync.Once
 	hc   *http.Client
+	lc   *lifecycle.Client
 }
 
-func (p *HTTPProber) client() *http.Client {
+func (p *HTTPProber) client() *lifecycle.Client {
 	p.once.Do(func() {
 		p.hc = p.Client
 		if p.hc == nil {
@@ -53,45 +55,33 @@ func (p *HTTPProber) client() *http.Client {
 				IdleConnTimeout:     time.Minute,
 			}}
 		}
+		timeout := p.Timeout
+		if timeout <= 0 {
+			timeout = 2 * time.Second
+		}
+		// The configuration is valid by construction: one positive timeout.
+		p.lc, _ = lifecycle.NewClient(lifecycle.ClientConfig{HTTPClient: p.hc, PingTimeout: timeout})
 	})
-	return p.hc
+	return p.lc
 }
 
 // CloseIdleConnections closes the idle connections of the prober's client.
 // A Manager calls it when it closes.
-func (p *HTTPProber) CloseIdleConnections() { p.client().CloseIdleConnections() }
+func (p *HTTPProber) CloseIdleConnections() {
+	p.client()
+	p.hc.CloseIdleConnections()
+}
 
-// maxProbeBody bounds what a probe reads of an answer's body (to reuse the
-// connection) so that a confused agent cannot make it read without end.
-const maxProbeBody = 4 << 10
-
-// Probe sends GET /v1/ping to pod.Addr.
+// Probe pings pod.Control.
 func (p *HTTPProber) Probe(ctx context.Context, pod Pod) error {
-	client, timeout := p.client(), p.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+pod.Addr+lifecycle.PathPing, nil)
-	if err != nil {
-		return fmt.Errorf("warmpool: probe %s: %w", pod.ID, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("warmpool: probe %s: %w", pod.ID, err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
-	_ = resp.Body.Close()
-	code := resp.Header.Get(lifecycle.HeaderErrorCode)
+	_, err := p.client().Ping(ctx, pod.Control)
 	switch {
-	case resp.StatusCode == http.StatusNotFound && code == string(lifecycle.CodeNoFunction):
+	case errors.Is(err, lifecycle.ErrNoFunction):
 		return nil
-	case resp.StatusCode == http.StatusOK:
+	case err == nil:
 		return fmt.Errorf("warmpool: probe %s: %w (the agent has a function loaded)", pod.ID, ErrNotIdle)
 	default:
-		return fmt.Errorf("warmpool: probe %s: unexpected answer: HTTP %d, %s %q",
-			pod.ID, resp.StatusCode, lifecycle.HeaderErrorCode, lifecycle.SanitizeHeaderValue(code, 64))
+		return fmt.Errorf("warmpool: probe %s: %w", pod.ID, err)
 	}
 }
 

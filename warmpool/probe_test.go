@@ -22,6 +22,7 @@ func TestHTTPProber(t *testing.T) {
 	}{
 		{"generic pod", func(w http.ResponseWriter, r *http.Request) {
 			assert.Equal(t, lifecycle.PathPing, r.URL.Path)
+			assert.True(t, lifecycle.NewTokenMatcher(probeToken).Match(r), "the probe presents the pod's token")
 			lifecycle.WriteError(w, "", 0, lifecycle.CodeNoFunction, "no function loaded")
 		}, nil},
 		{"function loaded", func(w http.ResponseWriter, r *http.Request) {
@@ -45,7 +46,7 @@ func TestHTTPProber(t *testing.T) {
 			defer srv.Close()
 			p := &HTTPProber{} // its own client; goleak checks that closing it leaves nothing
 			defer p.CloseIdleConnections()
-			err := p.Probe(context.Background(), Pod{ID: "p", Addr: srv.Listener.Addr().String()})
+			err := p.Probe(context.Background(), Pod{ID: "p", Addr: "192.0.2.1:1", Control: lifecycle.Control{Addr: srv.Listener.Addr().String(), Token: probeToken}})
 			switch tt.want {
 			case nil:
 				require.NoError(t, err)
@@ -60,6 +61,8 @@ func TestHTTPProber(t *testing.T) {
 }
 
 var errAny = &struct{ error }{}
+
+const probeToken = "probe-token-0123456789"
 
 func TestHTTPProberGarbageAndNoAgent(t *testing.T) {
 	// An "agent" that answers garbage instead of HTTP.
@@ -79,11 +82,12 @@ func TestHTTPProberGarbageAndNoAgent(t *testing.T) {
 	}()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	p := &HTTPProber{Client: client, Timeout: 5 * time.Second}
-	require.Error(t, p.Probe(context.Background(), Pod{ID: "g", Addr: ln.Addr().String()}))
+	ctl := func(addr string) lifecycle.Control { return lifecycle.Control{Addr: addr, Token: probeToken} }
+	require.Error(t, p.Probe(context.Background(), Pod{ID: "g", Control: ctl(ln.Addr().String())}))
 	addr := ln.Addr().String()
 	ln.Close()
 	<-done
 	// Nothing listens any more.
-	require.Error(t, p.Probe(context.Background(), Pod{ID: "gone", Addr: addr}))
-	require.Error(t, p.Probe(context.Background(), Pod{ID: "bad", Addr: "%%"}))
+	require.Error(t, p.Probe(context.Background(), Pod{ID: "gone", Control: ctl(addr)}))
+	require.Error(t, p.Probe(context.Background(), Pod{ID: "bad", Control: ctl("%%")}))
 }

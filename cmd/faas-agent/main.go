@@ -1,16 +1,24 @@
 // Command faas-agent is the runtime agent as a program: what a pod image
-// runs. It serves the agent protocol (package lifecycle) on -listen and
-// turns the pod into an instance of one function on POST /v1/load.
+// runs. It serves invocations on -listen (every request goes to the loaded
+// function, whatever its path) and the agent protocol (package lifecycle)
+// on -control-listen, to callers that present the pod's control token; a
+// POST /v1/load there turns the pod into an instance of one function.
 //
 // Usage:
 //
-//	faas-agent -listen 127.0.0.1:0 -work-dir /var/run/faas -runtime go \
-//	    -node node-1 -code-cache-dir /var/cache/faas -log-level info
+//	FAAS_CONTROL_TOKEN=... faas-agent -listen 0.0.0.0:8080 -control-listen 0.0.0.0:8081 \
+//	    -work-dir /var/run/faas -runtime go -node node-1 -code-cache-dir /var/cache/faas
 //
 // Flags:
 //
-//	-listen          address to serve on (default 127.0.0.1:8080); port 0
+//	-listen          address for invocations (default 127.0.0.1:8080); port 0
 //	                 picks a free port
+//	-control-listen  address for the control protocol (default 127.0.0.1:8081)
+//	-control-token-file  file holding the pod's control token (first line);
+//	                 "-" reads it from standard input. Without it, the token
+//	                 comes from the environment variable FAAS_CONTROL_TOKEN,
+//	                 which function processes do not inherit. Required either
+//	                 way: the token is never a flag, which any user could see.
 //	-work-dir        directory for the function's unpacked code (default: a
 //	                 new temporary directory, removed at exit)
 //	-runtime         the runtime this pod provides (default "go")
@@ -20,52 +28,61 @@
 //	                 <dir>/trees (default: no cache)
 //	-code-cache-bytes  byte budget of the package cache (default 2 GiB)
 //	-file-root       directory that file:// code URIs may name (default "/")
+//	-run-as          UID:GID to run function processes as (the agent must run
+//	                 as root); default: the agent's own user
 //	-log-level       debug, info, warn or error (default info)
 //	-log-format      text or json (default text); logs go to stderr
 //
 // Once it listens, faas-agent prints one line to stdout, before anything
-// else, so that a supervisor (pods/local) learns the bound address:
+// else, so that a supervisor (pods/local) learns the bound addresses,
+// invocations first:
 //
-//	FAAS_AGENT_LISTENING 127.0.0.1:40123
+//	FAAS_AGENT_LISTENING 127.0.0.1:40123 127.0.0.1:40124
 //
 // It stops on SIGTERM or SIGINT: it finishes in-flight requests for up to
 // two seconds, stops the function's process group and exits 0.
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/faasplane/faas/agent"
 	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/lifecycle"
 )
 
 // ListeningPrefix starts the line that announces the bound address.
 const ListeningPrefix = "FAAS_AGENT_LISTENING"
 
 func main() {
+	protectMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "faas-agent:", err)
 		os.Exit(1)
 	}
 }
 
 type options struct {
-	listen, workDir, runtime, node string
-	cacheDir, fileRoot             string
-	cacheBytes                     int64
-	logLevel, logFormat            string
+	listen, controlListen, tokenFile string
+	workDir, runtime, node           string
+	cacheDir, fileRoot               string
+	cacheBytes                       int64
+	runAs                            string
+	logLevel, logFormat              string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -73,7 +90,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("faas-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on; port 0 picks a free port")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address for invocations; port 0 picks a free port")
+	fs.StringVar(&o.controlListen, "control-listen", "127.0.0.1:8081", "address for the control protocol; port 0 picks a free port")
+	fs.StringVar(&o.tokenFile, "control-token-file", "", `file holding the control token ("-": standard input); default: $FAAS_CONTROL_TOKEN`)
+	fs.StringVar(&o.runAs, "run-as", "", "UID:GID to run function processes as (needs root)")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for the function's unpacked code (default: a new temporary directory)")
 	fs.StringVar(&o.runtime, "runtime", "go", "the runtime this pod provides")
 	fs.StringVar(&o.node, "node", host, "the node's name")
@@ -110,12 +130,70 @@ func newLogger(o options, stderr io.Writer) (*slog.Logger, error) {
 	}
 }
 
+// TokenEnv is the environment variable that carries the control token when
+// -control-token-file is not given.
+const TokenEnv = "FAAS_CONTROL_TOKEN"
+
+// controlToken reads the pod's control token from the file named by
+// -control-token-file ("-": stdin), else from $FAAS_CONTROL_TOKEN, which it
+// then removes from the environment.
+func controlToken(o options, stdin io.Reader) (string, error) {
+	var token string
+	switch o.tokenFile {
+	case "":
+		token = os.Getenv(TokenEnv)
+		_ = os.Unsetenv(TokenEnv)
+		if token == "" {
+			return "", fmt.Errorf("no control token: set -control-token-file or $%s", TokenEnv)
+		}
+	case "-":
+		line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+		if err != nil && line == "" {
+			return "", fmt.Errorf("reading the control token from stdin: %w", err)
+		}
+		token = line
+	default:
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("-control-token-file: %w", err)
+		}
+		token, _, _ = strings.Cut(string(b), "\n")
+	}
+	token = strings.TrimSpace(token)
+	if !lifecycle.ValidControlToken(token) {
+		return "", fmt.Errorf("invalid control token: want %d to %d printable bytes", lifecycle.MinControlTokenLen, lifecycle.MaxControlTokenLen)
+	}
+	return token, nil
+}
+
+func parseRunAs(s string) (*agent.RunAs, error) {
+	if s == "" {
+		return nil, nil
+	}
+	u, g, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.ParseUint(u, 10, 32)
+	gid, err2 := strconv.ParseUint(g, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("-run-as: want UID:GID, got %q", s)
+	}
+	return &agent.RunAs{UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
 // run is the whole program; it returns when ctx is done.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	token, err := controlToken(o, stdin)
+	if err != nil {
+		return err
+	}
+	runAs, err := parseRunAs(o.runAs)
+	if err != nil {
+		return err
+	}
+
 	logger, err := newLogger(o, stderr)
 	if err != nil {
 		return err
@@ -148,22 +226,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 	a, err := agent.New(agent.Config{
 		Store: store, WorkDir: o.workDir, Runtime: o.runtime, Node: o.node,
-		TreeDir: treeDir, Logger: logger,
+		ControlToken: token, RunAs: runAs, TreeDir: treeDir, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.listen)
+	lns, err := agent.Listen(agent.Addrs{Invoke: o.listen, Control: o.controlListen})
 	if err != nil {
 		_ = a.Close()
 		return err
 	}
-	if _, err := fmt.Fprintf(stdout, "%s %s\n", ListeningPrefix, ln.Addr()); err != nil {
-		_ = ln.Close()
+	if _, err := fmt.Fprintf(stdout, "%s %s %s\n", ListeningPrefix, lns.Invoke.Addr(), lns.Control.Addr()); err != nil {
+		_ = lns.Close()
 		_ = a.Close()
 		return err
 	}
-	if err := a.Serve(ctx, ln); err != nil {
+	if err := a.Serve(ctx, lns); err != nil {
 		_ = a.Close()
 		return err
 	}

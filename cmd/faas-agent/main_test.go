@@ -104,15 +104,30 @@ func (s *syncBuffer) String() string {
 
 type agentProc struct {
 	cmd    *exec.Cmd
-	addr   string
+	addr   string            // invocations
+	ctl    lifecycle.Control // control
 	stderr *syncBuffer
 	done   chan error
 }
 
-// startAgent runs the faas-agent binary and reads the address it announces.
+// parseAnnounce reads the announced addresses: invocations, then control.
+func parseAnnounce(t *testing.T, line string) (invoke, control string) {
+	t.Helper()
+	rest, ok := strings.CutPrefix(strings.TrimSpace(line), ListeningPrefix+" ")
+	require.True(t, ok, "first line %q", line)
+	invoke, control, ok = strings.Cut(rest, " ")
+	require.True(t, ok, "two addresses in %q", line)
+	return invoke, control
+}
+
+// startAgent runs the faas-agent binary, hands it a control token on its
+// standard input, and reads the addresses it announces.
 func startAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "faas-agent"), append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	token := lifecycle.NewControlToken()
+	cmd := exec.Command(filepath.Join(binDir, "faas-agent"),
+		append([]string{"-listen", "127.0.0.1:0", "-control-listen", "127.0.0.1:0", "-control-token-file", "-"}, args...)...)
+	cmd.Stdin = strings.NewReader(token + "\n")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	p := &agentProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
@@ -120,9 +135,9 @@ func startAgent(t *testing.T, args ...string) *agentProc {
 	require.NoError(t, cmd.Start())
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err, "stderr: %s", p.stderr.String())
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), ListeningPrefix+" ")
-	require.True(t, ok, "first line %q", line)
-	p.addr = addr
+	var control string
+	p.addr, control = parseAnnounce(t, line)
+	p.ctl = lifecycle.Control{Addr: control, Token: token}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -151,13 +166,13 @@ func TestBinaryServesTheProtocolAndStopsOnSIGTERM(t *testing.T) {
 	c := new(lifecycle.Client)
 	ctx := context.Background()
 
-	_, err := c.Ping(ctx, p.addr)
+	_, err := c.Ping(ctx, p.ctl)
 	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
-	lr, err := c.Load(ctx, p.addr, lifecycle.LoadRequest{FunctionID: "hello", Code: ref, Runtime: "go"})
+	lr, err := c.Load(ctx, p.ctl, lifecycle.LoadRequest{FunctionID: "hello", Code: ref, Runtime: "go"})
 	require.NoError(t, err)
-	_, err = c.Initialize(ctx, p.addr, lifecycle.InitializeRequest{FunctionID: "hello"})
+	_, err = c.Initialize(ctx, p.ctl, lifecycle.InitializeRequest{FunctionID: "hello"})
 	require.NoError(t, err)
-	ping, err := c.Ping(ctx, p.addr)
+	ping, err := c.Ping(ctx, p.ctl)
 	require.NoError(t, err)
 	require.Equal(t, lifecycle.PingResponse{FunctionID: "hello", State: "ready", PID: lr.PID, Node: "n1"}, ping)
 
@@ -193,7 +208,7 @@ func TestBinaryServesTheProtocolAndStopsOnSIGTERM(t *testing.T) {
 func TestKilledAgentTakesItsFunctionAlong(t *testing.T) {
 	p := startAgent(t, "-work-dir", t.TempDir())
 	ref := helloPackage(t, t.TempDir())
-	lr, err := new(lifecycle.Client).Load(context.Background(), p.addr, lifecycle.LoadRequest{FunctionID: "hello", Code: ref, Runtime: "go"})
+	lr, err := new(lifecycle.Client).Load(context.Background(), p.ctl, lifecycle.LoadRequest{FunctionID: "hello", Code: ref, Runtime: "go"})
 	require.NoError(t, err)
 	require.NoError(t, syscall.Kill(lr.PID, 0))
 	require.NoError(t, p.cmd.Process.Kill())
@@ -215,28 +230,57 @@ func TestRunInProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var stderr syncBuffer
-	go func() { done <- run(ctx, []string{"-listen", "127.0.0.1:0"}, pw, &stderr) }()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	token := lifecycle.NewControlToken()
+	require.NoError(t, os.WriteFile(tokenFile, []byte(token+"\n"), 0o600))
+	args := []string{"-listen", "127.0.0.1:0", "-control-listen", "127.0.0.1:0", "-control-token-file", tokenFile}
+	go func() { done <- run(ctx, args, strings.NewReader(""), pw, &stderr) }()
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	require.NoError(t, err)
-	addr := strings.TrimPrefix(strings.TrimSpace(line), ListeningPrefix+" ")
-	_, err = new(lifecycle.Client).Ping(context.Background(), addr)
+	invoke, control := parseAnnounce(t, line)
+	_, err = new(lifecycle.Client).Ping(context.Background(), lifecycle.Control{Addr: control, Token: token})
 	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
+	_, err = new(lifecycle.Client).Ping(context.Background(), lifecycle.Control{Addr: invoke, Token: token})
+	require.ErrorIs(t, err, lifecycle.ErrBadRequest, "the invocation listener does not speak the protocol")
 	cancel()
 	require.NoError(t, <-done)
 	require.Contains(t, stderr.String(), "agent serving")
 }
 
+// TestTokenFromTheEnvironment: without -control-token-file the token comes
+// from $FAAS_CONTROL_TOKEN, which the agent then removes from its
+// environment, so that function processes never inherit it.
+func TestTokenFromTheEnvironment(t *testing.T) {
+	token := lifecycle.NewControlToken()
+	t.Setenv(TokenEnv, token)
+	got, err := controlToken(options{}, strings.NewReader(""))
+	require.NoError(t, err)
+	require.Equal(t, token, got)
+	_, set := os.LookupEnv(TokenEnv)
+	require.False(t, set)
+	_, err = controlToken(options{}, strings.NewReader(""))
+	require.ErrorContains(t, err, "no control token")
+	_, err = controlToken(options{tokenFile: "-"}, strings.NewReader("short\n"))
+	require.ErrorContains(t, err, "invalid control token")
+	_, err = controlToken(options{tokenFile: "-"}, strings.NewReader(""))
+	require.ErrorContains(t, err, "stdin")
+}
+
 func TestBadFlags(t *testing.T) {
+	token := lifecycle.NewControlToken()
 	for _, args := range [][]string{
 		{"-log-level", "loud"},
 		{"-log-format", "xml"},
 		{"-code-cache-bytes", "0"},
 		{"extra"},
 		{"-nope"},
-		{"-listen", "256.0.0.1:0"},
+		{"-listen", "256.0.0.1:0", "-control-listen", "127.0.0.1:0"},
+		{"-listen", "127.0.0.1:0", "-control-listen", "256.0.0.1:0"},
+		{"-run-as", "nobody"},
+		{"-control-token-file", "/nonexistent/token"},
 	} {
 		var stderr syncBuffer
-		err := run(context.Background(), args, io.Discard, &stderr)
+		err := run(context.Background(), append([]string{"-control-token-file", "-"}, args...), strings.NewReader(token+"\n"), io.Discard, &stderr)
 		require.Error(t, err, "%v", args)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"github.com/faasplane/faas/agent"
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/internal/fnbuild"
+	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
 
@@ -61,19 +61,23 @@ func (p *inProcessPods) Create(ctx context.Context, spec warmpool.PodSpec) (warm
 	p.seq++
 	id := cmp.Or(spec.Name, "pod-"+strconv.Itoa(p.seq))
 	p.mu.Unlock()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lns, err := agent.Listen(agent.Addrs{Invoke: "127.0.0.1:0", Control: "127.0.0.1:0"})
 	if err != nil {
 		return warmpool.Pod{}, err
 	}
-	a, err := agent.New(agent.Config{Store: p.store, WorkDir: filepath.Join(p.dir, id), Runtime: spec.Runtime, Node: "this-process"})
+	// Every pod gets its own control token; only the dataplane learns it.
+	token := lifecycle.NewControlToken()
+	a, err := agent.New(agent.Config{Store: p.store, WorkDir: filepath.Join(p.dir, id), Runtime: spec.Runtime, Node: "this-process", ControlToken: token})
 	if err != nil {
-		ln.Close()
+		lns.Close()
 		return warmpool.Pod{}, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	ip := &inProcessPod{cancel: cancel, done: make(chan struct{}),
-		pod: warmpool.Pod{ID: id, Node: "this-process", Addr: ln.Addr().String(), Runtime: spec.Runtime, Labels: spec.Labels}}
-	go func() { defer close(ip.done); _ = a.Serve(sctx, ln) }()
+		pod: warmpool.Pod{ID: id, Node: "this-process", Runtime: spec.Runtime, Labels: spec.Labels,
+			Addr:    lns.Invoke.Addr().String(),
+			Control: lifecycle.Control{Addr: lns.Control.Addr().String(), Token: token}}}
+	go func() { defer close(ip.done); _ = a.Serve(sctx, lns) }()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pods[id] = ip

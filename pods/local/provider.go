@@ -17,11 +17,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
 
 // ListeningPrefix starts the line a faas-agent prints on stdout once it
-// listens: "FAAS_AGENT_LISTENING 127.0.0.1:41234".
+// listens, with its invocation and control addresses:
+// "FAAS_AGENT_LISTENING 127.0.0.1:41234 127.0.0.1:41235".
 const ListeningPrefix = "FAAS_AGENT_LISTENING "
 
 // Labels the provider sets on its pods.
@@ -197,8 +199,13 @@ func (p *Provider) start(ctx context.Context, pr *proc, spec warmpool.PodSpec) e
 			return err
 		}
 	}
+	// The pod's control token reaches the agent on its standard input:
+	// not in its arguments (any user sees them) nor its environment.
+	token := lifecycle.NewControlToken()
 	args := append([]string{
 		"-listen", "127.0.0.1:0",
+		"-control-listen", "127.0.0.1:0",
+		"-control-token-file", "-",
 		"-work-dir", work,
 		"-runtime", spec.Runtime,
 		"-node", pr.pod.Node,
@@ -206,6 +213,7 @@ func (p *Provider) start(ctx context.Context, pr *proc, spec warmpool.PodSpec) e
 	}, p.cfg.AgentArgs...)
 	cmd := exec.Command(p.cfg.AgentPath, args...)
 	cmd.Env = append(os.Environ(), p.cfg.Env...)
+	cmd.Stdin = strings.NewReader(token + "\n")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -223,7 +231,7 @@ func (p *Provider) start(ctx context.Context, pr *proc, spec warmpool.PodSpec) e
 	p.mu.Unlock()
 	log := p.log.With("pod", pr.pod.ID, "node", pr.pod.Node)
 
-	addrCh := make(chan string, 1)
+	addrCh := make(chan [2]string, 1)
 	var outputs sync.WaitGroup
 	outputs.Add(2)
 	go func() {
@@ -239,21 +247,22 @@ func (p *Provider) start(ctx context.Context, pr *proc, spec warmpool.PodSpec) e
 	timer := time.NewTimer(p.cfg.StartTimeout)
 	defer timer.Stop()
 	select {
-	case addr := <-addrCh:
+	case addrs := <-addrCh:
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			p.kill(pr)
 			return errors.New("provider closed during start")
 		}
-		pr.pod.Addr = addr
+		pr.pod.Addr = addrs[0]
+		pr.pod.Control = lifecycle.Control{Addr: addrs[1], Token: token}
 		pr.pod.Created = time.Now()
 		pr.pod.Labels = map[string]string{LabelPID: strconv.Itoa(cmd.Process.Pid), LabelWorkDir: work}
 		for k, v := range spec.Labels {
 			pr.pod.Labels[k] = v
 		}
 		p.mu.Unlock()
-		log.Debug("agent started", "addr", addr, "pid", cmd.Process.Pid)
+		log.Debug("agent started", "addr", addrs[0], "control", addrs[1], "pid", cmd.Process.Pid)
 		return nil
 	case <-pr.done:
 		return fmt.Errorf("agent exited before listening: %v", cmd.ProcessState)
@@ -267,17 +276,19 @@ func (p *Provider) start(ctx context.Context, pr *proc, spec warmpool.PodSpec) e
 }
 
 // forwardLines logs each line of r; the first ListeningPrefix line is sent
-// on addr instead.
-func forwardLines(r io.Reader, log *slog.Logger, addr chan<- string) {
+// on addrs instead (invocation address, control address).
+func forwardLines(r io.Reader, log *slog.Logger, addrs chan<- [2]string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for sc.Scan() {
 		line := sc.Text()
-		if addr != nil {
+		if addrs != nil {
 			if a, ok := strings.CutPrefix(line, ListeningPrefix); ok {
-				addr <- strings.TrimSpace(a)
-				addr = nil
-				continue
+				if invoke, control, ok := strings.Cut(strings.TrimSpace(a), " "); ok {
+					addrs <- [2]string{invoke, control}
+					addrs = nil
+					continue
+				}
 			}
 		}
 		log.Info(line, "stream", "agent")

@@ -51,9 +51,15 @@ func newProvider(t *testing.T, nodes ...string) *Provider {
 	return p
 }
 
-func ping(t *testing.T, addr string) (int, string) {
+// ping sends GET /v1/ping to addr, presenting token when it is not empty.
+func ping(t *testing.T, addr, token string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + lifecycle.PathPing)
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+lifecycle.PathPing, nil)
+	require.NoError(t, err)
+	if token != "" {
+		lifecycle.SetControlToken(req.Header, token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
@@ -79,9 +85,27 @@ func TestCreateListDelete(t *testing.T) {
 	assert.Equal(t, "pod-a", a.ID)
 	assert.NotEqual(t, a.Node, b.Node, "pods spread over nodes")
 	assert.Equal(t, "x", a.Labels["team"])
-	status, code := ping(t, a.Addr)
+	status, code := ping(t, a.Control.Addr, a.Control.Token)
 	assert.Equal(t, http.StatusNotFound, status, "a generic warm pod has no function")
 	assert.Equal(t, string(lifecycle.CodeNoFunction), code)
+	// Each pod has its own token; the control listener refuses others, and
+	// the invocation listener does not speak the protocol at all.
+	assert.True(t, lifecycle.ValidControlToken(a.Control.Token))
+	assert.NotEqual(t, a.Control.Token, b.Control.Token)
+	status, code = ping(t, a.Control.Addr, b.Control.Token)
+	assert.Equal(t, http.StatusUnauthorized, status)
+	assert.Equal(t, string(lifecycle.CodeUnauthorized), code)
+	status, _ = ping(t, a.Control.Addr, "")
+	assert.Equal(t, http.StatusUnauthorized, status)
+	status, code = ping(t, a.Addr, a.Control.Token)
+	assert.Equal(t, http.StatusBadRequest, status, "no function ID: not an invocation")
+	assert.Equal(t, string(lifecycle.CodeBadRequest), code)
+	// The token is not in the agent's arguments nor its environment.
+	for _, f := range []string{"cmdline", "environ"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pidOf(t, a), f))
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), a.Control.Token, f)
+	}
 
 	pods, err := p.List(ctx)
 	require.NoError(t, err)

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// protectMemory does nothing where the process cannot be made non-dumpable.
+func protectMemory() {}
