@@ -61,7 +61,8 @@ type Config struct {
 	// used are removed beyond it. Default 64.
 	TreeCacheSize int
 	// Limits bound the unpacking of a package; zero fields take the
-	// defaults of [code.Limits] (10,000 files, 512 MiB, ratio 100:1).
+	// defaults of [code.Limits] (10,000 entries, 512 MiB, ratio 100:1, 64
+	// path elements deep).
 	Limits code.Limits
 	// StartTimeout bounds how long a load waits for the function process
 	// to listen, unless the request sets its own. Default 10 s.

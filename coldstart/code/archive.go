@@ -15,6 +15,7 @@ const (
 	DefaultMaxFiles         = 10_000
 	DefaultMaxUnpackedBytes = 512 << 20
 	DefaultMaxRatio         = 100
+	DefaultMaxDepth         = 64
 	// RatioFloor is the unpacked size below which the compression ratio
 	// is not checked: a small package of text or a tar's zero padding
 	// compresses far beyond 100:1 without being a bomb.
@@ -22,10 +23,15 @@ const (
 )
 
 // Limits bound what [Extract] may write. The zero value means the defaults:
-// 10,000 entries, 512 MiB unpacked, a compression ratio of 100:1.
+// 10,000 entries, 512 MiB unpacked, a compression ratio of 100:1, 64 path
+// elements per name.
 type Limits struct {
-	// MaxFiles bounds the entries (files, directories, links). Default
-	// 10,000.
+	// MaxFiles bounds the entries (files, directories, links) plus the
+	// parent directories that entries imply without listing them, so
+	// that deep names cannot multiply the inodes written. For a zip it
+	// also bounds the central directory, which is checked before it is
+	// parsed: at most MaxFiles headers of 46 bytes plus 5,120 bytes of
+	// name, extra field and comment each. Default 10,000.
 	MaxFiles int
 	// MaxBytes bounds the unpacked bytes of all files. Default 512 MiB.
 	MaxBytes int64
@@ -35,6 +41,9 @@ type Limits struct {
 	// padding included, so a bomb hidden in headers is caught too.
 	// Default 100.
 	MaxRatio float64
+	// MaxDepth bounds the path elements of an entry's name ("a/b/c" has
+	// three), hence how deep the tree nests. Default 64.
+	MaxDepth int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -46,6 +55,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxRatio <= 0 {
 		l.MaxRatio = DefaultMaxRatio
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
 	}
 	return l
 }
@@ -103,19 +115,31 @@ var (
 	// zip structure, a checksum that does not match).
 	ErrCorruptArchive error = &packageError{"code: corrupt archive"}
 	// ErrUnsafePath: an entry's name is absolute, has a ".." element, a
-	// backslash or NUL, is too long, or lies beneath a symlink.
+	// backslash or NUL, is too long, or lies beneath a symlink of the
+	// package (no entry is ever written through a link).
 	ErrUnsafePath error = &packageError{"code: unsafe path in archive"}
-	// ErrUnsafeLink: a symlink whose target is absolute or leaves the
-	// package, or a hard link to anything but an earlier regular file of
-	// the package.
+	// ErrUnsafeLink: a symlink whose target is absolute or resolves
+	// outside the package, following the package's own links component
+	// by component as the kernel would (d/l -> .. then x -> d/l/.. is
+	// refused although x is spelt inside); a symlink whose resolution
+	// loops or takes too many steps, or that names a missing path
+	// differing only in case from one of the package (on a
+	// case-insensitive file system it would resolve through it); or a
+	// hard link to anything but an earlier regular file of the package.
 	ErrUnsafeLink error = &packageError{"code: unsafe link in archive"}
 	// ErrSpecialFile: a device, FIFO, socket or other non-regular entry.
 	ErrSpecialFile error = &packageError{"code: special file in archive"}
 	// ErrDuplicateEntry: an entry that would overwrite or conflict with an
-	// earlier one.
+	// earlier one, or with something already on disk that the package
+	// did not write.
 	ErrDuplicateEntry error = &packageError{"code: duplicate entry in archive"}
-	// ErrTooManyFiles: more entries than Limits.MaxFiles.
+	// ErrTooManyFiles: more entries (and implied directories) than
+	// Limits.MaxFiles, or a zip whose central directory declares or holds
+	// more entries, or more bytes, than that many entries can need.
 	ErrTooManyFiles error = &packageError{"code: too many files in archive"}
+	// ErrTooDeep: an entry's name has more path elements than
+	// Limits.MaxDepth.
+	ErrTooDeep error = &packageError{"code: archive nests too deep"}
 	// ErrUnpackedTooLarge: more unpacked bytes than Limits.MaxBytes.
 	ErrUnpackedTooLarge error = &packageError{"code: archive unpacks too large"}
 	// ErrCompressionRatio: unpacked bytes above Limits.MaxRatio times the
@@ -172,15 +196,24 @@ type ExtractStats struct {
 
 // Extract unpacks the archive src (size bytes, .tar.gz or zip, told apart by
 // its first bytes) into the directory dst, which must exist and should be
-// empty. Every write goes through an [os.Root] opened on dst, and every
-// entry is checked before anything is written for it, so nothing is ever
-// written outside dst. It rejects, each with its own error (an
-// [*ExtractError] wrapping the sentinel): absolute or ".." paths
-// (ErrUnsafePath), symlinks that leave dst and hard links to anything but an
-// earlier file (ErrUnsafeLink), devices and FIFOs (ErrSpecialFile),
-// duplicates (ErrDuplicateEntry), and archives beyond lim (ErrTooManyFiles,
-// ErrUnpackedTooLarge, ErrCompressionRatio). On an error dst may hold part of
-// the archive; the caller removes it.
+// empty. Every write goes through an [os.Root] opened on dst (or on one of
+// the directories Extract created below it), and every entry is checked
+// before anything is written for it, so nothing is ever written outside
+// dst. It rejects, each with its own error (an [*ExtractError] wrapping the
+// sentinel): absolute or ".." paths and paths beneath a symlink
+// (ErrUnsafePath), symlinks that resolve outside dst and hard links to
+// anything but an earlier file (ErrUnsafeLink), devices and FIFOs
+// (ErrSpecialFile), duplicates (ErrDuplicateEntry), and archives beyond lim:
+// more than MaxFiles entries and implied directories (ErrTooManyFiles),
+// names deeper than MaxDepth elements (ErrTooDeep), more than MaxBytes
+// unpacked (ErrUnpackedTooLarge), a ratio above MaxRatio
+// (ErrCompressionRatio). A zip's central directory is sized up before it is
+// parsed. On an error dst may hold part of the archive; the caller removes
+// it.
+//
+// The cost is linear in the archive: Extract keeps the directories it
+// created open (a bounded cache of handles), so an entry costs the system
+// calls that create it, not a walk from dst.
 //
 // Extract trusts src no more than any other input: verify the digest first
 // (the agent does, with [VerifyReader]). File modes keep their execute bits;
@@ -199,38 +232,44 @@ func Extract(ctx context.Context, src io.ReaderAt, size int64, dst string, lim L
 	if err != nil {
 		return ExtractStats{}, fmt.Errorf("code: extract: %w", err)
 	}
-	defer root.Close()
-	w := &treeWriter{ctx: ctx, root: root, lim: lim, archiveSize: size,
-		symlinks: map[string]bool{}, files: map[string]bool{}}
+	w := newTreeWriter(ctx, root, lim, size)
+	defer w.close()
 	switch format {
 	case FormatTarGz:
 		err = extractTarGz(w, io.NewSectionReader(src, 0, size))
 	case FormatZip:
 		err = extractZip(w, src, size)
 	}
+	if err == nil {
+		err = w.finish()
+	}
 	return ExtractStats{Format: format, Entries: w.entries, Bytes: w.bytes}, err
 }
 
 // treeWriter writes checked entries below root and enforces the limits;
-// the format readers only decode.
+// the format readers only decode. It keeps a model of the tree it wrote
+// (archive_tree.go) that every check runs against.
 type treeWriter struct {
 	ctx         context.Context
-	root        *os.Root
 	lim         Limits
 	archiveSize int64
 	entries     int
+	implied     int   // parent directories no entry has named (yet)
 	bytes       int64 // regular file bytes written
 	streamBytes int64 // decompressed bytes seen (tar stream); ratio basis
-	symlinks    map[string]bool
-	files       map[string]bool
 	buf         []byte
+	tree        *node             // the package root; its handle is the os.Root on dst
+	folded      map[foldKey]*node // children by case-folded name (archive_link.go)
+	lru         dirLRU            // open handles of directories below the root
+	links       []*node           // symlinks, resolved again once the tree is complete
 }
 
 const maxNameLen = 4096
 
 // cleanName validates an archive entry's name and returns it as a clean,
 // slash-separated relative path; "" with a nil error means the archive's
-// root ("." or "./"), which is skipped.
+// root ("." or "./"), which is skipped. Whether the path lies beneath a
+// symlink is checked against the tree, in [treeWriter.parentOf].
 func (w *treeWriter) cleanName(name string) (string, error) {
 	if len(name) > maxNameLen {
 		return "", reject(name, ErrUnsafePath, "name longer than %d bytes", maxNameLen)
@@ -256,12 +295,8 @@ func (w *treeWriter) cleanName(name string) (string, error) {
 	if !filepath.IsLocal(clean) {
 		return "", reject(name, ErrUnsafePath, "not a local path")
 	}
-	// No entry may be written through a symlink of the package: that is
-	// how a link inside the tree turns a later entry into a write outside.
-	for i := range len(clean) {
-		if clean[i] == '/' && w.symlinks[clean[:i]] {
-			return "", reject(name, ErrUnsafePath, "path lies beneath the symlink %q", clean[:i])
-		}
+	if depth := strings.Count(clean, "/") + 1; depth > w.lim.MaxDepth {
+		return "", reject(name, ErrTooDeep, "%d path elements, limit %d", depth, w.lim.MaxDepth)
 	}
 	return clean, nil
 }
@@ -272,8 +307,13 @@ func (w *treeWriter) admit(name string) error {
 		return err
 	}
 	w.entries++
-	if w.entries > w.lim.MaxFiles {
-		return reject(name, ErrTooManyFiles, "more than %d entries", w.lim.MaxFiles)
+	return w.checkCount(name)
+}
+
+// checkCount applies MaxFiles to the entries and the implied directories.
+func (w *treeWriter) checkCount(name string) error {
+	if w.entries+w.implied > w.lim.MaxFiles {
+		return reject(name, ErrTooManyFiles, "more than %d entries and implied directories", w.lim.MaxFiles)
 	}
 	return nil
 }
@@ -286,68 +326,9 @@ func (w *treeWriter) checkRatio(name string, n int64) error {
 	return nil
 }
 
-func (w *treeWriter) mkdirParent(name string) error {
-	if dir := filepath.Dir(name); dir != "." {
-		if err := w.root.MkdirAll(dir, 0o755); err != nil {
-			return reject(name, ErrDuplicateEntry, "parent directory: %v", err)
-		}
-	}
-	return nil
-}
-
-func (w *treeWriter) dir(rawName string) error {
-	name, err := w.cleanName(rawName)
-	if err != nil || name == "" {
-		return err
-	}
-	if err := w.admit(name); err != nil {
-		return err
-	}
-	if w.files[name] || w.symlinks[name] {
-		return reject(rawName, ErrDuplicateEntry, "directory replaces a file or link")
-	}
-	if err := w.root.MkdirAll(name, 0o755); err != nil {
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
-	}
-	return nil
-}
-
 // filePerm keeps the execute bits and owner access, drops the rest.
 func filePerm(mode os.FileMode) os.FileMode {
 	return (mode.Perm() &^ 0o022) | 0o600
-}
-
-func (w *treeWriter) file(rawName string, mode os.FileMode, r io.Reader) error {
-	name, err := w.cleanName(rawName)
-	if err != nil {
-		return err
-	}
-	if name == "" {
-		return reject(rawName, ErrDuplicateEntry, "a file cannot replace the package root")
-	}
-	if err := w.admit(name); err != nil {
-		return err
-	}
-	if err := w.mkdirParent(name); err != nil {
-		return err
-	}
-	f, err := w.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm(mode))
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return reject(rawName, ErrDuplicateEntry, "already exists")
-		}
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
-	}
-	w.files[name] = true
-	// Set the mode exactly, whatever the agent's umask.
-	err = f.Chmod(filePerm(mode))
-	if err == nil {
-		err = w.copy(rawName, f, r)
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("code: extract %q: %w", short(rawName), cerr)
-	}
-	return err
 }
 
 // copy writes r to f, checking the byte and ratio limits as it goes.
@@ -389,62 +370,4 @@ func (w *treeWriter) readErr(name string, err error) error {
 		return err
 	}
 	return reject(name, ErrCorruptArchive, "%v", err)
-}
-
-// symlink creates name → target after checking that the target, resolved
-// lexically from the link's directory, stays inside the package.
-func (w *treeWriter) symlink(rawName, target string) error {
-	name, err := w.cleanName(rawName)
-	if err != nil {
-		return err
-	}
-	if name == "" {
-		return reject(rawName, ErrUnsafeLink, "the package root cannot be a link")
-	}
-	if err := w.admit(name); err != nil {
-		return err
-	}
-	if target == "" || len(target) > maxNameLen || strings.ContainsAny(target, "\\\x00") {
-		return reject(rawName, ErrUnsafeLink, "bad link target %q", short(target))
-	}
-	if strings.HasPrefix(target, "/") {
-		return reject(rawName, ErrUnsafeLink, "absolute target %q", short(target))
-	}
-	if resolved := filepath.Join(filepath.Dir(name), target); !filepath.IsLocal(resolved) {
-		return reject(rawName, ErrUnsafeLink, "target %q leaves the package", short(target))
-	}
-	if err := w.mkdirParent(name); err != nil {
-		return err
-	}
-	if err := w.root.Symlink(target, name); err != nil {
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
-	}
-	w.symlinks[name] = true
-	return nil
-}
-
-// hardlink creates name as another name of the earlier regular file target.
-func (w *treeWriter) hardlink(rawName, rawTarget string) error {
-	name, err := w.cleanName(rawName)
-	if err != nil {
-		return err
-	}
-	if err := w.admit(name); err != nil {
-		return err
-	}
-	target, err := w.cleanName(rawTarget)
-	if err != nil || target == "" || !w.files[target] {
-		return reject(rawName, ErrUnsafeLink, "hard link target %q is not an earlier file of the package", short(rawTarget))
-	}
-	if name == "" {
-		return reject(rawName, ErrUnsafeLink, "the package root cannot be a link")
-	}
-	if err := w.mkdirParent(name); err != nil {
-		return err
-	}
-	if err := w.root.Link(target, name); err != nil {
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
-	}
-	w.files[name] = true
-	return nil
 }

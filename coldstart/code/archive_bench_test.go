@@ -4,9 +4,12 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/faasplane/faas/coldstart/code"
@@ -59,6 +62,55 @@ func BenchmarkExtract(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkExtractTree unpacks packages of many small entries, where the
+// cost is in the tree and not in the bytes: deep (1,000 files 64 levels
+// down, the most MaxDepth allows: each used to cost a walk from the root)
+// and wide (4,000 files over 40 directories), as tar.gz and as zip.
+func BenchmarkExtractTree(b *testing.B) {
+	var wide []pkgEntry
+	for i := range 4000 {
+		wide = append(wide, pkgEntry{Name: fmt.Sprintf("dir%02d/file%04d.js", i%40, i), Body: "x"})
+	}
+	var deep []pkgEntry
+	prefix := strings.Repeat("d/", code.DefaultMaxDepth-1)
+	for i := range 1000 {
+		deep = append(deep, pkgEntry{Name: prefix + "f" + strconv.Itoa(i)})
+	}
+	for _, c := range []struct {
+		name    string
+		archive []byte
+		entries int
+	}{
+		{"deep/tar.gz", deepTarGz(b, 1000, code.DefaultMaxDepth), 1000},
+		{"deep/zip", pkgZip(b, zip.Store, deep...), 1000},
+		{"wide/tar.gz", pkgTarGz(b, wide...), 4000},
+		{"wide/zip", pkgZip(b, zip.Store, wide...), 4000},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			work := b.TempDir()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				dst := filepath.Join(work, strconv.Itoa(i))
+				if err := os.Mkdir(dst, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				st, err := code.Extract(context.Background(), bytes.NewReader(c.archive), int64(len(c.archive)), dst, code.Limits{})
+				if err != nil || st.Entries != c.entries {
+					b.Fatal(st, err)
+				}
+				b.StopTimer()
+				_ = os.RemoveAll(dst)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*c.entries), "ns/entry")
 		})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +138,111 @@ func pkgAssertContained(t testing.TB, base string) {
 		}
 		t.Fatalf("extraction wrote outside the destination: %s", p)
 	}
+}
+
+// deepTarGz builds the shape of the nesting attack: files empty files, all
+// in one directory depth-1 levels down ("d/d/.../d/f17"), so every entry's
+// name has depth elements.
+func deepTarGz(t testing.TB, files, depth int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	prefix := strings.Repeat("d/", depth-1)
+	for i := range files {
+		hdr := &tar.Header{Name: prefix + "f" + strconv.Itoa(i), Mode: 0o644, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		require.NoError(t, tw.WriteHeader(hdr))
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+// pkgLinkEscapes follows the symlink at p, below root, the way the kernel
+// resolves a path (element by element, each link replaced by its target
+// read from the link's directory) and reports the first point at which
+// the resolution leaves root, or "" if it never does. Resolution stops
+// where the kernel's would: at a missing path (ENOENT), at a file with
+// elements left (ENOTDIR), after 40 links (ELOOP).
+func pkgLinkEscapes(t testing.TB, root, p string) string {
+	t.Helper()
+	rel, err := filepath.Rel(root, filepath.Dir(p))
+	require.NoError(t, err)
+	var cur []string // directories below root, all real
+	if rel != "." {
+		cur = strings.Split(filepath.ToSlash(rel), "/")
+	}
+	target, err := os.Readlink(p)
+	require.NoError(t, err)
+	if filepath.IsAbs(target) {
+		return "absolute target " + target
+	}
+	todo := []string{target} // unread rests of targets, innermost last
+	for hops := 0; len(todo) > 0; {
+		top := len(todo) - 1
+		elem, rest, _ := strings.Cut(todo[top], "/")
+		if rest == "" {
+			todo = todo[:top]
+		} else {
+			todo[top] = rest
+		}
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return "above the root, reading " + target
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		next := filepath.Join(append([]string{root}, append(cur, elem)...)...)
+		fi, err := os.Lstat(next)
+		switch {
+		case err != nil:
+			return "" // ENOENT or ENOTDIR: the kernel stops here
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if hops++; hops > 40 {
+				return "" // ELOOP
+			}
+			lt, err := os.Readlink(next)
+			if err != nil {
+				return ""
+			}
+			if filepath.IsAbs(lt) {
+				return "absolute target " + lt + " of " + next
+			}
+			todo = append(todo, lt)
+		case fi.IsDir():
+			cur = append(cur, elem)
+		default:
+			return "" // a file: the end, or ENOTDIR
+		}
+	}
+	return ""
+}
+
+// pkgAssertLinksInside checks every symlink below dst twice: by kernel-like
+// resolution (pkgLinkEscapes, which sees escapes a dangling link would
+// make) and, where the link resolves, with filepath.EvalSymlinks.
+func pkgAssertLinksInside(t testing.TB, dst string) {
+	t.Helper()
+	root, err := filepath.EvalSymlinks(dst)
+	require.NoError(t, err)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		if why := pkgLinkEscapes(t, root, p); why != "" {
+			t.Fatalf("symlink %s resolves outside the package: %s", p, why)
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			rel, rerr := filepath.Rel(root, real)
+			if rerr != nil || !filepath.IsLocal(rel) {
+				t.Fatalf("symlink %s resolves to %s, outside %s", p, real, root)
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
 }

@@ -77,7 +77,7 @@ func TestExtractZipGood(t *testing.T) {
 var allRejections = []error{
 	code.ErrUnknownFormat, code.ErrCorruptArchive, code.ErrUnsafePath, code.ErrUnsafeLink,
 	code.ErrSpecialFile, code.ErrDuplicateEntry, code.ErrTooManyFiles, code.ErrUnpackedTooLarge,
-	code.ErrCompressionRatio, code.ErrBadManifest,
+	code.ErrCompressionRatio, code.ErrBadManifest, code.ErrTooDeep,
 }
 
 func zeros(n int) string { return string(make([]byte, n)) }
@@ -166,6 +166,80 @@ func TestExtractRejectsMaliciousArchives(t *testing.T) {
 			return b[:len(b)-30]
 		}, code.Limits{}, code.ErrCorruptArchive},
 		{"tar unsupported type", tarOf(pkgEntry{Name: "c", Type: tar.TypeCont}), code.Limits{}, code.ErrSpecialFile},
+		{"tar hard link through a symlink", tarOf(
+			pkgEntry{Name: "sub/f", Body: "x"},
+			pkgEntry{Name: "l", Type: tar.TypeSymlink, Linkname: "sub"},
+			pkgEntry{Name: "h", Type: tar.TypeLink, Linkname: "l/f"}), code.Limits{}, code.ErrUnsafeLink},
+		{"tar directory over a symlink", tarOf(
+			pkgEntry{Name: "l", Type: tar.TypeSymlink, Linkname: "sub"},
+			pkgEntry{Name: "l/", Type: tar.TypeDir}), code.Limits{}, code.ErrDuplicateEntry},
+		{"tar file over a dangling symlink", tarOf(
+			pkgEntry{Name: "l", Type: tar.TypeSymlink, Linkname: "nowhere"},
+			pkgEntry{Name: "l", Body: "x"}), code.Limits{}, code.ErrDuplicateEntry},
+		{"tar too many implied directories", tarOf(pkgEntry{Name: "a/b/c/f", Body: "x"}),
+			code.Limits{MaxFiles: 3}, code.ErrTooManyFiles},
+		{"tar too deep", tarOf(pkgEntry{Name: strings.Repeat("d/", 64) + "f", Body: "x"}), code.Limits{}, code.ErrTooDeep},
+		{"zip too deep", zipOf(pkgEntry{Name: strings.Repeat("d/", 64) + "f", Body: "x"}), code.Limits{}, code.ErrTooDeep},
+		{"tar deeper than a custom limit", tarOf(pkgEntry{Name: "a/b/c/d/", Type: tar.TypeDir}), code.Limits{MaxDepth: 3}, code.ErrTooDeep},
+		{"tar symlink too deep", tarOf(pkgEntry{Name: "a/b/c/l", Type: tar.TypeSymlink, Linkname: "x"}), code.Limits{MaxDepth: 3}, code.ErrTooDeep},
+	}
+	// Links that are spelt inside the package and resolve outside it,
+	// through links the package itself created: each as tar and as zip.
+	up21 := strings.Repeat("../", 21)
+	for _, c := range []struct {
+		name    string
+		entries []pkgEntry
+		want    error
+	}{
+		{"symlink chain to the parent", []pkgEntry{
+			{Name: "d/", Type: tar.TypeDir},
+			{Name: "d/l", Type: tar.TypeSymlink, Linkname: ".."},
+			{Name: "x", Type: tar.TypeSymlink, Linkname: "d/l/.."}}, code.ErrUnsafeLink},
+		{"symlink chain two levels down", []pkgEntry{
+			{Name: "d/e/l", Type: tar.TypeSymlink, Linkname: "../.."},
+			{Name: "x", Type: tar.TypeSymlink, Linkname: "d/e/l/../outside"}}, code.ErrUnsafeLink},
+		{"link to a link to the root, then up", []pkgEntry{
+			{Name: "d/up", Type: tar.TypeSymlink, Linkname: ".."},
+			{Name: "a", Type: tar.TypeSymlink, Linkname: "d/up"},
+			{Name: "x", Type: tar.TypeSymlink, Linkname: "a/.."}}, code.ErrUnsafeLink},
+		{"symlink chain to an absolute path", []pkgEntry{
+			{Name: "d/l", Type: tar.TypeSymlink, Linkname: ".."},
+			{Name: "x", Type: tar.TypeSymlink, Linkname: strings.Repeat("d/l/", 20) + up21 + "etc/passwd"}}, code.ErrUnsafeLink},
+		{"nested chain of links", []pkgEntry{
+			{Name: "a/b/c/l", Type: tar.TypeSymlink, Linkname: "../../.."},
+			{Name: "a/b/m", Type: tar.TypeSymlink, Linkname: "c/l/a"},
+			{Name: "x", Type: tar.TypeSymlink, Linkname: "a/b/m/../.."}}, code.ErrUnsafeLink},
+		{"a later link makes an earlier one escape", []pkgEntry{
+			{Name: "x", Type: tar.TypeSymlink, Linkname: "m/../outside"},
+			{Name: "d/l", Type: tar.TypeSymlink, Linkname: ".."},
+			{Name: "m", Type: tar.TypeSymlink, Linkname: "d/l"}}, code.ErrUnsafeLink},
+		{"link loop", []pkgEntry{
+			{Name: "a", Type: tar.TypeSymlink, Linkname: "b"},
+			{Name: "b", Type: tar.TypeSymlink, Linkname: "a"}}, code.ErrUnsafeLink},
+		{"link to itself", []pkgEntry{{Name: "a", Type: tar.TypeSymlink, Linkname: "./a"}}, code.ErrUnsafeLink},
+		{"link loop through a directory", []pkgEntry{
+			{Name: "d/a", Type: tar.TypeSymlink, Linkname: "../d/a/x"}}, code.ErrUnsafeLink},
+		{"link too long to resolve", []pkgEntry{
+			{Name: "a", Type: tar.TypeSymlink, Linkname: strings.Repeat("./", 2000) + "b"}}, code.ErrUnsafeLink},
+		{"link that differs in case from a chain", []pkgEntry{
+			{Name: "d/l", Type: tar.TypeSymlink, Linkname: ".."},
+			{Name: "x", Type: tar.TypeSymlink, Linkname: "D/l/.."}}, code.ErrUnsafeLink},
+		{"write through a symlink", []pkgEntry{
+			{Name: "sub/", Type: tar.TypeDir},
+			{Name: "l", Type: tar.TypeSymlink, Linkname: "sub"},
+			{Name: "l/x", Body: "x"}}, code.ErrUnsafePath},
+		{"write through a symlink deep down", []pkgEntry{
+			{Name: "a/l", Type: tar.TypeSymlink, Linkname: "../b"},
+			{Name: "a/l/c/d", Body: "x"}}, code.ErrUnsafePath},
+	} {
+		cases = append(cases, tc{"tar " + c.name, tarOf(c.entries...), code.Limits{}, c.want})
+		var zipEntries []pkgEntry
+		for _, e := range c.entries {
+			if e.Type != tar.TypeDir { // zip needs no directory entries
+				zipEntries = append(zipEntries, e)
+			}
+		}
+		cases = append(cases, tc{"zip " + c.name, zipOf(zipEntries...), code.Limits{}, c.want})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -182,6 +256,7 @@ func TestExtractRejectsMaliciousArchives(t *testing.T) {
 			require.ErrorAs(t, err, &ee)
 			require.NotEmpty(t, ee.Detail)
 			pkgAssertContained(t, base)
+			pkgAssertLinksInside(t, dst) // even a refused package leaves no way out
 			_, statErr := os.Lstat("/etc/passwd-faas-test")
 			require.True(t, os.IsNotExist(statErr))
 		})

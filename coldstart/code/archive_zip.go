@@ -12,11 +12,14 @@ import (
 const maxLinkTarget = 4096
 
 // extractZip decodes the zip archive src into w. The central directory is
-// checked as a whole first (entry count, declared sizes and ratio), so an
-// obvious bomb is refused before a byte is written; the limits are then
-// enforced again on the bytes actually decompressed, since declared sizes
-// can lie.
+// sized up before archive/zip parses it (archive_eocd.go), then checked as
+// a whole (entry count, declared sizes and ratio), so an obvious bomb is
+// refused before a byte is written; the limits are then enforced again on
+// the bytes actually decompressed, since declared sizes can lie.
 func extractZip(w *treeWriter, src io.ReaderAt, size int64) error {
+	if err := checkZipDirectory(src, size, w.lim.MaxFiles); err != nil {
+		return err
+	}
 	zr, err := zip.NewReader(src, size)
 	if err != nil && err != zip.ErrInsecurePath {
 		// ErrInsecurePath comes with a usable reader; our own checks

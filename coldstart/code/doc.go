@@ -14,4 +14,16 @@
 // in front of it a node-local disk cache with a byte budget and LRU eviction
 // serves repeated cold starts from disk, and a tiered store chains local
 // cache, shared cache and origin so that a miss fills the tiers above it.
+//
+// A verified package is still hostile input until [Extract] has unpacked
+// it. Every entry is checked against a model of the tree written so far
+// before anything is written for it, and every write goes through an
+// [os.Root]: no path leaves the destination, none goes through a symlink,
+// and a symlink is judged by what it resolves to through the package's
+// other links, not by how its target is spelt. [Limits] bound the entries
+// and the directories they imply (10,000), the nesting (64 path elements),
+// the unpacked bytes (512 MiB) and the compression ratio (100:1); a zip's
+// central directory is sized up against them before it is parsed. The
+// cost of extraction is linear in the archive: the directories being
+// written into stay open, so a deep entry costs no walk from the root.
 package code
