@@ -38,6 +38,29 @@
 // idempotent; and retries in flight stay within 20 % of the function's
 // active requests (at least 3), Linkerd's retry budget.
 //
+// Pull checks share one weak point: the checker's own network. If the
+// dataplane loses its link to a node, every check of that node's instances
+// fails, and acting on those checks would drain healthy instances and ask
+// for as many replacements. So the monitor has a panic mode, like Envoy's
+// healthy panic threshold. It counts the instances whose latest pull check
+// failed or that pull checks hold out, after each round and before any of
+// its verdicts is applied. It panics for a function when more than
+// HealthConfig.PanicThreshold (50 %) of its instances, rounded down, are
+// failing, and for a node when all of the instances routed on that node
+// are failing, of whatever function. Either way the group needs at least
+// HealthConfig.PanicMinInstances (2) instances. During a panic, failed pull
+// checks of the instances concerned neither take them out nor replace
+// them. The instances that pull checks had taken out are let back
+// ([CauseHealthPanic]), and their failures count from zero again once the
+// panic ends. Push reports, instance_reassigned answers and breakers keep
+// working, so real traffic still ejects an instance that is really broken.
+// The count covers failures that overlap in time, not failures over time:
+// a trickle of failures is handled instance by instance as long as the
+// share failing at once stays within the threshold, and pull checks never
+// hold out more than that share of a function of two instances or more.
+// Entering and leaving a panic is logged once each at warn level, and
+// [Stats].Panicking and [HealthMonitor.PanickingNodes] report it.
+//
 // Policies, breakers and the retry budget are deterministic: they take the
 // time as an argument and their randomness from an injectable [rand.Source],
 // so a simulator replays them on virtual time with a seeded source. The

@@ -68,9 +68,14 @@ const (
 	// answered function_exited, or reported it); the instance is
 	// replaced.
 	CauseExited
+	// CauseHealthPanic: the [HealthMonitor] let back an instance its pull
+	// checks had taken out, because so many instances of its function (or
+	// all on its node) fail them together that it suspects its own
+	// network (HealthConfig.PanicThreshold).
+	CauseHealthPanic
 )
 
-var causeNames = [...]string{"", "caller", "breaker", "health_pull", "health_push", "liveness", "instance_reassigned", "migrated", "state", "function_exited"}
+var causeNames = [...]string{"", "caller", "breaker", "health_pull", "health_push", "liveness", "instance_reassigned", "migrated", "state", "function_exited", "health_panic"}
 
 // String returns the cause's name, e.g. "breaker".
 func (c Cause) String() string {

@@ -22,6 +22,9 @@ type function struct {
 	snap atomic.Pointer[snapshot]
 	// retrying counts the function's retries in flight (Router.Retry).
 	retrying atomic.Int64
+	// panicking is set by the HealthMonitor while the function is in
+	// panic (HealthConfig.PanicThreshold), for Stats.
+	panicking atomic.Bool
 
 	mu      sync.Mutex
 	dead    bool      // removed from the index; Add must look it up again

@@ -78,13 +78,32 @@ type HealthConfig struct {
 	Source HealthSource
 	// Readiness takes an instance out of the routes after
 	// FailureThreshold failed checks in a row and lets it back after one
-	// success. Default every 2 s, 3 failures, 1 s timeout.
+	// success, except in panic (see PanicThreshold). Default every 2 s,
+	// 3 failures, 1 s timeout.
 	Readiness Probe
 	// Liveness gives up on an instance after FailureThreshold failed
 	// liveness checks with no successful check in between: it is removed,
-	// replaced (Config.Replace) and moved to Draining. Default every 45 s,
-	// 3 failures, 1 s timeout.
+	// replaced (Config.Replace) and moved to Draining, except in panic
+	// (see PanicThreshold). Default every 45 s, 3 failures, 1 s timeout.
 	Liveness Probe
+	// PanicThreshold is the share of a function's instances whose pull
+	// checks may be failing at the same time before the monitor suspects
+	// its own network rather than the instances, as Envoy's healthy panic
+	// threshold does. A function with more than PanicThreshold × its
+	// instances (rounded down) failing their latest check is in panic;
+	// so is a node every one of whose routed instances (of any function)
+	// is failing. In panic, failed pull checks of the instances concerned
+	// neither take them out of the routes nor retire them, the ones pull
+	// checks had taken out are let back (CauseHealthPanic), and their
+	// failure streaks restart when the panic ends; push reports,
+	// instance_reassigned answers and breakers act as usual. Default 0.5;
+	// it must be below 1, and a negative value disables both rules.
+	PanicThreshold float64
+	// PanicMinInstances is the fewest routed instances a function or a
+	// node must have for the panic rules to apply to it: a lone instance
+	// failing is evidence against the instance, not against the checker.
+	// Instances without a Node belong to no node. Default 2; must be ≥ 2.
+	PanicMinInstances int
 	// Interval is the period of the monitor's rounds: each round ticks
 	// the router's breakers and runs the checks that are due. Default
 	// 500 ms.
@@ -94,8 +113,9 @@ type HealthConfig struct {
 	MaxConcurrentChecks int
 	// Clock is the time source. Default [SystemClock].
 	Clock Clock
-	// Logger receives check failures at debug level and push source
-	// failures at warn level. Default: discard.
+	// Logger receives check failures at debug level, push source
+	// failures and entering or leaving a panic at warn level. Default:
+	// discard.
 	Logger *slog.Logger
 }
 
@@ -111,6 +131,10 @@ type HealthMonitor struct {
 
 	round  sync.Mutex // serializes rounds
 	probes map[*member]*probeState
+	// The groups in panic after the latest round (panic.go); written
+	// with round and pmu held, read with either.
+	pmu                sync.Mutex
+	fnPanic, nodePanic map[string]tally
 
 	mu      sync.Mutex
 	started bool
@@ -123,6 +147,10 @@ type HealthMonitor struct {
 type probeState struct {
 	readyNext, liveNext   time.Time
 	readyFails, liveFails int
+	// failing: the latest check failed (not with a reassignment); out: the
+	// readiness probe holds the instance out of the routes; gone: the
+	// latest check answered that the instance was reassigned.
+	failing, out, gone bool
 }
 
 // NewHealthMonitor returns a monitor for r; it starts nothing. It returns
@@ -147,6 +175,16 @@ func NewHealthMonitor(r *Router, cfg HealthConfig) (*HealthMonitor, error) {
 	if cfg.Interval < 0 || cfg.MaxConcurrentChecks < 1 {
 		return nil, fmt.Errorf("%w: Interval must be > 0 and MaxConcurrentChecks ≥ 1, got %v and %d",
 			ErrInvalidConfig, cfg.Interval, cfg.MaxConcurrentChecks)
+	}
+	if cfg.PanicThreshold == 0 {
+		cfg.PanicThreshold = 0.5
+	}
+	if cfg.PanicMinInstances == 0 {
+		cfg.PanicMinInstances = 2
+	}
+	if !(cfg.PanicThreshold < 1) || cfg.PanicMinInstances < 2 {
+		return nil, fmt.Errorf("%w: PanicThreshold must be < 1 (negative: never panic) and PanicMinInstances ≥ 2, got %v and %d",
+			ErrInvalidConfig, cfg.PanicThreshold, cfg.PanicMinInstances)
 	}
 	if cfg.Checker == nil {
 		cfg.Checker = NewHTTPChecker(nil, cfg.Readiness.Timeout)
@@ -308,8 +346,16 @@ func (h *HealthMonitor) RunOnce(ctx context.Context, now time.Time) {
 		return // the monitor is closing: the checks were cut short, not failed
 	}
 	for _, c := range due {
+		c.st.gone = errors.Is(c.err, lifecycle.ErrInstanceReassigned)
+		c.st.failing = c.err != nil && !c.st.gone
+	}
+	// The round's verdicts are judged together before any is acted on, so
+	// that a mass failure takes out nothing rather than the first few.
+	h.assess(members)
+	for _, c := range due {
 		h.apply(now, c.m, c.st, c.ready, c.live, c.err)
 	}
+	h.letBack(now, members)
 }
 
 // apply records one check's result; h.round held.
@@ -324,18 +370,27 @@ func (h *HealthMonitor) apply(now time.Time, m *member, st *probeState, ready, l
 	if err == nil {
 		st.readyFails, st.liveFails = 0, 0
 		if ready {
+			st.out = false
 			h.r.setHealth(now, m, healthPull, true, CauseHealthPull, "readiness check passed")
 		}
 		return
 	}
 	h.log.Debug("health check failed", "instance", inst.ID, "function", inst.FunctionID, "err", err)
 	if errors.Is(err, lifecycle.ErrInstanceReassigned) {
+		// An agent's answer, not a network symptom: acted on even in panic.
 		h.r.retire(now, m, CauseReassigned, err.Error(), false)
+		return
+	}
+	if h.shielded(m) {
+		// The failure is held against the checker, not the instance; so
+		// is the streak that led into the panic.
+		st.readyFails, st.liveFails = 0, 0
 		return
 	}
 	if ready {
 		st.readyFails++
 		if st.readyFails >= h.cfg.Readiness.FailureThreshold {
+			st.out = true
 			h.r.setHealth(now, m, healthPull, false, CauseHealthPull,
 				fmt.Sprintf("readiness failed %d times: %v", st.readyFails, err))
 		}

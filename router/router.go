@@ -312,6 +312,11 @@ type Stats struct {
 	// Free is the number of free slots on the routable instances: how
 	// many more requests the function takes now without a cold start.
 	Free int
+	// Panicking is true while the [HealthMonitor] is in panic for the
+	// function (HealthConfig.PanicThreshold): so many of its instances
+	// fail their pull checks together that it suspects its own network
+	// and does not act on those failures.
+	Panicking bool
 }
 
 // Stats returns the function's route statistics; all zero for a function
@@ -323,7 +328,7 @@ func (r *Router) Stats(functionID string) Stats {
 		return Stats{}
 	}
 	s := f.snap.Load()
-	st := Stats{Instances: len(s.all), Ejected: s.ejected, Unhealthy: s.unhealthy}
+	st := Stats{Instances: len(s.all), Ejected: s.ejected, Unhealthy: s.unhealthy, Panicking: f.panicking.Load()}
 	for _, m := range s.all {
 		st.InFlight += m.slots.InFlight()
 	}
