@@ -107,11 +107,13 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rid = d.ids.next()
 	}
 	if !d.running() {
+		closeUnread(w, r)
 		lifecycle.WriteError(w, rid, http.StatusServiceUnavailable, lifecycle.CodeNotReady, d.notRunning().Error())
 		return
 	}
 	rt, perr := parseRoute(r)
 	if perr != nil {
+		closeUnread(w, r)
 		lifecycle.WriteErr(w, rid, perr)
 		return
 	}
@@ -123,6 +125,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if fn != nil {
 			d.record(fn, start, lifecycle.CodeTooLarge, false)
 		}
+		closeUnread(w, r)
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeTooLarge, "body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes exceeds "+strconv.FormatInt(d.cfg.MaxBodyBytes, 10))
 		return
 	}
@@ -143,6 +146,9 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if fn == nil {
 		d.countUnknown()
+		if !bodyRead {
+			closeUnread(w, r)
+		}
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionNotFound, "function "+strconv.Quote(rt.functionID)+" is not deployed")
 		return
 	}
@@ -150,6 +156,9 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	prio, err := loadshed.ParsePriority(r.Header.Get(lifecycle.HeaderPriority))
 	if err != nil {
 		d.record(fn, start, lifecycle.CodeBadRequest, false)
+		if !bodyRead {
+			closeUnread(w, r)
+		}
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest, err.Error())
 		return
 	}
@@ -164,6 +173,9 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l, err := d.admitShed(fn, caller, prio, start)
 	if err != nil {
 		d.recordErr(fn, start, err, false)
+		if !bodyRead {
+			closeUnread(w, r)
+		}
 		writeInvokeError(w, rid, err)
 		return
 	}
@@ -207,6 +219,20 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.record(fn, start, "", l.waited)
+}
+
+// closeUnread makes the server close an HTTP/1 connection after a refusal
+// instead of reading a body the request will never use: net/http otherwise
+// reads up to 256 KiB of an unread body, before it sends the answer and
+// again when the handler returns, so a refusal would wait for the very
+// body it refuses, and a client that never sends it would hold the
+// connection. The read deadline in the past ends those reads at once.
+// (HTTP/2 resets the stream instead and needs nothing.)
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 }
 
 // forwardTimeout bounds reading the body of a request forwarded to its

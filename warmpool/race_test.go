@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,13 +38,22 @@ func TestConcurrentTakesTicksAndDeletes(t *testing.T) {
 		}
 		seen[p.ID] = true
 	}
+	// took counts the pods each taker got: a TryTake-and-Delete taker and
+	// a blocking taker per manager.
+	var took [4]atomic.Int64
 	var wg sync.WaitGroup
-	for _, m := range mgrs {
+	stop := sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+	})
+	defer stop() // a failed round must not leave the takers running
+	for i, m := range mgrs {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				p, err := m.TryTake(ctx, "go", nil)
 				if err == nil {
 					record(p)
+					took[2*i].Add(1)
 					_ = m.Delete(ctx, p)
 				}
 			}
@@ -53,18 +63,38 @@ func TestConcurrentTakesTicksAndDeletes(t *testing.T) {
 				p, err := m.Take(ctx, "go", nil) // waits for the rounds below
 				if err == nil {
 					record(p)
+					took[2*i+1].Add(1)
 				} else if !errors.Is(err, context.Canceled) {
 					t.Error(err)
 				}
 			}
 		})
 	}
-	for i := range 300 {
+	// At least 300 rounds, and on until every taker has had a pod: on a
+	// busy machine the takers may not be scheduled at all while the main
+	// goroutine runs the first 300, and the run would then check nothing.
+	// A taker always gets one eventually (each round refills the pools),
+	// so the bound only catches a manager that stopped handing out pods.
+	counts := func() (n [4]int64, all bool) {
+		all = true
+		for j := range took {
+			n[j] = took[j].Load()
+			all = all && n[j] > 0
+		}
+		return n, all
+	}
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; ; i++ {
+		if n, all := counts(); i >= 300 && all {
+			t.Logf("%d rounds; pods taken per taker (try, blocking; per manager): %v", i, n)
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after %d rounds, some taker never got a pod: %v", i, n)
+		}
 		e.clock.Advance(time.Second)
 		require.NoError(t, mgrs[i%2].Tick(ctx))
 	}
-	cancel()
-	wg.Wait()
+	stop()
 	require.Empty(t, dups)
 	require.NotEmpty(t, seen)
 }

@@ -53,6 +53,11 @@ func main() {
 	}
 }
 
+// shedCapacity is the load shedder's capacity: the requests the dataplane
+// holds in flight before it sheds. The overload phase offers a multiple of
+// it.
+const shedCapacity = 64
+
 type options struct {
 	serve   bool
 	scale   float64
@@ -124,7 +129,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		Meter: concurrency.MeterConfig{StableWindow: 3 * time.Second, PanicWindow: time.Second, Bucket: 100 * time.Millisecond},
 		// A known capacity, so that the overload phase sheds predictably
 		// (the default learns it with an adaptive limit).
-		Shedding:      loadshed.Config{Capacity: 64, Burst: -1},
+		Shedding:      loadshed.Config{Capacity: shedCapacity, Burst: -1},
 		ScaleInterval: 200 * time.Millisecond,
 		NodeID:        "quickstart",
 		Logger:        logger,
