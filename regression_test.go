@@ -2,6 +2,7 @@ package faas
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
+	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/warmpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,4 +247,38 @@ func TestRemoveThatTimesOutStillDeletesThePods(t *testing.T) {
 	_ = e.dp.Remove(ctx, "f")
 	_, alive := e.pods.Get(podID)
 	assert.False(t, alive, "the pod is deleted although the drain ran out of time")
+}
+
+// TestPartitionedCheckerReplacesNothing is the regression test of a health
+// checker cut off from the instances (every check fails): it drained 20 of
+// 20 healthy instances in 7 s and asked for 20 replacements. Now the panic
+// threshold holds: the instances keep serving and no cold start follows.
+// (With PanicThreshold: -1 the same test sees instances drained.)
+func TestPartitionedCheckerReplacesNothing(t *testing.T) {
+	var checks atomic.Int64
+	e := newFakeEnv(t, newFakeAgents(), func(c *Config) {
+		c.Health = router.HealthConfig{
+			Checker: router.CheckerFunc(func(context.Context, *lifecycle.Instance) error {
+				checks.Add(1)
+				return errors.New("network unreachable")
+			}),
+			Interval:  5 * time.Millisecond,
+			Readiness: router.Probe{Period: 5 * time.Millisecond, FailureThreshold: 3},
+			Liveness:  router.Probe{Period: 10 * time.Millisecond, FailureThreshold: 3},
+		}
+	})
+	deployAndWarm(t, e, FunctionSpec{ID: "f", MinInstances: 6, MaxInstances: 6})
+	require.Eventually(t, func() bool { return e.dp.router.Stats("f").Routable == 6 }, 10*time.Second, 5*time.Millisecond)
+	cold := e.dp.Stats().ColdStarts.Count
+	// Ten failed checks of each instance: three times the readiness and
+	// liveness thresholds.
+	start := checks.Load()
+	require.Eventually(t, func() bool { return checks.Load()-start >= 60 }, 30*time.Second, time.Millisecond)
+	st := e.dp.router.Stats("f")
+	assert.Equal(t, 6, st.Routable, "no instance drained")
+	assert.True(t, st.Panicking)
+	assert.Equal(t, cold, e.dp.Stats().ColdStarts.Count, "no replacement")
+	resp, err := e.dp.Invoke(context.Background(), &Request{FunctionID: "f"})
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
