@@ -100,7 +100,11 @@ func TestReleasedSlotIsHandedToWaiters(t *testing.T) {
 
 	var wg sync.WaitGroup
 	got := make(chan lease, 2)
-	for range 2 {
+	for i := range 2 {
+		// The queue length to wait for is fixed before the goroutine
+		// starts: computed after, it could already count this waiter and
+		// wait for one that never comes.
+		want := i + 1
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -109,8 +113,7 @@ func TestReleasedSlotIsHandedToWaiters(t *testing.T) {
 				got <- l
 			}
 		}()
-		n := fn.queue.Len() + 1
-		require.Eventually(t, func() bool { return fn.queue.Len() == n }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return fn.queue.Len() == want }, 5*time.Second, time.Millisecond)
 	}
 	holder.release(time.Now(), router.Success) // handed straight to the first waiter
 	first := <-got
