@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/warmpool"
-	"github.com/stretchr/testify/require"
 )
 
 // newRoutedDataplane builds a Dataplane that is not started (no pools, no
@@ -54,7 +55,7 @@ func addReadyInstance(tb testing.TB, d *Dataplane, fnID, id string, now time.Tim
 	tb.Helper()
 	fn := d.lookup(fnID)
 	v := fn.version()
-	inst := lifecycle.NewInstance(lifecycle.Info{ID: id, FunctionID: fnID, PodID: "pod-" + id, Addr: "127.0.0.1:1", Generation: fmt.Sprint(v.gen)}, now)
+	inst := lifecycle.NewInstance(lifecycle.Info{ID: id, FunctionID: fnID, PodID: "pod-" + id, Addr: "127.0.0.1:1", Generation: v.gen}, now)
 	for _, s := range []lifecycle.State{lifecycle.Loading, lifecycle.Loaded, lifecycle.Ready} {
 		require.NoError(tb, inst.Transition(now, s, "test"))
 	}
@@ -62,7 +63,7 @@ func addReadyInstance(tb testing.TB, d *Dataplane, fnID, id string, now time.Tim
 	fn.mu.Lock()
 	fn.instances[id] = &instance{inst: inst, slots: slots, gen: v.gen}
 	fn.mu.Unlock()
-	require.NoError(tb, d.router.Add(now, inst, slots))
+	require.NoError(tb, d.router.Add(now, inst, slots, fn.queue))
 	return inst
 }
 
@@ -89,11 +90,11 @@ func BenchmarkHotPath(b *testing.B) {
 			for b.Loop() {
 				now = now.Add(time.Microsecond)
 				fn := d.lookup("hot")
-				l, err := d.admit(ctx, fn, fn.version(), "caller", loadshed.Default, now)
+				l, err := admitCall(d, ctx, fn, "caller", loadshed.Default, now)
 				if err != nil {
 					b.Fatal(err)
 				}
-				l.release(now, router.Success)
+				l.end(now, router.Success)
 			}
 		})
 	}
@@ -111,12 +112,12 @@ func BenchmarkHotPathParallel(b *testing.B) {
 		for pb.Next() {
 			now = now.Add(time.Microsecond)
 			fn := d.lookup("hot")
-			l, err := d.admit(ctx, fn, fn.version(), "caller", loadshed.Default, now)
+			l, err := admitCall(d, ctx, fn, "caller", loadshed.Default, now)
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			l.release(now, router.Success)
+			l.end(now, router.Success)
 		}
 	})
 }

@@ -1,16 +1,17 @@
 package faas
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/faasplane/faas/internal/httpx"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
@@ -109,56 +110,35 @@ type forwardStats struct {
 	forwarded, fallbacks atomic.Uint64
 }
 
-type forwardKey struct{}
-
-// newForwarder proxies a gateway request to another node's gateway. Its
-// error handler only records the error: forwardHTTP decides between serving
-// locally (the owner was never reached) and answering 502.
-func (d *Dataplane) newForwarder() *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Transport: d.cfg.Transport,
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			addr := pr.In.Context().Value(forwardKey{}).(*forwardAttempt).addr
-			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", addr, addr
-			pr.Out.Header.Set(HeaderForwarded, d.cfg.NodeID)
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			r.Context().Value(forwardKey{}).(*forwardAttempt).err = err
-		},
-		FlushInterval: -1,
-		ErrorLog:      slog.NewLogLogger(d.log.With("component", "forwarder").Handler(), slog.LevelInfo),
-	}
-}
-
-type forwardAttempt struct {
-	addr string
-	err  error
-}
-
-// forwardHTTP sends r (whose body is already buffered) to the owner's
-// gateway and reports whether it did; false means the owner was
-// unreachable and nothing was written, so the caller serves r itself.
+// forwardHTTP sends r (whose body is already read) to the owner's gateway
+// and relays its answer, whatever it is, and reports whether it did; false
+// means the owner could not be reached and nothing was written, so the
+// caller serves r itself. A request that may have reached the owner is
+// never served here too: it could run twice.
 func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr string, body []byte) bool {
-	fa := &forwardAttempt{addr: addr}
-	out := r.WithContext(context.WithValue(r.Context(), forwardKey{}, fa))
-	setBody(out, body)
-	d.forwarder.ServeHTTP(w, out)
+	ctx := r.Context()
+	out := httpx.Outgoing(ctx, r, addr, r.URL.EscapedPath(), func() io.ReadCloser { return io.NopCloser(bytes.NewReader(body)) }, int64(len(body)))
+	out.Header.Set(lifecycle.HeaderForwardedBy, d.cfg.NodeID)
+	resp, err := d.cfg.Agents.Transport.RoundTrip(out)
 	switch {
-	case fa.err == nil:
+	case err == nil:
 		d.fwd.forwarded.Add(1)
+		if cerr := httpx.CopyResponse(w, resp, nil); cerr != nil {
+			panic(http.ErrAbortHandler) // the answer broke off after it started
+		}
 		return true
-	case r.Context().Err() == nil && router.OutcomeOf(fa.err) == router.ConnectFailed:
+	case ctx.Err() == nil && router.OutcomeOf(err) == router.ConnectFailed:
 		// The owner never got the request: serving it here is safe.
 		d.fwd.fallbacks.Add(1)
-		d.log.Warn("owner unreachable; serving locally", "owner", addr, "err", fa.err)
+		d.log.Warn("owner unreachable; serving locally", "owner", addr, "err", err)
 		return false
-	case r.Context().Err() != nil:
+	case ctx.Err() != nil:
 		return true // the client went away; nobody reads an answer
 	default:
 		// The owner may have run it: running it again here could run a
 		// non-idempotent request twice.
 		d.fwd.forwarded.Add(1)
-		lifecycle.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "owner node "+addr+": "+fa.err.Error())
+		lifecycle.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "owner node "+addr+": "+err.Error())
 		return true
 	}
 }
@@ -172,7 +152,7 @@ func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request
 	}
 	h := hreq.Header
 	h.Set(lifecycle.HeaderFunctionID, req.FunctionID)
-	h.Set(HeaderForwarded, d.cfg.NodeID)
+	h.Set(lifecycle.HeaderForwardedBy, d.cfg.NodeID)
 	if req.Caller != "" {
 		h.Set(lifecycle.HeaderCaller, req.Caller)
 	}
@@ -182,7 +162,7 @@ func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request
 	if req.Priority != loadshed.Default {
 		h.Set(lifecycle.HeaderPriority, req.Priority.String())
 	}
-	resp, err := d.cfg.Transport.RoundTrip(hreq)
+	resp, err := d.cfg.Agents.Transport.RoundTrip(hreq)
 	if err != nil {
 		if ctx.Err() == nil && router.OutcomeOf(err) == router.ConnectFailed {
 			d.fwd.fallbacks.Add(1) // never reached the owner: serve locally

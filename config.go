@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/coldstart"
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
@@ -19,9 +20,11 @@ import (
 )
 
 // Config configures a [Dataplane]. Pods and Code are required; every other
-// field has a documented default. Each subpackage's own configuration is
-// embedded as is: the Dataplane fills in the fields that wire the packages
-// together (noted on each) and leaves the rest to the subpackage's defaults.
+// field has a documented default. The first fields are what most embedders
+// set; the sections after them tune one subsystem each, with that
+// subsystem's own configuration type. No field is wired by the Dataplane
+// behind the caller's back: a field left zero takes its documented default,
+// and one that is set is used as set.
 type Config struct {
 	// Pods creates the generic pods the warm pools hold. Required.
 	Pods warmpool.PodProvider
@@ -31,43 +34,6 @@ type Config struct {
 	// start. Required.
 	Code code.Store
 
-	// Pool configures the warm pools (package warmpool). Provider is set to
-	// Pods. Runtimes defaults to one runtime, "go", with a pool of 1 to 8
-	// idle pods. ID defaults to NodeID. RefillDelay defaults to
-	// DefaultRefillDelay here (warmpool's own default is 0): the pod that
-	// replaces a taken one starts after the cold start that took it, not
-	// during it, when both would compete for the node's CPU.
-	Pool warmpool.Config
-	// ColdStart configures cold starts (package coldstart). Pool and Agent
-	// are set by the Dataplane; Observers and OnColdStart are wrapped (the
-	// ones set here are called too). Locality, when nil, prefers nodes on
-	// which this Dataplane loaded the function's code before (their caches
-	// hold it).
-	ColdStart coldstart.Config
-	// Agent is the client of the pods' agents that cold starts use.
-	// Default: a *lifecycle.Client with its defaults.
-	Agent coldstart.Agent
-	// Router configures routing (package router). Observer and Replace
-	// are wrapped (the ones set here are called too); Handoff belongs to
-	// the Dataplane and must be nil.
-	Router router.Config
-	// Health configures the health monitor of the routes. Default: pull
-	// checks with GET /v1/ping (readiness 2 s × 3, liveness 45 s × 3).
-	Health router.HealthConfig
-	// Shedding configures the server-level load shedder (package
-	// loadshed). The zero value learns the capacity with an adaptive limit.
-	Shedding loadshed.Config
-	// DisableShedding turns admission control off: every request is
-	// admitted (queue bounds and concurrency limits still apply).
-	DisableShedding bool
-	// Scaling returns the scaling policy of a function. Default: a
-	// concurrency.KPA with the spec's MinInstances, MaxInstances and
-	// KeepAlive, Meter's stable window as its panic-exit window, and the
-	// KPA's defaults (target utilization 0.7, panic at 2×).
-	Scaling func(spec FunctionSpec) (concurrency.ScalingPolicy, error)
-	// Meter configures the concurrency averages fed to the scaling policy.
-	Meter concurrency.MeterConfig
-
 	// NodeID names this dataplane node in logs, stats and leases, and in
 	// Cluster. Default "dataplane".
 	NodeID string
@@ -76,18 +42,61 @@ type Config struct {
 	// are forwarded there once (see [Dataplane.SetCluster]). Empty means a
 	// single node.
 	Cluster []ClusterNode
-	// ScaleInterval is the period of scaling decisions (Knative's is 2 s).
-	// Default 1 s. Requests that find no capacity trigger a cold start at
-	// once, without waiting for the next decision.
-	ScaleInterval time.Duration
-	// SampleInterval is how often the in-flight count of each active
-	// function is fed to its meter. Default 100 ms.
-	SampleInterval time.Duration
-	// ScaleDownDelay is how long an instance must have been Ready before
-	// a scale-down may drain it, so that instances started for a burst are
-	// not drained and restarted at every burst. Default: the meter's
-	// stable window (60 s unless Meter says otherwise).
-	ScaleDownDelay time.Duration
+	// Limits bound what requests may take.
+	Limits Limits
+	// DrainTimeout bounds how long a draining instance may finish its
+	// requests before it is terminated anyway, and each pod deletion.
+	// Default 30 s.
+	DrainTimeout time.Duration
+	// Observer receives requests, cold starts, instance transitions and
+	// route events, for metrics adapters. Default none.
+	Observer Observer
+	// Logger receives the Dataplane's logs, and is the default logger of
+	// the sections below. Default: discard.
+	Logger *slog.Logger
+	// Clock is the time of the Dataplane's control loop (sampling,
+	// scaling, keep-alive, backoff) and the default clock of the sections
+	// below; tests pass a faastest.Clock to drive it. Deadlines of
+	// requests are contexts, on real time. Default: the system clock.
+	Clock clock.Clock
+
+	// Pool tunes the warm pools (package warmpool). Runtimes defaults to
+	// one runtime, "go", with a pool of 1 to 8 idle pods; ID to NodeID;
+	// RefillDelay to DefaultRefillDelay (warmpool's own default is 0), so
+	// that the pod that replaces a taken one starts after the cold start
+	// that took it rather than during it, when both would compete for the
+	// node's CPU; Clock and Logger to the Dataplane's.
+	Pool warmpool.Config
+	// ColdStart tunes cold starts (package coldstart). Locality defaults
+	// to preferring nodes on which this Dataplane loaded the function's
+	// code before (their caches hold it); Clock and Logger to the
+	// Dataplane's. A function's init hook is bounded by its own
+	// FunctionSpec.InitTimeout.
+	ColdStart coldstart.Config
+	// Routing tunes the route table (package router): the picking policy
+	// (power of two choices by default), breakers, the retry budget.
+	Routing router.Config
+	// Health configures the health checks of the instances: pull checks
+	// with GET /v1/ping on each agent's control listener by default
+	// (readiness 2 s × 3, liveness 45 s × 3), an optional push source, and
+	// the panic threshold that keeps a partitioned checker from draining
+	// everything. Clock and Logger default to the Dataplane's.
+	Health router.HealthConfig
+	// Shedding configures the server-level load shedder (package
+	// loadshed). The zero value learns the capacity with an adaptive
+	// limit.
+	Shedding loadshed.Config
+	// DisableShedding turns admission control off: every request is
+	// admitted (queue bounds and concurrency limits still apply).
+	DisableShedding bool
+	// Scaler tunes the control loop that sizes each function.
+	Scaler ScalerConfig
+	// Agents configures how the Dataplane reaches the pods' agents.
+	Agents AgentsConfig
+}
+
+// Limits bound what requests may take. Zero fields take the defaults.
+type Limits struct {
 	// MaxQueue bounds the requests one function may have waiting for
 	// capacity; beyond it a request gets 429. Default 1000.
 	MaxQueue int
@@ -98,30 +107,54 @@ type Config struct {
 	// MaxResponseBytes bounds a response body that Invoke buffers; the
 	// gateway streams responses and is not bounded. Default 6 MiB.
 	MaxResponseBytes int64
-	// DrainTimeout bounds how long a draining instance may finish its
-	// requests before it is terminated anyway. Default 30 s.
-	DrainTimeout time.Duration
-	// Transport carries requests to the agents. Default: an http.Transport
+}
+
+// ScalerConfig tunes the control loop that samples each function's demand,
+// asks its scaling policy how many instances it should have, and starts or
+// drains instances accordingly.
+type ScalerConfig struct {
+	// Policy returns the scaling policy of a function. Default: a
+	// concurrency.KPA with the spec's MinInstances, MaxInstances and
+	// KeepAlive, Meter's stable window as its panic-exit window, and the
+	// KPA's defaults (target utilization 0.7, panic at 2×).
+	Policy func(spec FunctionSpec) (concurrency.ScalingPolicy, error)
+	// Meter configures the concurrency averages fed to the policy.
+	Meter concurrency.MeterConfig
+	// Interval is the period of scaling decisions (Knative's is 2 s).
+	// Default 1 s. Requests that find no capacity trigger a cold start at
+	// once, without waiting for the next decision.
+	Interval time.Duration
+	// SampleInterval is how often the demand of each active function is
+	// fed to its meter. Default 100 ms.
+	SampleInterval time.Duration
+	// ScaleDownDelay is how long an instance must have been Ready before
+	// a scale-down may drain it, so that instances started for a burst are
+	// not drained and restarted at every burst. Default: the meter's
+	// stable window (60 s unless Meter says otherwise).
+	ScaleDownDelay time.Duration
+}
+
+// AgentsConfig configures how the Dataplane reaches the pods' agents.
+type AgentsConfig struct {
+	// Transport carries invocations to the agents' invocation listeners
+	// and forwarded requests to other nodes. Default: an http.Transport
 	// with keep-alive, 256 idle connections per agent, no proxy.
 	Transport http.RoundTripper
-
-	// Observer receives requests, cold starts and route events, for
-	// metrics adapters. Default none.
-	Observer Observer
-	// Logger receives the Dataplane's logs and is passed to the
-	// subpackages that have none. Default: discard.
-	Logger *slog.Logger
+	// Client makes the control calls of cold starts (load, initialize) and
+	// the instances' watches. Default: a *lifecycle.Client whose load
+	// timeout is ColdStart.LoadTimeout.
+	Client coldstart.AgentClient
 }
 
 // Defaults of Config.
 const (
-	DefaultScaleInterval    = time.Second
-	DefaultSampleInterval   = 100 * time.Millisecond
 	DefaultMaxQueue         = 1000
 	DefaultMaxBodyBytes     = 6 << 20
 	DefaultMaxResponseBytes = 6 << 20
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultRefillDelay      = 50 * time.Millisecond
+	DefaultScaleInterval    = time.Second
+	DefaultSampleInterval   = 100 * time.Millisecond
 )
 
 // ErrInvalidConfig is wrapped by every configuration error of New.
@@ -134,83 +167,73 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Code == nil {
 		return c, fmt.Errorf("%w: Code (a code.Store) is required", ErrInvalidConfig)
 	}
-	if c.Pool.Provider != nil && c.Pool.Provider != c.Pods {
-		return c, fmt.Errorf("%w: set Pods, not Pool.Provider", ErrInvalidConfig)
-	}
-	if c.NodeID == "" {
-		c.NodeID = "dataplane"
-	}
+	c.NodeID = cmp.Or(c.NodeID, "dataplane")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.Pool.Provider = c.Pods
-	if c.Pool.ID == "" {
-		c.Pool.ID = c.NodeID
+	c.Clock = clock.Or(c.Clock)
+	logger := func(l **slog.Logger, component string) {
+		if *l == nil {
+			*l = c.Logger.With("component", component)
+		}
 	}
+	clk := func(k *clock.Clock) {
+		if *k == nil {
+			*k = c.Clock
+		}
+	}
+
+	c.Pool.ID = cmp.Or(c.Pool.ID, c.NodeID)
 	if c.Pool.Runtimes == nil {
 		c.Pool.Runtimes = map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 8}}
 	}
-	if c.Pool.RefillDelay == 0 {
-		c.Pool.RefillDelay = DefaultRefillDelay
-	}
-	if c.Pool.Logger == nil {
-		c.Pool.Logger = c.Logger.With("component", "warmpool")
-	}
-	if c.ColdStart.Logger == nil {
-		c.ColdStart.Logger = c.Logger.With("component", "coldstart")
-	}
-	if c.Router.Logger == nil {
-		c.Router.Logger = c.Logger.With("component", "router")
-	}
-	if c.Health.Logger == nil {
-		c.Health.Logger = c.Logger.With("component", "health")
-	}
-	if c.Shedding.Logger == nil {
-		c.Shedding.Logger = c.Logger.With("component", "loadshed")
-	}
+	c.Pool.RefillDelay = cmp.Or(c.Pool.RefillDelay, DefaultRefillDelay)
+	logger(&c.Pool.Logger, "warmpool")
+	clk(&c.Pool.Clock)
+	logger(&c.ColdStart.Logger, "coldstart")
+	clk(&c.ColdStart.Clock)
+	logger(&c.Routing.Logger, "router")
+	logger(&c.Health.Logger, "health")
+	clk(&c.Health.Clock)
+	logger(&c.Shedding.Logger, "loadshed")
+
 	for _, d := range []struct {
 		name string
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"ScaleInterval", &c.ScaleInterval, DefaultScaleInterval},
-		{"SampleInterval", &c.SampleInterval, DefaultSampleInterval},
 		{"DrainTimeout", &c.DrainTimeout, DefaultDrainTimeout},
+		{"Scaler.Interval", &c.Scaler.Interval, DefaultScaleInterval},
+		{"Scaler.SampleInterval", &c.Scaler.SampleInterval, DefaultSampleInterval},
+		{"Scaler.ScaleDownDelay", &c.Scaler.ScaleDownDelay, cmp.Or(c.Scaler.Meter.StableWindow, concurrency.DefaultStableWindow)},
 	} {
 		if *d.v < 0 {
 			return c, fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, d.name)
 		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
+		*d.v = cmp.Or(*d.v, d.def)
 	}
-	if c.ScaleDownDelay < 0 {
-		return c, fmt.Errorf("%w: ScaleDownDelay must not be negative", ErrInvalidConfig)
+	l := &c.Limits
+	if l.MaxQueue < 0 || l.MaxBodyBytes < 0 || l.MaxResponseBytes < 0 {
+		return c, fmt.Errorf("%w: Limits must not be negative", ErrInvalidConfig)
 	}
-	if c.ScaleDownDelay == 0 {
-		c.ScaleDownDelay = cmp.Or(c.Meter.StableWindow, concurrency.DefaultStableWindow)
+	l.MaxQueue = cmp.Or(l.MaxQueue, DefaultMaxQueue)
+	l.MaxBodyBytes = cmp.Or(l.MaxBodyBytes, DefaultMaxBodyBytes)
+	l.MaxResponseBytes = cmp.Or(l.MaxResponseBytes, DefaultMaxResponseBytes)
+	if _, err := concurrency.NewMeter(c.Scaler.Meter); err != nil {
+		return c, fmt.Errorf("%w: Scaler.Meter: %w", ErrInvalidConfig, err)
 	}
-	if c.MaxQueue < 0 || c.MaxBodyBytes < 0 || c.MaxResponseBytes < 0 {
-		return c, fmt.Errorf("%w: MaxQueue, MaxBodyBytes and MaxResponseBytes must not be negative", ErrInvalidConfig)
-	}
-	if c.MaxQueue == 0 {
-		c.MaxQueue = DefaultMaxQueue
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if c.Agent == nil {
-		a, err := lifecycle.NewClient(lifecycle.ClientConfig{})
+
+	if c.Agents.Client == nil {
+		// One owner for the load timeout: the client waits as long as the
+		// cold start allows.
+		a, err := lifecycle.NewClient(lifecycle.ClientConfig{LoadTimeout: cmp.Or(c.ColdStart.LoadTimeout, coldstart.DefaultLoadTimeout)})
 		if err != nil {
-			return c, err
+			return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
-		c.Agent = a
+		c.Agents.Client = a
 	}
-	if c.Transport == nil {
-		c.Transport = newAgentTransport()
+	if c.Agents.Transport == nil {
+		c.Agents.Transport = newAgentTransport()
 	}
 	return c, nil
 }

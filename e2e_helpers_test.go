@@ -13,14 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/internal/fnbuild"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/pods/local"
 	"github.com/faasplane/faas/warmpool"
-	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // Built once per test binary: the agent and the example functions.
@@ -91,10 +92,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 			ProbeInterval: -1,
 		},
 		// Short windows so that scaling reacts within a test's time.
-		Meter:          concurrency.MeterConfig{StableWindow: 2 * time.Second, PanicWindow: 500 * time.Millisecond, Bucket: 100 * time.Millisecond},
-		ScaleInterval:  100 * time.Millisecond,
-		SampleInterval: 50 * time.Millisecond,
-		Logger:         testLogger(t),
+		Scaler: ScalerConfig{
+			Meter:          concurrency.MeterConfig{StableWindow: 2 * time.Second, PanicWindow: 500 * time.Millisecond, Bucket: 100 * time.Millisecond},
+			Interval:       100 * time.Millisecond,
+			SampleInterval: 50 * time.Millisecond,
+		},
+		Logger: testLogger(t),
 	}
 	for _, o := range opts {
 		o(&cfg)

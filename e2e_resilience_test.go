@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // traffic runs closed-loop clients against path until stop is closed and
@@ -179,7 +180,7 @@ func TestSpecUpdateRollsInstancesWithoutFailedRequests(t *testing.T) {
 			return false
 		}
 		for _, ri := range rs {
-			if old[ri.Instance.ID] || ri.Instance.Generation != "2" {
+			if old[ri.Instance.ID] || ri.Instance.Generation != 2 {
 				return false
 			}
 		}

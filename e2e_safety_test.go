@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/lifecycle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
 // TestGatewayCannotReachTheControlProtocol is the regression test of the

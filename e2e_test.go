@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/lifecycle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
 func TestFirstRequestColdStartsNextIsWarm(t *testing.T) {
@@ -53,7 +54,7 @@ func TestInvokeInProcess(t *testing.T) {
 }
 
 func TestGatewayRejectsBadInputWithErrorHeaders(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxBodyBytes = 1024 })
+	e := newEnv(t, func(c *Config) { c.Limits.MaxBodyBytes = 1024 })
 	e.deploy(specFor("hello", "hello"))
 
 	status, h, _ := e.do(http.MethodPost, "/invoke/unknown", nil, "")

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/faastest"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/warmpool"
-	"github.com/stretchr/testify/require"
 )
 
 // The fake environment: a started Dataplane over faastest's PodProvider,
@@ -112,17 +113,16 @@ func newFakeEnv(t *testing.T, agents *fakeAgents, edit func(*Config)) *fakeEnv {
 	pods := faastest.NewPodProvider(faastest.PodProviderConfig{Addr: agents.addr, Control: agents.control})
 	store := code.NewFakeStore()
 	cfg := Config{
-		Pods:  pods,
-		Code:  store,
-		Agent: agents,
+		Pods:   pods,
+		Code:   store,
+		Agents: AgentsConfig{Client: agents},
 		Pool: warmpool.Config{
 			Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 4}},
 			Prober:        pods,
 			ProbeInterval: -1,
 		},
 		Health:          router.HealthConfig{Checker: router.CheckerFunc(func(context.Context, *lifecycle.Instance) error { return nil })},
-		ScaleInterval:   50 * time.Millisecond,
-		SampleInterval:  20 * time.Millisecond,
+		Scaler:          ScalerConfig{Interval: 50 * time.Millisecond, SampleInterval: 20 * time.Millisecond},
 		DisableShedding: true,
 	}
 	if edit != nil {

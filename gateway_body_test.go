@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/lifecycle"
-	"github.com/faasplane/faas/loadshed"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/loadshed"
 )
 
 // sendHead opens a connection to srv and sends a POST's head that declares

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
@@ -55,15 +54,13 @@ type Response struct {
 	Waited bool
 }
 
-var errEOF = io.EOF
-
 // Invoke runs one invocation in-process: admission, routing, a cold start
 // when needed, and the request to the instance's agent. Errors are
 // *lifecycle.Error values (test them with errors.Is against
 // lifecycle.ErrFunctionNotFound, lifecycle.ErrShed, lifecycle.ErrTimeout...);
 // [RetryAfter] extracts the retry hint of a shed request.
 func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error) {
-	start := time.Now()
+	start := d.clock.Now()
 	rid := req.RequestID
 	if !validRequestID(rid) {
 		rid = d.ids.next()
@@ -92,71 +89,36 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		d.countUnknown()
 		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %q is not deployed", req.FunctionID), rid)
 	}
-	v := fn.version()
-	if int64(len(req.Body)) > d.cfg.MaxBodyBytes {
-		err := lifecycle.Errorf(lifecycle.CodeTooLarge, "body of %d bytes exceeds %d", len(req.Body), d.cfg.MaxBodyBytes)
-		d.record(fn, start, lifecycle.CodeTooLarge, false)
+	refuse := func(err error) (*Response, error) {
+		d.recordErr(fn, start, err, false)
 		return nil, withRequestID(err, rid)
 	}
+	if int64(len(req.Body)) > d.cfg.Limits.MaxBodyBytes {
+		return refuse(lifecycle.Errorf(lifecycle.CodeTooLarge, "body of %d bytes exceeds %d", len(req.Body), d.cfg.Limits.MaxBodyBytes))
+	}
 	if _, err := url.ParseRequestURI(invokePath(req.Path)); err != nil {
-		d.record(fn, start, lifecycle.CodeBadRequest, false)
-		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err), rid)
+		return refuse(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid path %q: %v", req.Path, err))
 	}
 	caller := req.Caller
 	if caller == "" {
 		caller = req.FunctionID
 	}
-	ctx, cancel := context.WithTimeout(ctx, v.spec.RequestTimeout)
+	c := d.newCall(fn, caller, req.Priority, start)
+	ctx, cancel := context.WithTimeout(ctx, c.v.spec.RequestTimeout)
 	defer cancel()
-
-	l, err := d.admit(ctx, fn, v, caller, req.Priority, start)
-	if err != nil {
-		d.recordErr(fn, start, err, l.waited)
+	if err := c.admit(ctx); err != nil {
+		c.finish(err)
 		return nil, withRequestID(err, rid)
 	}
-	resp, err := forwardOnce(d, ctx, &l, v, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
+	resp, err := send(ctx, &c, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
 		return d.roundTrip(ctx, rt, req, method, rid)
 	})
+	c.finish(err)
 	if err != nil {
-		d.recordErr(fn, start, err, l.waited)
 		return nil, withRequestID(err, rid)
 	}
-	resp.RequestID, resp.Waited = rid, l.waited
-	d.record(fn, start, "", l.waited)
+	resp.RequestID, resp.Waited = rid, c.waited
 	return resp, nil
-}
-
-// forwardOnce sends a request through send on the lease's route, retrying
-// once on another instance when the failure is safe to retry (see
-// router.Retryable) and within the retry budget, and releases the lease. A
-// request that never reached a function and finds no other instance (the
-// only one died or was reassigned) waits for capacity as a new request
-// would, within its queue time, rather than failing.
-func forwardOnce[T any](d *Dataplane, ctx context.Context, l *lease, v *version, idempotent bool, send func(router.Route) (T, router.Outcome, error)) (T, error) {
-	res, o, err := send(l.route)
-	if err == nil || !router.Retryable(o, idempotent) {
-		l.release(time.Now(), o)
-		return res, err
-	}
-	failed := l.route
-	failed.Release(time.Now(), o)
-	next, rerr := d.router.Retry(failed, o, idempotent)
-	if rerr != nil && !o.Reached() && (errors.Is(rerr, router.ErrNoRoute) || errors.Is(rerr, router.ErrNoCapacity)) {
-		var werr error
-		if *l, werr = d.wait(ctx, *l, v, time.Now()); werr != nil {
-			var zero T
-			return zero, werr // wait settled the lease
-		}
-		next, rerr = l.route, nil
-	}
-	if rerr != nil {
-		l.settle(time.Now(), o) // no retry; the slot is already released
-		return res, err
-	}
-	l.route = next
-	res, o, err = send(next)
-	l.release(time.Now(), o)
-	return res, err
 }
 
 // roundTrip sends one in-process request to the instance of rt.
@@ -167,7 +129,7 @@ func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request
 		return nil, router.Rejected, err
 	}
 	hreq.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
-	resp, err := d.cfg.Transport.RoundTrip(hreq)
+	resp, err := d.cfg.Agents.Transport.RoundTrip(hreq)
 	if err != nil {
 		return nil, outcomeOfTransport(ctx, err), transportError(ctx, "instance "+inst.ID, err)
 	}
@@ -210,13 +172,13 @@ func (d *Dataplane) readResponse(ctx context.Context, resp *http.Response, from 
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, pe
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.MaxResponseBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, d.cfg.Limits.MaxResponseBytes+1))
 	if err != nil {
 		return nil, transportError(ctx, from, err)
 	}
-	if int64(len(body)) > d.cfg.MaxResponseBytes {
+	if int64(len(body)) > d.cfg.Limits.MaxResponseBytes {
 		return nil, fmt.Errorf("%w: %w", errResponseTooLarge,
-			lifecycle.Errorf(lifecycle.CodeInstanceFailure, "%s: response exceeds %d bytes", from, d.cfg.MaxResponseBytes))
+			lifecycle.Errorf(lifecycle.CodeInstanceFailure, "%s: response exceeds %d bytes", from, d.cfg.Limits.MaxResponseBytes))
 	}
 	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
@@ -280,11 +242,4 @@ func validMethod(m string) bool {
 		}
 	}
 	return true
-}
-
-func (d *Dataplane) notRunning() error {
-	if d.state.Load() == stateClosed {
-		return ErrClosed
-	}
-	return ErrNotStarted
 }

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/warmpool"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // Regression tests for the findings of the Dataplane's review: each failed
@@ -106,7 +107,7 @@ func TestColdStartFinishingAfterRemoveLeavesNoPod(t *testing.T) {
 func TestCloseAfterAFailedStartIsSafe(t *testing.T) {
 	agents := newFakeAgents()
 	pods := newFakeEnv(t, agents, nil).pods
-	d, err := New(Config{Pods: pods, Code: code.NewFakeStore(), Agent: agents,
+	d, err := New(Config{Pods: pods, Code: code.NewFakeStore(), Agents: AgentsConfig{Client: agents},
 		Pool: warmpool.Config{Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: 3, Max: 1}}}})
 	require.NoError(t, err)
 	require.Error(t, d.Start(context.Background()))

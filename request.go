@@ -17,10 +17,6 @@ import (
 // with "%2F"; the rest of the path, if any, is passed to the function.
 const InvokePathPrefix = "/invoke/"
 
-// HeaderForwarded marks a request that a dataplane node already forwarded
-// to the function's owner node, so it is never forwarded twice.
-const HeaderForwarded = "X-Faas-Forwarded-By"
-
 // maxRequestIDLen bounds an incoming X-Faas-Request-Id; a longer or
 // non-printable one is replaced by a generated ID.
 const maxRequestIDLen = 128

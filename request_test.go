@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/faasplane/faas/lifecycle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
 func TestParseRoute(t *testing.T) {

@@ -1,7 +1,7 @@
 package faas
 
 import (
-	"slices"
+	"strconv"
 	"time"
 
 	"github.com/faasplane/faas/concurrency"
@@ -9,18 +9,18 @@ import (
 	"github.com/faasplane/faas/warmpool"
 )
 
-// scaleLoop is the Dataplane's control loop: it samples the demand of every
-// function for its meter, asks each function's scaling policy how many
-// instances it should have, starts or drains instances accordingly, rolls
-// updated functions and terminates drained instances.
+// scaleLoop is the Dataplane's control loop, on its clock: it samples the
+// demand of every function for its meter, and at every scaling interval
+// runs a round of decisions (scale); it also drops the instances whose pods
+// the provider reports gone.
 func (d *Dataplane) scaleLoop() {
-	sample := time.NewTicker(d.cfg.SampleInterval)
+	sample := d.clock.NewTicker(d.cfg.Scaler.SampleInterval)
 	defer sample.Stop()
-	scale := time.NewTicker(d.cfg.ScaleInterval)
+	scale := d.clock.NewTicker(d.cfg.Scaler.Interval)
 	defer scale.Stop()
 	var watch <-chan warmpool.PodEvent
 	watcher, _ := d.cfg.Pods.(warmpool.PodWatcher)
-	rewatch := time.NewTimer(0)
+	rewatch := d.clock.NewTimer(0)
 	defer rewatch.Stop()
 	if watcher == nil {
 		rewatch.Stop()
@@ -29,12 +29,12 @@ func (d *Dataplane) scaleLoop() {
 		select {
 		case <-d.ctx.Done():
 			return
-		case now := <-sample.C:
+		case now := <-sample.C():
 			d.sample(now)
-		case now := <-scale.C:
+		case now := <-scale.C():
 			d.sample(now)
 			d.scale(now)
-		case <-rewatch.C:
+		case <-rewatch.C():
 			ch, err := watcher.Watch(d.ctx)
 			if err != nil {
 				d.log.Warn("watching pods failed; retrying", "err", err)
@@ -49,7 +49,7 @@ func (d *Dataplane) scaleLoop() {
 				continue
 			}
 			if ev.Type == warmpool.PodDeleted {
-				d.podGone(ev.Pod, time.Now())
+				d.podGone(ev.Pod)
 			}
 		}
 	}
@@ -58,7 +58,7 @@ func (d *Dataplane) scaleLoop() {
 // sample feeds each function's demand (requests waiting or running) to its
 // meter; idle functions that were idle at the last sample are skipped.
 func (d *Dataplane) sample(now time.Time) {
-	for fn := range d.all() {
+	for fn := range d.funcs.All() {
 		n := fn.demand.Load()
 		if n == 0 && fn.sampled == 0 {
 			continue
@@ -73,11 +73,16 @@ func (d *Dataplane) sample(now time.Time) {
 
 // scale runs one round of scaling decisions.
 func (d *Dataplane) scale(now time.Time) {
-	for fn := range d.all() {
+	for fn := range d.funcs.All() {
 		d.scaleFunction(fn, now)
 	}
 }
 
+// scaleFunction asks fn's policy how many instances it should have and
+// applies concurrency.PlanRound's answer (the same as the simulator's):
+// drain the old generation as new instances are Ready, drain the settled
+// excess idlest first, start what is missing; instances drained earlier
+// and now idle (or out of time) are terminated.
 func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	v := fn.version()
 	starting := d.starter.InFlight(v.cs)
@@ -89,23 +94,28 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 		fn.mu.Unlock()
 		return
 	}
-	var current, old []*instance // live, not draining
-	var finished []*instance     // draining and done (or out of time)
-	newReady := 0
+	var live, finished []*instance
+	var replicas []concurrency.Replica
+	current := 0
 	for _, in := range fn.instances {
-		switch {
-		case in.draining:
+		if in.draining {
 			if in.slots.InFlight() == 0 || now.Sub(in.drainSince) > drainFor {
 				finished = append(finished, in)
 			}
-		case in.gen < v.gen:
-			old = append(old, in)
-		default:
-			current = append(current, in)
-			if in.inst.State() == lifecycle.Ready {
-				newReady++
-			}
+			continue
 		}
+		r := concurrency.Replica{
+			Current:  in.gen >= v.gen,
+			Ready:    in.inst.State() == lifecycle.Ready,
+			InFlight: in.slots.InFlight(),
+			ReadyAt:  in.readyAt,
+			LastUsed: in.readyAt,
+		}
+		if r.Current {
+			current++
+		}
+		live = append(live, in)
+		replicas = append(replicas, r)
 	}
 	for _, in := range finished {
 		delete(fn.instances, in.inst.ID)
@@ -115,7 +125,7 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	if fn.meter != nil {
 		obs = fn.meter.Observation(now)
 	}
-	obs.Instances = len(current) + starting
+	obs.Instances = current + starting
 	obs.InstanceLimit = v.spec.Concurrency
 	obs.Queued = fn.queue.Len()
 	if la := fn.lastActive.Load(); la != 0 {
@@ -123,78 +133,33 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	}
 	// A custom policy is held to the spec's bounds too.
 	want := min(max(fn.policy.Decide(now, obs).Desired, v.spec.MinInstances), v.spec.MaxInstances)
-
-	// Rolling: old instances drain as new ones become Ready, keeping the
-	// capacity the function needs (surge, not a cliff).
-	var drain []*instance
-	if keep := max(0, min(len(old), want-newReady)); len(old) > keep {
-		slices.SortFunc(old, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
-		drain = append(drain, old[:len(old)-keep]...)
-	}
-	// Scale down: drain the excess, idlest first, among instances Ready
-	// for at least ScaleDownDelay: an instance started for a burst is not
-	// drained at the next decision only to be started again at the next
-	// burst.
-	if excess := len(current) + starting - want; excess > 0 && starting < excess {
-		settled := make([]*instance, 0, len(current))
-		for _, in := range current {
-			if now.Sub(in.readyAt) >= d.cfg.ScaleDownDelay {
-				settled = append(settled, in)
-			}
-		}
-		slices.SortFunc(settled, func(a, b *instance) int { return a.slots.InFlight() - b.slots.InFlight() })
-		drain = append(drain, settled[:min(excess-starting, len(settled))]...)
-	}
-	for _, in := range drain {
-		in.draining, in.drainSince = true, now
+	plan := concurrency.PlanRound(now, want, starting, replicas, d.cfg.Scaler.ScaleDownDelay)
+	drain := make([]*instance, len(plan.Drain))
+	for i, k := range plan.Drain {
+		drain[i] = live[k]
+		drain[i].draining, drain[i].drainSince = true, now
 	}
 	fn.mu.Unlock()
 
 	for _, in := range drain {
-		d.router.Remove(now, in.inst, "scaled down")
-		_ = in.inst.Transition(now, lifecycle.Draining, "scaled down")
+		reason := "scaled down"
+		if in.gen < v.gen {
+			reason = "replaced by generation " + strconv.FormatUint(v.gen, 10)
+		}
+		d.router.Remove(now, in.inst, reason)
+		_ = in.inst.Transition(now, lifecycle.Draining, reason)
 	}
 	for _, in := range finished {
 		d.terminateLater(in.inst, "drained")
 	}
-	if missing := want - (len(current) + starting); missing > 0 {
-		d.ensure(fn, v, starting+missing)
-	}
-}
-
-// podGone reacts to a pod the provider reports deleted (e.g. its agent
-// crashed): its instance leaves the routes at once, without waiting for
-// health checks, and the scaler replaces it.
-func (d *Dataplane) podGone(pod warmpool.Pod, now time.Time) {
-	for fn := range d.all() {
-		fn.mu.Lock()
-		var gone *instance
-		for _, in := range fn.instances {
-			if in.inst.PodID == pod.ID {
-				gone = in
-				break
-			}
-		}
-		if gone != nil {
-			delete(fn.instances, gone.inst.ID)
-		}
-		fn.mu.Unlock()
-		if gone == nil {
-			continue
-		}
-		d.log.Warn("instance lost: its pod is gone", "instance", gone.inst.ID, "pod", pod.ID)
-		// Terminating also releases the warm pool's claim on the pod.
-		d.terminateLater(gone.inst, "pod deleted")
-		if fn.queue.Len() > 0 {
-			d.wantCapacity(fn, fn.version(), fn.queue.Len())
-		}
-		return
+	if plan.Start > starting {
+		d.ensure(fn, v, plan.Start)
 	}
 }
 
 // newMeter returns a meter with the configured windows; New validated them.
 func (d *Dataplane) newMeter() *concurrency.Meter {
-	m, err := concurrency.NewMeter(d.cfg.Meter)
+	m, err := concurrency.NewMeter(d.cfg.Scaler.Meter)
 	if err != nil {
 		panic(err) // unreachable: New checked the configuration
 	}

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/coldstart/code"
-	"github.com/faasplane/faas/concurrency"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/concurrency"
 )
 
 func validSpec() FunctionSpec {

@@ -212,7 +212,7 @@ func (d *Dataplane) Stats() Stats {
 	if d.running() { // the pool exists, and reading it is ordered after Start
 		s.Pool = d.pool.Stats()
 	}
-	for fn := range d.all() {
+	for fn := range d.funcs.All() {
 		s.Functions = append(s.Functions, d.functionStats(fn))
 	}
 	slices.SortFunc(s.Functions, func(a, b FunctionStats) int { return strings.Compare(a.ID, b.ID) })
@@ -270,7 +270,7 @@ func (d *Dataplane) functionStats(fn *function) FunctionStats {
 // record counts a finished invocation of fn; code is empty for a request
 // the function answered.
 func (d *Dataplane) record(fn *function, start time.Time, code lifecycle.ErrorCode, waited bool) {
-	lat := time.Since(start)
+	lat := d.clock.Now().Sub(start)
 	st := fn.stats
 	st.requests.Add(1)
 	if code == "" {
@@ -285,16 +285,19 @@ func (d *Dataplane) record(fn *function, start time.Time, code lifecycle.ErrorCo
 	d.obs.ObserveRequest(RequestRecord{FunctionID: fn.id, Code: code, Latency: lat, Waited: waited})
 }
 
-// recordErr counts a failed invocation.
+// recordErr counts a finished invocation: one the function answered when
+// err is nil, else a failed one.
 func (d *Dataplane) recordErr(fn *function, start time.Time, err error, waited bool) {
 	var pe *lifecycle.Error
 	switch {
+	case err == nil:
+		d.record(fn, start, "", waited)
 	case errors.As(err, &pe):
 		d.record(fn, start, pe.Code, waited)
 	case errors.Is(err, context.Canceled):
 		fn.stats.requests.Add(1)
 		fn.stats.canceled.Add(1)
-		d.obs.ObserveRequest(RequestRecord{FunctionID: fn.id, Latency: time.Since(start), Waited: waited, Canceled: true})
+		d.obs.ObserveRequest(RequestRecord{FunctionID: fn.id, Latency: d.clock.Now().Sub(start), Waited: waited, Canceled: true})
 	default:
 		d.record(fn, start, lifecycle.CodeInternal, waited)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/pods/local"
+	"github.com/faasplane/faas/router"
 	"github.com/faasplane/faas/warmpool"
 )
 
@@ -136,12 +137,12 @@ func runColdStart(ctx context.Context, e *env, p coldParams) (*coldResult, error
 				return warmpool.NewEWMASizing(warmpool.EWMASizingConfig{Min: rc.Min, Max: rc.Max})
 			},
 		},
-		ColdStart: coldstart.Config{OnColdStart: func(r coldstart.Report) {
+		Observer: coldStartObserver(func(r coldstart.Report) {
 			select {
 			case reports <- r:
 			default: // never: one cold start at a time
 			}
-		}},
+		}),
 		NodeID: "bench-coldstart",
 	}, func(p *local.Provider) warmpool.PodProvider {
 		gated = newGatedProvider(p, "go")
@@ -326,3 +327,11 @@ func coldMarkdown(r *coldResult) string {
 	b.WriteString("\n")
 	return b.String()
 }
+
+// coldStartObserver is a faas.Observer of cold starts only.
+type coldStartObserver func(coldstart.Report)
+
+func (f coldStartObserver) ObserveRequest(faas.RequestRecord)                         {}
+func (f coldStartObserver) ObserveColdStart(r coldstart.Report)                       { f(r) }
+func (f coldStartObserver) ObserveInstance(*lifecycle.Instance, lifecycle.Transition) {}
+func (f coldStartObserver) ObserveRoute(router.Event)                                 {}

@@ -165,18 +165,15 @@ func lbRun(pol router.Policy, means []time.Duration, limit int, rate float64, n 
 		x.busy, x.cur = true, r
 		heap.Push(&events, lbEvent{at: now + world.ExpFloat64()*x.mean, inst: i})
 	}
-	rtr, err := router.New(router.Config{
-		Policy: pol,
-		Rand:   rand.NewPCG(seed, 1),
-		Handoff: func(rt router.Route) bool {
-			if len(queue) == 0 {
-				return false
-			}
-			r := queue[0]
-			queue = queue[1:]
-			start(byID[rt.Instance().ID], r, rt)
-			return true
-		},
+	rtr, err := router.New(router.Config{Policy: pol, Rand: rand.NewPCG(seed, 1)}, router.Hooks{})
+	waiters := waitersFunc(func(rt router.Route) bool {
+		if len(queue) == 0 {
+			return false
+		}
+		r := queue[0]
+		queue = queue[1:]
+		start(byID[rt.Instance().ID], r, rt)
+		return true
 	})
 	if err != nil {
 		return lbRunResult{}, err
@@ -190,7 +187,7 @@ func lbRun(pol router.Policy, means []time.Duration, limit int, rate float64, n 
 		}
 		insts[i] = &inst{in: in, mean: m.Seconds()}
 		byID[in.ID] = i
-		if err := rtr.Add(t0, in, concurrency.NewSlots(concurrency.Shared, limit)); err != nil {
+		if err := rtr.Add(t0, in, concurrency.NewSlots(concurrency.Shared, limit), waiters); err != nil {
 			return lbRunResult{}, err
 		}
 	}
@@ -302,3 +299,8 @@ func joinMS(xs []float64) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// waitersFunc adapts a function to router.Waiters.
+type waitersFunc func(rt router.Route) bool
+
+func (f waitersFunc) Handoff(rt router.Route) bool { return f(rt) }

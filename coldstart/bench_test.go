@@ -34,7 +34,7 @@ var benchPod = warmpool.Pod{ID: "pod-1", Node: "n1", Addr: "127.0.0.1:9", Runtim
 // semaphore, three timeouts, the instance and its four transitions, the
 // breakdown and its report (target ≤ 30 µs).
 func BenchmarkStart(b *testing.B) {
-	s, err := New(Config{Pool: &benchPool{benchPod}, Agent: benchAgent{}, OnColdStart: func(Report) {}})
+	s, err := New(&benchPool{benchPod}, benchAgent{}, Config{}, Hooks{OnColdStart: func(Report) {}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func BenchmarkStart(b *testing.B) {
 // BenchmarkEnsure is BenchmarkStart through Ensure: the cold start runs in
 // its own goroutine and the caller waits for it.
 func BenchmarkEnsure(b *testing.B) {
-	s, err := New(Config{Pool: &benchPool{benchPod}, Agent: benchAgent{}, OnColdStart: func(Report) {}})
+	s, err := New(&benchPool{benchPod}, benchAgent{}, Config{}, Hooks{OnColdStart: func(Report) {}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,8 +76,7 @@ func BenchmarkStartFromWarmPool(b *testing.B) {
 		b.Fatal(err)
 	}
 	const size = 64
-	m, err := warmpool.New(warmpool.Config{
-		Provider: provider,
+	m, err := warmpool.New(provider, warmpool.Config{
 		Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: size, Max: size}},
 		Sizing: func(string, warmpool.RuntimeConfig) (warmpool.SizingPolicy, error) {
 			return warmpool.FixedSizing(size), nil
@@ -91,8 +90,8 @@ func BenchmarkStartFromWarmPool(b *testing.B) {
 	}
 	defer m.Close()
 	fn := testFunction("orders/resize")
-	s, err := New(Config{Pool: m, Agent: benchAgent{}, OnColdStart: func(Report) {},
-		Locality: LocalityFunc(func(node, _ string) bool { return node == "n3" })})
+	s, err := New(m, benchAgent{}, Config{Locality: LocalityFunc(func(node, _ string) bool { return node == "n3" })},
+		Hooks{OnColdStart: func(Report) {}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,9 +25,10 @@
 // never reused) and returns a [*StepError] naming the step that failed:
 // queue, take, fetch, load or init. Every cold start, successful or not,
 // reports a [Breakdown] of its time (queue, take, fetch as the agent
-// measured it, load, init, total) to Config.OnColdStart, where cold-start
+// measured it, load, init, total) to Hooks.OnColdStart, where cold-start
 // latency is observed and its targets are checked. The Starter talks to
-// agents through the small [Agent] interface, which *lifecycle.Client
-// implements, so tests run it against fakes with injected latency and
-// failures.
+// agents through the small [AgentClient] interface, which
+// *lifecycle.Client implements, so tests run it against fakes with
+// injected latency and failures, and reads the time from a clock.Clock, so
+// the simulator runs it on virtual time.
 package coldstart

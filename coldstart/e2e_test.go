@@ -174,8 +174,7 @@ func TestEndToEndThroughRealAgents(t *testing.T) {
 	provider := newAgentProvider(t, origin, "n1", "n2")
 	transport := &http.Transport{}
 	defer transport.CloseIdleConnections()
-	pool, err := warmpool.New(warmpool.Config{
-		Provider:      provider,
+	pool, err := warmpool.New(provider, warmpool.Config{
 		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 3, Max: 6}},
 		Prober:        &warmpool.HTTPProber{Client: &http.Client{Transport: transport}},
 		ProbeInterval: 50 * time.Millisecond,
@@ -186,16 +185,13 @@ func TestEndToEndThroughRealAgents(t *testing.T) {
 	require.NoError(t, err)
 	var mu sync.Mutex
 	var reports []Report
-	starter, err := New(Config{
-		Pool:           pool,
-		Agent:          client,
+	starter, err := New(pool, client, Config{
 		InitRetryDelay: time.Millisecond,
 		Locality: LocalityFunc(func(node, digest string) bool {
 			c := provider.caches[node]
 			return c != nil && c.Has(digest)
 		}),
-		OnColdStart: func(r Report) { mu.Lock(); reports = append(reports, r); mu.Unlock() },
-	})
+	}, Hooks{OnColdStart: func(r Report) { mu.Lock(); reports = append(reports, r); mu.Unlock() }})
 	require.NoError(t, err)
 	defer starter.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -6,7 +6,10 @@ import (
 )
 
 // flightKey identifies the cold starts that collapse together.
-type flightKey struct{ id, generation string }
+type flightKey struct {
+	id         string
+	generation uint64
+}
 
 // flight is one cold start run by Ensure, shared by every caller that waits
 // for it.

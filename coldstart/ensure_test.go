@@ -64,7 +64,7 @@ func TestEnsureDoesNotCollapseAcrossFunctionsOrGenerations(t *testing.T) {
 	agent := &fakeAgent{loadGate: make(chan struct{})}
 	s, _ := newStarter(t, &fakePool{}, agent, nil)
 	v1, v2, other := testFunction("f"), testFunction("f"), testFunction("g")
-	v1.Generation, v2.Generation = "1", "2"
+	v1.Generation, v2.Generation = 1, 2
 	var wg sync.WaitGroup
 	for _, fn := range []Function{v1, v1, v2, other} {
 		wg.Go(func() {
@@ -87,7 +87,7 @@ func TestEnsureCallerThatGivesUpDoesNotCancelTheColdStart(t *testing.T) {
 			ready <- in
 		}
 	})
-	s, _ := newStarter(t, &fakePool{}, agent, func(c *Config) { c.Observers = []lifecycle.Observer{obs} })
+	s, _ := newStarter(t, &fakePool{}, agent, func(_ *Config, h *Hooks) { h.Observers = []lifecycle.Observer{obs} })
 	fn := testFunction("f")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -105,7 +105,7 @@ func TestEnsureCallerThatGivesUpDoesNotCancelTheColdStart(t *testing.T) {
 
 func TestGlobalCapBoundsColdStartsInFlight(t *testing.T) {
 	agent := &fakeAgent{loadGate: make(chan struct{})}
-	s, _ := newStarter(t, &fakePool{}, agent, func(c *Config) { c.MaxConcurrent = 2 })
+	s, _ := newStarter(t, &fakePool{}, agent, func(c *Config, _ *Hooks) { c.MaxConcurrent = 2 })
 	var wg sync.WaitGroup
 	for i := range 6 {
 		wg.Go(func() {
@@ -123,7 +123,7 @@ func TestGlobalCapBoundsColdStartsInFlight(t *testing.T) {
 func TestCloseStopsColdStartsAndDeletesTheirPods(t *testing.T) {
 	pool := &fakePool{}
 	agent := &fakeAgent{loadGate: make(chan struct{})}
-	s, err := New(Config{Pool: pool, Agent: agent})
+	s, err := New(pool, agent, Config{}, Hooks{})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() {

@@ -29,8 +29,7 @@ func ExampleStarter_Ensure() {
 	if err != nil {
 		panic(err)
 	}
-	pool, err := warmpool.New(warmpool.Config{
-		Provider:      provider,
+	pool, err := warmpool.New(provider, warmpool.Config{
 		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 8}},
 		ProbeInterval: -1, // the static provider's pods run no agent to probe
 	})
@@ -39,9 +38,7 @@ func ExampleStarter_Ensure() {
 	}
 	defer pool.Close()
 
-	starter, err := coldstart.New(coldstart.Config{
-		Pool:  pool,
-		Agent: fakeAgent{}, // in production: &lifecycle.Client{}
+	starter, err := coldstart.New(pool, fakeAgent{} /* in production: &lifecycle.Client{} */, coldstart.Config{}, coldstart.Hooks{
 		OnColdStart: func(r coldstart.Report) {
 			fmt.Printf("cold start of %s: fetch %v, error %v\n", r.FunctionID, r.Breakdown.Fetch, r.Err)
 		},

@@ -17,7 +17,7 @@ type Function struct {
 	// Generation distinguishes the function's deployments: concurrent
 	// cold starts collapse only within one ID and generation, so a
 	// request for a new version never waits for an instance of the old.
-	Generation string
+	Generation uint64
 	// Runtime is the runtime of the pods the function runs in.
 	Runtime string
 	// Code references the code package; its digest is required.
@@ -35,11 +35,11 @@ type Function struct {
 	// process to listen; zero means the agent's default.
 	StartTimeout time.Duration
 	// InitTimeout bounds one call of the function's init hook; zero means
-	// Config.InitTimeout.
+	// DefaultInitTimeout.
 	InitTimeout time.Duration
 	// InitAttempts is how many times the init hook is called before the
 	// cold start fails (in the same process); zero means
-	// Config.InitAttempts.
+	// DefaultInitAttempts.
 	InitAttempts int
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
@@ -26,9 +27,9 @@ type Pool interface {
 	Delete(ctx context.Context, pod warmpool.Pod) error
 }
 
-// Agent calls the control protocol of a pod's agent, at the pod's
+// AgentClient calls the control protocol of a pod's agent, at the pod's
 // [lifecycle.Control]. [*lifecycle.Client] implements it.
-type Agent interface {
+type AgentClient interface {
 	Load(ctx context.Context, ctl lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error)
 	Initialize(ctx context.Context, ctl lifecycle.Control, req lifecycle.InitializeRequest) (lifecycle.InitializeResponse, error)
 }
@@ -47,12 +48,24 @@ type LocalityFunc func(node, digest string) bool
 // HasCode calls f(node, digest).
 func (f LocalityFunc) HasCode(node, digest string) bool { return f(node, digest) }
 
-// Config configures a [Starter].
+// Defaults of [Config], and of a [Function] that sets no init timeout or
+// attempts.
+const (
+	DefaultMaxConcurrent  = 64
+	DefaultQueueTimeout   = 30 * time.Second
+	DefaultTakeTimeout    = 30 * time.Second
+	DefaultLoadTimeout    = 60 * time.Second
+	DefaultInitTimeout    = 30 * time.Second
+	DefaultInitAttempts   = 3
+	DefaultInitRetryDelay = 100 * time.Millisecond
+	DefaultDeleteTimeout  = 30 * time.Second
+)
+
+// Config tunes a [Starter]. The zero value is valid: every zero field takes
+// its default. How long a function's init hook may take, and how often it
+// is tried, belong to the function ([Function.InitTimeout],
+// [Function.InitAttempts]), not to the Starter.
 type Config struct {
-	// Pool hands out the warm pods. Required.
-	Pool Pool
-	// Agent talks to the pods' agents. Required.
-	Agent Agent
 	// Locality, when set, makes cold starts prefer pods on nodes that
 	// cache the function's code.
 	Locality Locality
@@ -68,12 +81,6 @@ type Config struct {
 	// LoadTimeout bounds POST /v1/load (fetch, unpack, process start).
 	// Default 60 seconds.
 	LoadTimeout time.Duration
-	// InitTimeout bounds one call of the init hook, for functions that
-	// set none. Default 30 seconds.
-	InitTimeout time.Duration
-	// InitAttempts is how many times the init hook is called before the
-	// cold start fails, for functions that set none. Default 3.
-	InitAttempts int
 	// InitRetryDelay is the wait before the second call of the init hook;
 	// it doubles for each further call. It is paid only after a failure.
 	// Default 100 ms; negative means no wait.
@@ -81,6 +88,16 @@ type Config struct {
 	// DeleteTimeout bounds the deletion of the pod of a failed cold start.
 	// Default 30 seconds.
 	DeleteTimeout time.Duration
+	// Clock times the breakdowns and transitions and the waits between
+	// init attempts. Default: the system clock.
+	Clock clock.Clock
+	// Logger receives warnings (pods that could not be deleted). nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Hooks are what a [Starter] tells its owner.
+type Hooks struct {
 	// Observers receive the state transitions of every instance the
 	// Starter creates (the router adds an instance to its routes when it
 	// becomes Ready).
@@ -88,18 +105,12 @@ type Config struct {
 	// OnColdStart, when set, receives the report of every cold start,
 	// successful or not, synchronously at its end; it must be fast.
 	OnColdStart func(Report)
-	// Now is the clock of the breakdowns and transitions. Default
-	// time.Now.
-	Now func() time.Time
-	// Logger receives warnings (pods that could not be deleted). nil
-	// discards them.
-	Logger *slog.Logger
 }
 
 // Report describes one cold start.
 type Report struct {
 	FunctionID string
-	Generation string
+	Generation uint64
 	// InstanceID, PodID and Node are empty when no pod was taken.
 	InstanceID string
 	PodID      string
@@ -121,9 +132,13 @@ type Result struct {
 // initialize it, and hand back a Ready instance. It is safe for concurrent
 // use; Close stops the cold starts it runs on its own (see [Starter.Ensure]).
 type Starter struct {
-	cfg Config
-	log *slog.Logger
-	sem *semaphore.Weighted
+	cfg   Config
+	pool  Pool
+	agent AgentClient
+	hooks Hooks
+	clock clock.Clock
+	log   *slog.Logger
+	sem   *semaphore.Weighted
 
 	ctx    context.Context // of the cold starts Ensure runs
 	cancel context.CancelFunc
@@ -134,30 +149,24 @@ type Starter struct {
 	flights map[flightKey][]*flight
 }
 
-// New validates cfg, fills in its defaults and returns a Starter.
-func New(cfg Config) (*Starter, error) {
-	if cfg.Pool == nil || cfg.Agent == nil {
-		return nil, errors.New("coldstart: Config.Pool and Config.Agent are required")
+// New returns a Starter that takes pods from pool and drives their agents
+// through agent, tuned by cfg, reporting to hooks. It fails on a nil pool
+// or agent and on negative limits or timeouts.
+func New(pool Pool, agent AgentClient, cfg Config, hooks Hooks) (*Starter, error) {
+	if pool == nil || agent == nil {
+		return nil, errors.New("coldstart: a Pool and an AgentClient are required")
 	}
-	cfg.MaxConcurrent = cmp.Or(cfg.MaxConcurrent, 64)
-	cfg.QueueTimeout = cmp.Or(cfg.QueueTimeout, 30*time.Second)
-	cfg.TakeTimeout = cmp.Or(cfg.TakeTimeout, 30*time.Second)
-	cfg.LoadTimeout = cmp.Or(cfg.LoadTimeout, 60*time.Second)
-	cfg.InitTimeout = cmp.Or(cfg.InitTimeout, 30*time.Second)
-	cfg.InitAttempts = cmp.Or(cfg.InitAttempts, 3)
-	cfg.InitRetryDelay = cmp.Or(cfg.InitRetryDelay, 100*time.Millisecond)
-	cfg.DeleteTimeout = cmp.Or(cfg.DeleteTimeout, 30*time.Second)
-	if cfg.MaxConcurrent < 0 || cfg.InitAttempts < 0 || cfg.QueueTimeout < 0 || cfg.TakeTimeout < 0 ||
-		cfg.LoadTimeout < 0 || cfg.InitTimeout < 0 || cfg.DeleteTimeout < 0 {
+	if cfg.MaxConcurrent < 0 || cfg.QueueTimeout < 0 || cfg.TakeTimeout < 0 || cfg.LoadTimeout < 0 || cfg.DeleteTimeout < 0 {
 		return nil, errors.New("coldstart: Config limits and timeouts must not be negative")
 	}
-	if cfg.InitRetryDelay < 0 {
-		cfg.InitRetryDelay = 0
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	s := &Starter{cfg: cfg, log: cfg.Logger, sem: semaphore.NewWeighted(int64(cfg.MaxConcurrent)), flights: make(map[flightKey][]*flight)}
+	cfg.MaxConcurrent = cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)
+	cfg.QueueTimeout = cmp.Or(cfg.QueueTimeout, DefaultQueueTimeout)
+	cfg.TakeTimeout = cmp.Or(cfg.TakeTimeout, DefaultTakeTimeout)
+	cfg.LoadTimeout = cmp.Or(cfg.LoadTimeout, DefaultLoadTimeout)
+	cfg.InitRetryDelay = max(cmp.Or(cfg.InitRetryDelay, DefaultInitRetryDelay), 0)
+	cfg.DeleteTimeout = cmp.Or(cfg.DeleteTimeout, DefaultDeleteTimeout)
+	s := &Starter{cfg: cfg, pool: pool, agent: agent, hooks: hooks, clock: clock.Or(cfg.Clock), log: cfg.Logger,
+		sem: semaphore.NewWeighted(int64(cfg.MaxConcurrent)), flights: make(map[flightKey][]*flight)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -189,7 +198,7 @@ func (s *Starter) isClosed() bool {
 
 // run is one cold start.
 func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error) {
-	now := s.cfg.Now
+	now := s.clock.Now
 	start := now()
 	var b Breakdown
 	var pod warmpool.Pod
@@ -197,12 +206,12 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	defer func() {
 		b.Total = now().Sub(start)
 		res.Breakdown = b
-		if s.cfg.OnColdStart != nil {
+		if s.hooks.OnColdStart != nil {
 			r := Report{FunctionID: fn.ID, Generation: fn.Generation, PodID: pod.ID, Node: pod.Node, Breakdown: b, Err: err}
 			if inst != nil {
 				r.InstanceID = inst.ID
 			}
-			s.cfg.OnColdStart(r)
+			s.hooks.OnColdStart(r)
 		}
 	}()
 
@@ -227,7 +236,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 
 	// Take: a warm pod, on a node that has the code if possible.
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.TakeTimeout)
-	pod, err = s.cfg.Pool.Take(tctx, fn.Runtime, s.preference(fn.Code.Digest))
+	pod, err = s.pool.Take(tctx, fn.Runtime, s.preference(fn.Code.Digest))
 	cancel()
 	b.Take = lap()
 	if err != nil {
@@ -236,7 +245,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	inst = lifecycle.NewInstance(lifecycle.Info{
 		ID: "i-" + pod.ID, FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Control: pod.Control, Runtime: pod.Runtime,
 		Generation: fn.Generation,
-	}, t, s.cfg.Observers...)
+	}, t, s.hooks.Observers...)
 	fail := func(step Step, attempts int, cause error) (Result, error) {
 		_ = inst.Transition(now(), lifecycle.Failed, string(step)+" failed")
 		s.deletePod(ctx, pod)
@@ -249,7 +258,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 		return fail(StepLoad, 0, err)
 	}
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.LoadTimeout)
-	lr, err := s.cfg.Agent.Load(lctx, pod.Control, fn.loadRequest())
+	lr, err := s.agent.Load(lctx, pod.Control, fn.loadRequest())
 	cancel()
 	b.Load = lap()
 	b.Fetch, b.CacheHit = millis(lr.Timings.FetchMillis), lr.CacheHit
@@ -281,8 +290,8 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 // InitRetryDelay (doubling) between calls. Only a failed hook or a timeout
 // is retried; an agent that is gone or confused is not.
 func (s *Starter) initialize(ctx context.Context, fn *Function, ctl lifecycle.Control) (attempts int, err error) {
-	max := cmp.Or(fn.InitAttempts, s.cfg.InitAttempts)
-	timeout := cmp.Or(fn.InitTimeout, s.cfg.InitTimeout)
+	max := cmp.Or(fn.InitAttempts, DefaultInitAttempts)
+	timeout := cmp.Or(fn.InitTimeout, DefaultInitTimeout)
 	req := lifecycle.InitializeRequest{FunctionID: fn.ID, TimeoutMillis: timeout.Milliseconds()}
 	delay := s.cfg.InitRetryDelay
 	for attempts = 1; ; attempts++ {
@@ -290,7 +299,7 @@ func (s *Starter) initialize(ctx context.Context, fn *Function, ctl lifecycle.Co
 		// second more, so that the agent's own answer comes first.
 		ictx, cancel := context.WithTimeout(ctx, timeout+time.Second)
 		var ir lifecycle.InitializeResponse
-		ir, err = s.cfg.Agent.Initialize(ictx, ctl, req)
+		ir, err = s.agent.Initialize(ictx, ctl, req)
 		cancel()
 		if err == nil && ir.FunctionID != fn.ID {
 			return attempts, fmt.Errorf("%w: initialize answered for function %q", ErrBadAgentResponse, lifecycle.SanitizeHeaderValue(ir.FunctionID, 80))
@@ -304,9 +313,9 @@ func (s *Starter) initialize(ctx context.Context, fn *Function, ctl lifecycle.Co
 			return attempts, err
 		}
 		if delay > 0 {
-			timer := time.NewTimer(delay)
+			timer := s.clock.NewTimer(delay)
 			select {
-			case <-timer.C:
+			case <-timer.C():
 			case <-ctx.Done():
 				timer.Stop()
 				return attempts, fmt.Errorf("%w (after: %w)", ctx.Err(), err)
@@ -334,7 +343,7 @@ func (s *Starter) preference(digest string) warmpool.Preference {
 func (s *Starter) deletePod(ctx context.Context, pod warmpool.Pod) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DeleteTimeout)
 	defer cancel()
-	if err := s.cfg.Pool.Delete(dctx, pod); err != nil {
+	if err := s.pool.Delete(dctx, pod); err != nil {
 		s.log.Warn("coldstart: deleting the pod of a failed cold start failed", "pod", pod.ID, "err", err)
 	}
 }

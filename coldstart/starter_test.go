@@ -34,27 +34,28 @@ func (r *reports) list() []Report {
 	return append([]Report(nil), r.all...)
 }
 
-func newStarter(t *testing.T, pool Pool, agent Agent, mod func(*Config)) (*Starter, *reports) {
+func newStarter(t *testing.T, pool Pool, agent AgentClient, mod func(*Config, *Hooks)) (*Starter, *reports) {
 	t.Helper()
 	reps := &reports{}
-	cfg := Config{Pool: pool, Agent: agent, InitRetryDelay: -1, OnColdStart: reps.add}
+	cfg := Config{InitRetryDelay: -1}
+	hooks := Hooks{OnColdStart: reps.add}
 	if mod != nil {
-		mod(&cfg)
+		mod(&cfg, &hooks)
 	}
-	s, err := New(cfg)
+	s, err := New(pool, agent, cfg, hooks)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, reps
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	_, err := New(Config{Agent: &fakeAgent{}})
+	_, err := New(nil, &fakeAgent{}, Config{}, Hooks{})
 	require.Error(t, err)
-	_, err = New(Config{Pool: &fakePool{}})
+	_, err = New(&fakePool{}, nil, Config{}, Hooks{})
 	require.Error(t, err)
-	_, err = New(Config{Pool: &fakePool{}, Agent: &fakeAgent{}, LoadTimeout: -1})
+	_, err = New(&fakePool{}, &fakeAgent{}, Config{LoadTimeout: -1}, Hooks{})
 	require.Error(t, err)
-	_, err = New(Config{Pool: &fakePool{}, Agent: &fakeAgent{}, MaxConcurrent: -1})
+	_, err = New(&fakePool{}, &fakeAgent{}, Config{MaxConcurrent: -1}, Hooks{})
 	require.Error(t, err)
 }
 
@@ -67,7 +68,7 @@ func TestStartReachesReady(t *testing.T) {
 		seen = append(seen, tr.To)
 		mu.Unlock()
 	})
-	s, reps := newStarter(t, pool, agent, func(c *Config) { c.Observers = []lifecycle.Observer{obs} })
+	s, reps := newStarter(t, pool, agent, func(_ *Config, h *Hooks) { h.Observers = []lifecycle.Observer{obs} })
 
 	res, err := s.Start(context.Background(), testFunction("orders/resize"))
 	require.NoError(t, err)
@@ -136,8 +137,8 @@ func TestStartFailuresNameTheStepAndDeleteThePod(t *testing.T) {
 			}
 			var inst *lifecycle.Instance
 			obs := lifecycle.ObserverFunc(func(in *lifecycle.Instance, _ lifecycle.Transition) { inst = in })
-			s, reps := newStarter(t, pool, agent, func(c *Config) {
-				c.Observers = []lifecycle.Observer{obs}
+			s, reps := newStarter(t, pool, agent, func(c *Config, h *Hooks) {
+				h.Observers = []lifecycle.Observer{obs}
 				if tt.cfg != nil {
 					tt.cfg(c)
 				}
@@ -172,7 +173,7 @@ func TestStartFailuresNameTheStepAndDeleteThePod(t *testing.T) {
 func TestInitIsRetriedInTheSameProcess(t *testing.T) {
 	pool := &fakePool{}
 	agent := &fakeAgent{initErrs: []error{lifecycle.ErrInitFailed, lifecycle.ErrTimeout}}
-	s, _ := newStarter(t, pool, agent, func(c *Config) { c.InitRetryDelay = time.Microsecond })
+	s, _ := newStarter(t, pool, agent, func(c *Config, _ *Hooks) { c.InitRetryDelay = time.Microsecond })
 	res, err := s.Start(context.Background(), testFunction("f"))
 	require.NoError(t, err)
 	assert.Equal(t, 3, res.Breakdown.InitAttempts)
@@ -236,7 +237,7 @@ func TestStartPrefersNodesThatCacheTheCode(t *testing.T) {
 		{ID: "c", Node: "n3", Addr: "c:1", Runtime: "go"},
 	}}
 	loc := LocalityFunc(func(node, digest string) bool { return node == "n2" && digest == fn.Code.Digest })
-	s, _ := newStarter(t, pool, &fakeAgent{}, func(c *Config) { c.Locality = loc })
+	s, _ := newStarter(t, pool, &fakeAgent{}, func(c *Config, _ *Hooks) { c.Locality = loc })
 	res, err := s.Start(context.Background(), fn)
 	require.NoError(t, err)
 	assert.Equal(t, "n2", res.Pod.Node)
@@ -245,7 +246,7 @@ func TestStartPrefersNodesThatCacheTheCode(t *testing.T) {
 func TestQueueTimeoutUnderTheGlobalCap(t *testing.T) {
 	pool := &fakePool{}
 	agent := &fakeAgent{loadGate: make(chan struct{})}
-	s, _ := newStarter(t, pool, agent, func(c *Config) {
+	s, _ := newStarter(t, pool, agent, func(c *Config, _ *Hooks) {
 		c.MaxConcurrent = 1
 		c.QueueTimeout = time.Millisecond
 	})
@@ -268,8 +269,7 @@ func TestQueueTimeoutUnderTheGlobalCap(t *testing.T) {
 func TestStartWithTheWarmPool(t *testing.T) {
 	provider, err := warmpool.NewStaticProvider(warmpool.StaticConfig{Nodes: []string{"n1", "n2"}})
 	require.NoError(t, err)
-	m, err := warmpool.New(warmpool.Config{
-		Provider:      provider,
+	m, err := warmpool.New(provider, warmpool.Config{
 		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 4}},
 		ProbeInterval: -1,
 	})

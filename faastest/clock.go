@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/faasplane/faas/router"
+	"github.com/faasplane/faas/clock"
 )
 
 // Epoch is the instant virtual time starts at: the simulator's time zero
@@ -14,12 +14,11 @@ import (
 // that policies that treat the zero time.Time as "never" behave.
 var Epoch = time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
 
-// Clock is a fake clock for tests of the project's shells (the health
-// monitor, the warm-pool manager, lease stores, caches): time stands still
-// until the test moves it with [Clock.Advance] or [Clock.Set], which fire
-// the timers and tickers that fall due, in order. It implements
-// router.Clock, and its Now method fits every Now func() time.Time of the
-// project's configs. It is safe for concurrent use.
+// Clock is a fake [clock.Clock] for tests of the project's shells (the
+// Dataplane, the health monitor, the warm-pool manager, lease stores,
+// caches): time stands still until the test moves it with [Clock.Advance]
+// or [Clock.Set], which fire the timers, tickers and AfterFunc functions
+// that fall due, in order. It is safe for concurrent use.
 //
 // A goroutine that waits on the clock (Sleep, After, a ticker) registers a
 // waiter first; [Clock.BlockUntil] lets a test wait until the goroutine it
@@ -36,6 +35,7 @@ type clockWaiter struct {
 	at     time.Time
 	period time.Duration // > 0 for tickers
 	ch     chan time.Time
+	fn     func() // AfterFunc's function, run in its own goroutine
 	seq    uint64
 }
 
@@ -87,9 +87,13 @@ func (c *Clock) setLocked(t time.Time) {
 		if w.at.After(c.now) {
 			c.now = w.at
 		}
-		select {
-		case w.ch <- w.at:
-		default: // a ticker nobody reads: drop the tick
+		if w.fn != nil {
+			go w.fn()
+		} else {
+			select {
+			case w.ch <- w.at:
+			default: // a ticker nobody reads: drop the tick
+			}
 		}
 		if w.period > 0 {
 			w.at = w.at.Add(w.period)
@@ -161,13 +165,28 @@ func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // NewTicker returns a ticker that fires every d of the clock's time (d
-// must be > 0; smaller values are raised to 1 ns). It implements
-// router.Clock.
-func (c *Clock) NewTicker(d time.Duration) router.Ticker {
+// must be > 0; smaller values are raised to 1 ns).
+func (c *Clock) NewTicker(d time.Duration) clock.Ticker {
 	d = max(d, 1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return &clockTicker{c: c, w: c.addLocked(d, d)}
+}
+
+// NewTimer returns a timer that fires once the clock has advanced by d.
+func (c *Clock) NewTimer(d time.Duration) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &clockTimer{c: c, w: c.addLocked(d, 0)}
+}
+
+// AfterFunc calls f in its own goroutine once the clock has advanced by d.
+func (c *Clock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.addLocked(d, 0)
+	w.fn, w.ch = f, nil
+	return &clockTimer{c: c, w: w}
 }
 
 type clockTicker struct {
@@ -181,6 +200,49 @@ func (t *clockTicker) Stop() {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	t.c.removeLocked(t.w)
+}
+
+func (t *clockTicker) Reset(d time.Duration) {
+	d = max(d, 1)
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.c.removeLocked(t.w)
+	drain(t.w.ch)
+	t.w.at, t.w.period = t.c.now.Add(d), d
+	t.c.waiters = append(t.c.waiters, t.w)
+	t.c.signalLocked()
+}
+
+func drain(ch chan time.Time) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+type clockTimer struct {
+	c *Clock
+	w *clockWaiter
+}
+
+func (t *clockTimer) C() <-chan time.Time { return t.w.ch }
+
+func (t *clockTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return t.c.removeLocked(t.w)
+}
+
+func (t *clockTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	active := t.c.removeLocked(t.w)
+	drain(t.w.ch) // as time.Timer since Go 1.23: no stale tick after Reset
+	t.c.seq++
+	t.w.at, t.w.seq = t.c.now.Add(max(d, 0)), t.c.seq
+	t.c.waiters = append(t.c.waiters, t.w)
+	t.c.signalLocked()
+	return active
 }
 
 // Waiters returns the number of pending timers, sleeps and tickers.
@@ -209,4 +271,4 @@ func (c *Clock) BlockUntil(ctx context.Context, n int) error {
 	}
 }
 
-var _ router.Clock = (*Clock)(nil)
+var _ clock.Clock = (*Clock)(nil)

@@ -82,3 +82,45 @@ func TestClockSleep(t *testing.T) {
 	stop()
 	assert.ErrorIs(t, c.BlockUntil(short, 5), context.Canceled)
 }
+
+func TestClockTimersAndAfterFunc(t *testing.T) {
+	c := NewClock(time.Time{})
+	tm := c.NewTimer(time.Second)
+	c.Advance(999 * time.Millisecond)
+	select {
+	case <-tm.C():
+		t.Fatal("fired early")
+	default:
+	}
+	c.Advance(time.Millisecond)
+	require.Equal(t, Epoch.Add(time.Second), <-tm.C())
+	require.False(t, tm.Stop(), "already fired")
+	require.False(t, tm.Reset(time.Second))
+	require.True(t, tm.Stop())
+	c.Advance(time.Hour)
+	select {
+	case <-tm.C():
+		t.Fatal("a stopped timer fired")
+	default:
+	}
+
+	ran := make(chan time.Time, 1)
+	c.AfterFunc(time.Minute, func() { ran <- c.Now() })
+	c.Advance(time.Minute)
+	require.Equal(t, Epoch.Add(time.Hour+time.Second+time.Minute), <-ran)
+
+	tk := c.NewTicker(time.Second)
+	c.Advance(time.Second)
+	<-tk.C()
+	tk.Reset(10 * time.Second)
+	c.Advance(9 * time.Second)
+	select {
+	case <-tk.C():
+		t.Fatal("reset ticker fired early")
+	default:
+	}
+	c.Advance(time.Second)
+	<-tk.C()
+	tk.Stop()
+	require.Zero(t, c.Waiters())
+}

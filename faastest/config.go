@@ -187,6 +187,12 @@ type Config struct {
 	// Concurrency) cold starts are under way, within MaxInstances, as the
 	// dataplane's slow path does. Default DefaultScaleInterval.
 	ScaleInterval time.Duration
+	// ScaleDownDelay is how long an instance must have been Ready before a
+	// scale-down may drain it, as the dataplane's Config.ScaleDownDelay
+	// (both use concurrency.PlanRound). Default 0: any Ready instance;
+	// set it to the meter's stable window to model the dataplane's
+	// default.
+	ScaleDownDelay time.Duration
 	// DormantInterval is the period of the scaling decisions of a
 	// dormant function: one with no instance, no cold start and no
 	// request. Default ScaleInterval, so that a policy that pre-warms is

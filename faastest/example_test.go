@@ -31,10 +31,10 @@ func Example() {
 	}
 	fmt.Printf("total: cold-start ratio %.3f%%, %d cold starts\n", 100*r.Total.ColdStartRatio, r.Total.ColdStarts)
 	// Output:
-	// api    72043 invocations,  22 cold, p99 459ms, 3607 instance-seconds
-	// batch  11887 invocations,  83 cold, p99 514ms, 1553 instance-seconds
+	// api    72043 invocations,  22 cold, p99 459ms, 3605 instance-seconds
+	// batch  11887 invocations,  82 cold, p99 514ms, 1555 instance-seconds
 	// cron       4 invocations,   4 cold, p99 429ms, 2408 instance-seconds
-	// total: cold-start ratio 0.130%, 76 cold starts
+	// total: cold-start ratio 0.129%, 77 cold starts
 }
 
 // A comparison of two keep-alives on a sparse workload: each function is

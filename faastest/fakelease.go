@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faasplane/faas/clock"
+
 	"github.com/faasplane/faas/warmpool"
 )
 
@@ -28,10 +30,10 @@ type LeaseStore struct {
 	ops      int
 }
 
-// NewLeaseStore returns an empty store whose clock is now (time.Now when
-// nil); pass a [Clock]'s Now to control expiry.
-func NewLeaseStore(now func() time.Time) *LeaseStore {
-	return &LeaseStore{mem: warmpool.NewMemLeaseStore(now), keys: make(map[string]struct{})}
+// NewLeaseStore returns an empty store on clock c (the system clock when
+// nil); pass a [Clock] to control expiry.
+func NewLeaseStore(c clock.Clock) *LeaseStore {
+	return &LeaseStore{mem: warmpool.NewMemLeaseStore(c), keys: make(map[string]struct{})}
 }
 
 // beginLocked counts an operation and returns the injected failure, if

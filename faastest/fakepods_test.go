@@ -124,9 +124,9 @@ func TestFakesDriveTheWarmPoolManager(t *testing.T) {
 	ctx := context.Background()
 	clk := NewClock(Epoch)
 	pods := NewPodProvider(PodProviderConfig{Nodes: []string{"n1", "n2"}, Clock: clk})
-	leases := NewLeaseStore(clk.Now)
-	m, err := warmpool.New(warmpool.Config{
-		ID: "m1", Provider: pods, Prober: pods, Leases: leases, Manual: true, Now: clk.Now, Seed: 1,
+	leases := NewLeaseStore(clk)
+	m, err := warmpool.New(pods, warmpool.Config{
+		ID: "m1", Prober: pods, Leases: leases, Manual: true, Clock: clk, Seed: 1,
 		Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 4}},
 	})
 	require.NoError(t, err)

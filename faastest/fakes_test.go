@@ -137,13 +137,13 @@ func TestHealthCheckerVerdicts(t *testing.T) {
 func TestHealthCheckerDrivesTheRouter(t *testing.T) {
 	ctx := context.Background()
 	clk := NewClock(Epoch)
-	r, err := router.New(router.Config{})
+	r, err := router.New(router.Config{}, router.Hooks{})
 	require.NoError(t, err)
 	inst := lifecycle.NewInstance(lifecycle.Info{ID: "a", FunctionID: "f"}, clk.Now(), r)
 	for _, s := range []lifecycle.State{lifecycle.Loading, lifecycle.Loaded, lifecycle.Ready} {
 		require.NoError(t, inst.Transition(clk.Now(), s, "test"))
 	}
-	require.NoError(t, r.Add(clk.Now(), inst, concurrency.NewSlots(concurrency.Shared, 4)))
+	require.NoError(t, r.Add(clk.Now(), inst, concurrency.NewSlots(concurrency.Shared, 4), nil))
 	h := NewHealthChecker()
 	m, err := router.NewHealthMonitor(r, router.HealthConfig{
 		Checker: h, Clock: clk, Interval: time.Second,
@@ -177,7 +177,7 @@ func TestHealthCheckerDrivesTheRouter(t *testing.T) {
 func TestLeaseStoreSemantics(t *testing.T) {
 	ctx := context.Background()
 	clk := NewClock(Epoch)
-	s := NewLeaseStore(clk.Now)
+	s := NewLeaseStore(clk)
 	const ttl = 10 * time.Second
 
 	a, err := s.Acquire(ctx, "pod", "m1", ttl)

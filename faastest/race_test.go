@@ -31,7 +31,7 @@ func TestFakesUnderConcurrency(t *testing.T) {
 	store := NewCodeStore(CodeStoreConfig{FailRate: 0.1, Seed: 2})
 	ref := store.Add([]byte("code"))
 	health := NewHealthChecker()
-	leases := NewLeaseStore(clk.Now)
+	leases := NewLeaseStore(clk)
 	inst := lifecycle.NewInstance(lifecycle.Info{ID: "i", FunctionID: "f"}, Epoch)
 
 	const workers, rounds = 4, 200

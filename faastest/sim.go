@@ -49,8 +49,9 @@ type sim struct {
 	seq          uint64
 	events       eventHeap
 	processed    int64
-	ticks        int64 // scaling ticks so far
-	dormantEvery int64 // dormant functions decide every this many ticks
+	ticks        int64                 // scaling ticks so far
+	dormantEvery int64                 // dormant functions decide every this many ticks
+	replicas     []concurrency.Replica // scratch of decide
 
 	rng    *rand.Rand // cold-start steps, pod creation
 	router *router.Router
@@ -128,10 +129,9 @@ func newSim(cfg Config) (*sim, error) {
 	s.dormantEvery = max(int64((cfg.DormantInterval+cfg.ScaleInterval/2)/cfg.ScaleInterval), 1)
 	var err error
 	s.router, err = router.New(router.Config{
-		Policy:  cfg.Policy,
-		Rand:    rand.NewPCG(cfg.Seed^0x5851f42d4c957f2d, cfg.Seed+0x14057b7ef767814f),
-		Handoff: s.handoff,
-	})
+		Policy: cfg.Policy,
+		Rand:   rand.NewPCG(cfg.Seed^0x5851f42d4c957f2d, cfg.Seed+0x14057b7ef767814f),
+	}, router.Hooks{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: router: %w", ErrConfig, err)
 	}

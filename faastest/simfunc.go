@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
@@ -267,16 +268,20 @@ func (s *sim) complete(r *request) {
 	s.observe(f)
 }
 
-// handoff is the router's Config.Handoff: a slot released on a routable
+// waiters are a function's router.Waiters: a slot released on a routable
 // instance goes straight to the function's longest waiter, as in the
 // dataplane.
-func (s *sim) handoff(rt router.Route) bool {
-	inst := s.insts[rt.Instance()]
-	r := inst.fn.popQueued(s)
+type waiters struct {
+	s *sim
+	f *function
+}
+
+func (w waiters) Handoff(rt router.Route) bool {
+	r := w.f.popQueued(w.s)
 	if r == nil {
 		return false
 	}
-	s.begin(r, rt)
+	w.s.begin(r, rt)
 	return true
 }
 
@@ -309,31 +314,24 @@ func (s *sim) decide(f *function) {
 	o.Queued = f.nQueued
 	// A custom policy is held to the spec's bounds, as in the dataplane.
 	want := min(max(f.scaler.Decide(now, o).Desired, f.spec.MinInstances), f.spec.MaxInstances)
-	for n := o.Instances; n < want; n++ {
+	// The dataplane's own round: which to drain, how many to start.
+	reps := s.replicas[:0]
+	for _, in := range f.ready {
+		reps = append(reps, concurrency.Replica{Current: true, Ready: true, InFlight: in.held,
+			ReadyAt: Epoch.Add(time.Duration(in.readyAt)), LastUsed: Epoch.Add(time.Duration(in.lastUsed))})
+	}
+	s.replicas = reps
+	plan := concurrency.PlanRound(now, want, f.starting, reps, s.cfg.ScaleDownDelay)
+	for n := f.starting; n < plan.Start; n++ {
 		s.startCold(f)
 	}
-	// Cold starts cannot be called back: scale down by draining Ready
-	// instances, but never below what is wanted of them.
-	for n := min(o.Instances-want, len(f.ready)-want); n > 0; n-- {
-		s.drain(f, f.victim())
+	victims := make([]*instance, len(plan.Drain))
+	for i, k := range plan.Drain {
+		victims[i] = f.ready[k]
 	}
-}
-
-// victim chooses the instance to remove: the one idle the longest, else
-// the one with the fewest requests.
-func (f *function) victim() *instance {
-	best := f.ready[0]
-	for _, in := range f.ready[1:] {
-		switch {
-		case in.held == 0 && best.held > 0:
-			best = in
-		case (in.held == 0) == (best.held == 0) && in.held < best.held:
-			best = in
-		case in.held == 0 && best.held == 0 && in.lastUsed < best.lastUsed:
-			best = in
-		}
+	for _, in := range victims {
+		s.drain(f, in)
 	}
-	return best
 }
 
 // drain takes inst out of the routes; it terminates once its requests

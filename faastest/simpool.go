@@ -205,7 +205,7 @@ func (s *sim) coldReady(cs *coldStart) {
 	slots := concurrency.NewSlots(concurrency.Shared, f.spec.Concurrency)
 	inst := &instance{fn: f, li: li, slots: slots, node: cs.node, readyAt: s.now, lastUsed: s.now, idle: true}
 	s.insts[li] = inst
-	if err := s.router.Add(s.time(), li, slots); err != nil {
+	if err := s.router.Add(s.time(), li, slots, waiters{s, f}); err != nil {
 		panic(fmt.Sprintf("faastest: router refused a fresh instance: %v", err)) // a bug of the simulator
 	}
 	f.ready = append(f.ready, inst)

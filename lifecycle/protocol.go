@@ -27,6 +27,9 @@ const (
 	// HeaderIdempotent, set to "true", allows the dataplane to retry the
 	// request on another instance even after its body reached a function.
 	HeaderIdempotent = "X-Faas-Idempotent"
+	// HeaderForwardedBy names the dataplane node that forwarded a request
+	// to the function's owner node, so that it is never forwarded twice.
+	HeaderForwardedBy = "X-Faas-Forwarded-By"
 	// HeaderErrorCode carries an [ErrorCode] on every error response.
 	HeaderErrorCode = "X-Faas-Error-Code"
 	// HeaderErrorMessage carries a human-readable message on every error

@@ -141,10 +141,11 @@ type Info struct {
 	Control Control
 	// Runtime is the pod's runtime (e.g. "go", "python3.12").
 	Runtime string
-	// Generation names the deployment of the function the instance runs
-	// (the dataplane's spec generation), so that a rolling update tells
-	// old instances from new ones. Empty when not tracked.
-	Generation string
+	// Generation numbers the deployment of the function the instance
+	// runs (the dataplane's spec generation, increasing), so that a
+	// rolling update tells old instances from new ones. Zero when not
+	// tracked.
+	Generation uint64
 }
 
 // Instance is one function instance and its state machine. State is

@@ -19,7 +19,7 @@ var benchNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // seeded draw), so that utilizations differ as they do under load.
 func benchRouter(tb testing.TB, p Policy, n int) *Router {
 	tb.Helper()
-	r, err := New(Config{Policy: p})
+	r, err := New(Config{Policy: p}, Hooks{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func addLoaded(tb testing.TB, r *Router, fnID string, n int, rnd *rand.Rand) {
 		for range rnd.IntN(9) {
 			s.TryAcquire()
 		}
-		if err := r.Add(benchNow, inst, s); err != nil {
+		if err := r.Add(benchNow, inst, s, nil); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -86,7 +86,7 @@ func BenchmarkPickReleaseTableSize(b *testing.B) {
 			tableSize.busy = append(tableSize.busy, fmt.Sprintf("busy-function-%02d", i))
 		}
 		for _, total := range []int{10, all} {
-			r, err := New(Config{})
+			r, err := New(Config{}, Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -126,13 +126,13 @@ func BenchmarkPickReleaseTableSize(b *testing.B) {
 func BenchmarkPickReleaseParallel(b *testing.B) {
 	for _, p := range benchPolicies {
 		b.Run(p.Name()+"/instances=100", func(b *testing.B) {
-			r, err := New(Config{Policy: p})
+			r, err := New(Config{Policy: p}, Hooks{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			for i := range 100 {
 				inst := readyInstance(b, "fn", fmt.Sprintf("fn-%d", i), r)
-				if err := r.Add(benchNow, inst, concurrency.NewSlots(concurrency.Shared, 1000)); err != nil {
+				if err := r.Add(benchNow, inst, concurrency.NewSlots(concurrency.Shared, 1000), nil); err != nil {
 					b.Fatal(err)
 				}
 			}

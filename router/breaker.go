@@ -54,7 +54,7 @@ type BreakerConfig struct {
 	// least one. Default 0.1. Must be in (0, 1].
 	MaxEjectedShare float64
 	// MigrateAfter replaces an instance at its MigrateAfter-th ejection:
-	// the router asks for a replacement through Config.Replace, then
+	// the router asks for a replacement through Hooks.Replace, then
 	// drains and removes the instance. Default 3; a negative value never
 	// migrates.
 	MigrateAfter int

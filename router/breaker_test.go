@@ -195,7 +195,7 @@ func TestBreakerConfigValidation(t *testing.T) {
 	for _, c := range bad {
 		_, err := NewBreaker(c)
 		assert.True(t, errors.Is(err, ErrInvalidConfig), "%+v: %v", c, err)
-		_, err = New(Config{Breaker: c})
+		_, err = New(Config{Breaker: c}, Hooks{})
 		assert.True(t, errors.Is(err, ErrInvalidConfig), "router %+v: %v", c, err)
 	}
 }

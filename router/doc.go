@@ -32,7 +32,7 @@
 // follows Envoy's: 5 consecutive failures eject an instance for 30 s times
 // the number of its ejections (at most 300 s, plus jitter), never more than
 // 10 % of a function's instances (at least one); a half-open probe lets it
-// back, and the third ejection replaces it (Config.Replace) and drains it.
+// back, and the third ejection replaces it (Hooks.Replace) and drains it.
 // A request that failed before reaching the function is retried once on
 // another instance ([Router.Retry]); one that reached it only when
 // idempotent; and retries in flight stay within 20 % of the function's

@@ -27,13 +27,13 @@ func startInstance(r *router.Router, id, fn string, now time.Time) *lifecycle.In
 // The path of one request: pick an instance with a free slot, send the
 // request there, release the slot with the outcome.
 func Example() {
-	r, err := router.New(router.Config{}) // P2C on utilization
+	r, err := router.New(router.Config{}, router.Hooks{}) // P2C on utilization
 	if err != nil {
 		panic(err)
 	}
 	now := time.Now()
 	inst := startInstance(r, "resize-1", "orders/resize-image", now)
-	if err := r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 4)); err != nil {
+	if err := r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 4), nil); err != nil {
 		panic(err)
 	}
 
@@ -59,10 +59,10 @@ func Example() {
 // A request that failed before reaching the function is retried once on
 // another instance, within the function's retry budget.
 func ExampleRouter_Retry() {
-	r, _ := router.New(router.Config{Policy: router.FirstAvailable()})
+	r, _ := router.New(router.Config{Policy: router.FirstAvailable()}, router.Hooks{})
 	now := time.Now()
 	for _, id := range []string{"a", "b"} {
-		_ = r.Add(now, startInstance(r, id, "fn", now), concurrency.NewSlots(concurrency.Shared, 10))
+		_ = r.Add(now, startInstance(r, id, "fn", now), concurrency.NewSlots(concurrency.Shared, 10), nil)
 	}
 	rt, _ := r.Pick("fn")
 	outcome := router.OutcomeOf(lifecycle.ErrNotReady) // what the agent answered
@@ -91,12 +91,11 @@ func ExampleBreakerConfig() {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	r, _ := router.New(router.Config{
 		Breaker: router.BreakerConfig{Jitter: -1}, // no jitter, for a stable output
-		Observer: router.ObserverFunc(func(e router.Event) {
-			fmt.Printf("%s %s (%s) at +%v\n", e.Instance.ID, e.Kind, e.Cause, e.At.Sub(now))
-		}),
-	})
+	}, router.Hooks{Observer: router.ObserverFunc(func(e router.Event) {
+		fmt.Printf("%s %s (%s) at +%v\n", e.Instance.ID, e.Kind, e.Cause, e.At.Sub(now))
+	})})
 	inst := startInstance(r, "a", "fn", now)
-	_ = r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 10))
+	_ = r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 10), nil)
 	for range 5 {
 		rt, _ := r.Acquire(inst)
 		rt.Release(now, router.ConnectFailed)
@@ -121,9 +120,9 @@ func ExampleBreakerConfig() {
 // in production Start runs it on a ticker.
 func ExampleHealthMonitor_RunOnce() {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r, _ := router.New(router.Config{})
+	r, _ := router.New(router.Config{}, router.Hooks{})
 	inst := startInstance(r, "a", "fn", now)
-	_ = r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 10))
+	_ = r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 10), nil)
 
 	down := router.CheckerFunc(func(ctx context.Context, inst *lifecycle.Instance) error {
 		return errors.New("connection refused")
@@ -166,11 +165,11 @@ func (f pickerFunc) Pick(src rand.Source) int { return f(src) }
 // A policy is a picker factory: the router builds a picker whenever a
 // function's instances change and calls it on every request.
 func ExamplePolicy() {
-	r, _ := router.New(router.Config{Policy: leastInFlight{}})
+	r, _ := router.New(router.Config{Policy: leastInFlight{}}, router.Hooks{})
 	now := time.Now()
 	big := startInstance(r, "big", "fn", now)
-	_ = r.Add(now, big, concurrency.NewSlots(concurrency.Shared, 100))
-	_ = r.Add(now, startInstance(r, "small", "fn", now), concurrency.NewSlots(concurrency.Shared, 2))
+	_ = r.Add(now, big, concurrency.NewSlots(concurrency.Shared, 100), nil)
+	_ = r.Add(now, startInstance(r, "small", "fn", now), concurrency.NewSlots(concurrency.Shared, 2), nil)
 	for range 3 {
 		_, _ = r.Acquire(big)
 	}
@@ -179,15 +178,13 @@ func ExamplePolicy() {
 	// Output: least-in-flight picked small
 }
 
-// Handoff wired to a concurrency.Queue: a request that found no free slot
-// waits in the queue, and the next released slot goes straight to it
-// instead of back to the instance, where a newcomer could take it first.
-func ExampleConfig_handoff() {
-	var q *concurrency.Queue[router.Route]
-	r, _ := router.New(router.Config{
-		Handoff: func(rt router.Route) bool { return q.Handoff(rt) },
-	})
-	q, _ = concurrency.NewQueue(concurrency.QueueConfig[router.Route]{
+// An instance's Waiters are a concurrency.Queue: a request that found no
+// free slot waits in the queue, and the next released slot goes straight
+// to it instead of back to the instance, where a newcomer could take it
+// first.
+func ExampleWaiters() {
+	r, _ := router.New(router.Config{}, router.Hooks{})
+	q, _ := concurrency.NewQueue(concurrency.QueueConfig[router.Route]{
 		TryAcquire: func() (router.Route, bool) {
 			rt, err := r.Pick("fn")
 			return rt, err == nil
@@ -196,7 +193,7 @@ func ExampleConfig_handoff() {
 	})
 	defer q.Close()
 	now := time.Now()
-	_ = r.Add(now, startInstance(r, "a", "fn", now), concurrency.NewSlots(concurrency.Shared, 1))
+	_ = r.Add(now, startInstance(r, "a", "fn", now), concurrency.NewSlots(concurrency.Shared, 1), q)
 
 	first, _ := r.Pick("fn")
 	_, err := r.Pick("fn")

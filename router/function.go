@@ -17,7 +17,6 @@ import (
 // writers hold mu, change the members and publish a new snapshot.
 type function struct {
 	id   string
-	hash uint64
 	r    *Router
 	snap atomic.Pointer[snapshot]
 	// retrying counts the function's retries in flight (Router.Retry).
@@ -62,6 +61,9 @@ type member struct {
 	slots *concurrency.Slots
 	gate  *concurrency.Slots // one slot: the half-open probe
 	fn    *function
+	// waiters are offered the slots released while the member is
+	// routable (nil: none).
+	waiters Waiters
 
 	// mode mirrors listed for lock-free readers: Pick re-checks it after
 	// taking a slot, which makes removal and ejection take effect the
@@ -82,8 +84,8 @@ type member struct {
 	removed bool
 }
 
-func (r *Router) newFunction(id string, hash uint64) *function {
-	f := &function{id: id, hash: hash, r: r}
+func (r *Router) newFunction(id string) *function {
+	f := &function{id: id, r: r}
 	f.snap.Store(&snapshot{picker: r.policy.NewPicker(nil)})
 	return f
 }
@@ -134,7 +136,7 @@ func (f *function) detach(now time.Time, m *member, cause Cause, reason string) 
 func (f *function) dropIfEmpty() {
 	if len(f.members) == 0 && !f.dead {
 		f.dead = true
-		f.r.fns.remove(f)
+		f.r.fns.CompareAndDelete(f.id, f)
 	}
 }
 

@@ -39,7 +39,7 @@ type HealthReport struct {
 	// now (or none): the route is stale and is removed.
 	Reassigned bool
 	// Exited reports that the instance's function process has exited: the
-	// route is removed and the instance replaced (Config.Replace).
+	// route is removed and the instance replaced (Hooks.Replace).
 	Exited bool
 	// Reason says why, for events and logs.
 	Reason string

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/stretchr/testify/require"
@@ -77,11 +78,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	if cfg.Rand == nil {
 		cfg.Rand = seeded(1)
 	}
-	cfg.Observer = fx.rec
-	if cfg.Replace == nil {
-		cfg.Replace = func(inst *lifecycle.Instance, reason string) { fx.replaced <- inst.ID }
-	}
-	r, err := New(cfg)
+	r, err := New(cfg, Hooks{Observer: fx.rec, Replace: func(inst *lifecycle.Instance, reason string) { fx.replaced <- inst.ID }})
 	require.NoError(t, err)
 	fx.r = r
 	return fx
@@ -90,8 +87,14 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 // add adds a Ready instance of fnID with the given limit.
 func (fx *fixture) add(fnID, id string, limit int) *lifecycle.Instance {
 	fx.t.Helper()
+	return fx.addWith(fnID, id, limit, nil)
+}
+
+// addWith adds a Ready instance whose released slots go to w first.
+func (fx *fixture) addWith(fnID, id string, limit int, w Waiters) *lifecycle.Instance {
+	fx.t.Helper()
 	inst := readyInstance(fx.t, fnID, id, fx.r)
-	require.NoError(fx.t, fx.r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, limit)))
+	require.NoError(fx.t, fx.r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, limit), w))
 	return inst
 }
 
@@ -149,7 +152,12 @@ func (c *fakeClock) set(now time.Time) {
 	c.now = now
 }
 
-func (c *fakeClock) NewTicker(d time.Duration) Ticker {
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer { return clock.System().NewTimer(d) }
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return clock.System().AfterFunc(d, f)
+}
+
+func (c *fakeClock) NewTicker(d time.Duration) clock.Ticker {
 	t := &fakeTicker{c: make(chan time.Time), d: d}
 	c.created <- t
 	return t
@@ -162,3 +170,4 @@ type fakeTicker struct {
 
 func (t *fakeTicker) C() <-chan time.Time { return t.c }
 func (t *fakeTicker) Stop()               {}
+func (t *fakeTicker) Reset(time.Duration) {}

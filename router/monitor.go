@@ -10,34 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/lifecycle"
 )
-
-// Clock is the time source of the [HealthMonitor]; tests and simulations
-// pass a fake one and drive the monitor tick by tick.
-type Clock interface {
-	Now() time.Time
-	NewTicker(d time.Duration) Ticker
-}
-
-// Ticker delivers ticks on C until stopped, like time.Ticker.
-type Ticker interface {
-	C() <-chan time.Time
-	Stop()
-}
-
-// SystemClock returns the [Clock] of the time package.
-func SystemClock() Clock { return systemClock{} }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                   { return time.Now() }
-func (systemClock) NewTicker(d time.Duration) Ticker { return systemTicker{time.NewTicker(d)} }
-
-type systemTicker struct{ t *time.Ticker }
-
-func (t systemTicker) C() <-chan time.Time { return t.t.C }
-func (t systemTicker) Stop()               { t.t.Stop() }
 
 // Probe configures one pull health check schedule.
 type Probe struct {
@@ -83,7 +58,7 @@ type HealthConfig struct {
 	Readiness Probe
 	// Liveness gives up on an instance after FailureThreshold failed
 	// liveness checks with no successful check in between: it is removed,
-	// replaced (Config.Replace) and moved to Draining, except in panic
+	// replaced (Hooks.Replace) and moved to Draining, except in panic
 	// (see PanicThreshold). Default every 45 s, 3 failures, 1 s timeout.
 	Liveness Probe
 	// PanicThreshold is the share of a function's instances whose pull
@@ -111,8 +86,9 @@ type HealthConfig struct {
 	// MaxConcurrentChecks bounds the checks in flight in one round.
 	// Default 32.
 	MaxConcurrentChecks int
-	// Clock is the time source. Default [SystemClock].
-	Clock Clock
+	// Clock is the time source of the rounds and of pushed reports.
+	// Default: the system clock.
+	Clock clock.Clock
 	// Logger receives check failures at debug level, push source
 	// failures and entering or leaving a panic at warn level. Default:
 	// discard.
@@ -189,9 +165,7 @@ func NewHealthMonitor(r *Router, cfg HealthConfig) (*HealthMonitor, error) {
 	if cfg.Checker == nil {
 		cfg.Checker = NewHTTPChecker(nil, cfg.Readiness.Timeout)
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = SystemClock()
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	h := &HealthMonitor{r: r, cfg: cfg, log: cfg.Logger, probes: make(map[*member]*probeState)}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -134,7 +134,7 @@ func TestCheckAnsweringReassignedRemovesAtOnce(t *testing.T) {
 }
 
 func TestHealthConfigValidation(t *testing.T) {
-	r, err := New(Config{})
+	r, err := New(Config{}, Hooks{})
 	require.NoError(t, err)
 	bad := []HealthConfig{
 		{Readiness: Probe{Period: -1}},

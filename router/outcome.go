@@ -42,7 +42,7 @@ const (
 	InstanceFailed
 	// Exited: the agent answered function_exited: the function process is
 	// dead and the request did not reach it. The route is removed at once
-	// and the instance replaced (Config.Replace), as a dead instance
+	// and the instance replaced (Hooks.Replace), as a dead instance
 	// answers at once and would otherwise keep being picked; safe to
 	// retry.
 	Exited

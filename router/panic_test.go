@@ -92,7 +92,7 @@ func (rig *panicRig) addOn(fnID, id, node string) *lifecycle.Instance {
 	for _, s := range []lifecycle.State{lifecycle.Loading, lifecycle.Loaded, lifecycle.Ready} {
 		require.NoError(rig.t, inst.Transition(t0, s, "test"))
 	}
-	require.NoError(rig.t, rig.r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, 4)))
+	require.NoError(rig.t, rig.r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, 4), nil))
 	return inst
 }
 
@@ -418,7 +418,7 @@ func TestSlowTrickleIsHandledNormally(t *testing.T) {
 }
 
 func TestPanicConfigValidation(t *testing.T) {
-	r, err := New(Config{})
+	r, err := New(Config{}, Hooks{})
 	require.NoError(t, err)
 	for _, c := range []HealthConfig{
 		{PanicThreshold: 1},

@@ -54,7 +54,7 @@ func TestPropertyConcurrentPickReleaseWhileRoutesChange(t *testing.T) {
 			track(e.Instance).ejected.Store(seq.Add(1))
 		}
 	})
-	r, err := New(Config{Observer: obs, Breaker: BreakerConfig{ConsecutiveFailures: 2, MaxEjectedShare: 0.3}})
+	r, err := New(Config{Breaker: BreakerConfig{ConsecutiveFailures: 2, MaxEjectedShare: 0.3}}, Hooks{Observer: obs})
 	require.NoError(t, err)
 
 	var mu sync.Mutex
@@ -69,7 +69,7 @@ func TestPropertyConcurrentPickReleaseWhileRoutesChange(t *testing.T) {
 		limit := 1 + rnd.IntN(4)
 		slots := concurrency.NewSlots(concurrency.Shared, limit)
 		trackers.Store(inst, &tracker{limit: int32(limit), slots: slots})
-		require.NoError(t, r.Add(t0, inst, slots))
+		require.NoError(t, r.Add(t0, inst, slots, nil))
 		mu.Lock()
 		live = append(live, inst)
 		mu.Unlock()
@@ -193,14 +193,15 @@ func TestPropertyConcurrentPickReleaseWhileRoutesChange(t *testing.T) {
 	for _, ri := range r.Routes("f") {
 		require.Zero(t, ri.InFlight, "instance %s", ri.Instance.ID)
 	}
-	require.Zero(t, r.fns.get("f").retrying.Load(), "retry budget fully returned")
+	f, _ := r.fns.Get("f")
+	require.Zero(t, f.retrying.Load(), "retry budget fully returned")
 }
 
 // TestConcurrentFunctionsComeAndGo exercises the function index under
 // -race: goroutines add and remove instances of many functions (creating and
 // deleting entries and growing the index) while others pick.
 func TestConcurrentFunctionsComeAndGo(t *testing.T) {
-	r, err := New(Config{})
+	r, err := New(Config{}, Hooks{})
 	require.NoError(t, err)
 	const writers, perWriter = 4, 300
 	stop := make(chan struct{})
@@ -225,7 +226,7 @@ func TestConcurrentFunctionsComeAndGo(t *testing.T) {
 			var mine []*lifecycle.Instance
 			for i := range perWriter {
 				inst := readyInstance(t, fmt.Sprintf("fn-%d-%d", w, i), fmt.Sprintf("w%d-i%d", w, i), r)
-				if err := r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, 2)); err != nil {
+				if err := r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, 2), nil); err != nil {
 					t.Error(err)
 					return
 				}

@@ -55,7 +55,7 @@ func (rt Route) Retried() bool { return rt.flags&routeRetry != 0 }
 // full. It does not block, lock or allocate, and its cost does not depend on
 // the number of functions in the router.
 func (r *Router) Pick(functionID string) (Route, error) {
-	f := r.fns.get(functionID)
+	f, _ := r.fns.Get(functionID)
 	if f == nil {
 		return Route{}, ErrNoRoute
 	}
@@ -116,7 +116,7 @@ func (r *Router) Acquire(inst *lifecycle.Instance) (Route, error) {
 	if inst == nil {
 		return Route{}, ErrNoRoute
 	}
-	f := r.fns.get(inst.FunctionID)
+	f, _ := r.fns.Get(inst.FunctionID)
 	if f == nil {
 		return Route{}, ErrNoRoute
 	}
@@ -146,10 +146,10 @@ func (r *Router) Acquire(inst *lifecycle.Instance) (Route, error) {
 // o, which feeds the instance's breaker: failures count towards an
 // ejection, a success clears them, Reassigned removes the instance at once
 // and moves it to Draining, and Exited does the same and asks for a
-// replacement (Config.Replace). While the instance is half-open only its
-// probe's outcome counts: success readmits it, failure ejects it again. When
-// Config.Handoff is set and the instance is still routable, the slot is
-// offered to it first. The zero Route releases nothing.
+// replacement (Hooks.Replace). While the instance is half-open only its
+// probe's outcome counts: success readmits it, failure ejects it again.
+// While the instance is routable, the slot is offered to its Waiters
+// first. The zero Route releases nothing.
 //
 // A successful release of a route whose breaker has nothing to forget is
 // lock-free and allocation-free; other outcomes take the function's lock.
@@ -176,8 +176,8 @@ func (rt Route) Release(now time.Time, o Outcome) {
 	}
 	if probe {
 		m.gate.Release()
-	} else if h := m.fn.r.handoff; h != nil && m.mode.Load() == modeFull && m.inst.State() == lifecycle.Ready {
-		if h(Route{m: m}) {
+	} else if w := m.waiters; w != nil && m.mode.Load() == modeFull && m.inst.State() == lifecycle.Ready {
+		if w.Handoff(Route{m: m}) {
 			return
 		}
 	}
@@ -198,7 +198,7 @@ func (r *Router) Retry(failed Route, o Outcome, idempotent bool) (Route, error) 
 	if failed.m == nil || failed.flags&routeRetry != 0 || !Retryable(o, idempotent) {
 		return Route{}, ErrNotRetryable
 	}
-	f := r.fns.get(failed.m.inst.FunctionID)
+	f, _ := r.fns.Get(failed.m.inst.FunctionID)
 	if f == nil {
 		return Route{}, ErrNoRoute
 	}

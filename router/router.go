@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/faasplane/faas/concurrency"
+	"github.com/faasplane/faas/internal/index"
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -31,26 +32,33 @@ type Config struct {
 	// Retry is the retry budget of each function; see [RetryBudget].
 	// Default 20 % of active requests, at least 3.
 	Retry RetryBudget
-	// Observer receives route events (see [Observer] for what it may
-	// do). Default none.
-	Observer Observer
-	// Replace is called when the router gives up on an instance (ejected
-	// MigrateAfter times, liveness failed) so that the owner starts a
-	// replacement, typically a cold start. It is called without any
-	// router lock held, before the instance is moved to Draining; it
-	// should not block. Default none.
-	Replace func(inst *lifecycle.Instance, reason string)
-	// Handoff, when set, is offered every slot released from a route that
-	// is still routable, before the slot is returned to the instance. It
-	// returns true when it took the slot over: rt then holds it, and
-	// whoever it gave rt to must Release it. The dataplane uses it to hand
-	// a slot straight to a queued request. It runs on the hot path: it
-	// must be fast and must not block.
-	Handoff func(rt Route) bool
 	// Logger receives the route events: at info level those the router
 	// decided (ejections, readmissions, health, migrations), at debug
 	// level the others. Default: discard.
 	Logger *slog.Logger
+}
+
+// Hooks are what a [Router] tells its owner.
+type Hooks struct {
+	// Observer receives route events (see [Observer] for what it may
+	// do).
+	Observer Observer
+	// Replace is called when the router gives up on an instance (ejected
+	// MigrateAfter times, liveness failed, its function process exited)
+	// so that the owner starts a replacement, typically a cold start. It
+	// is called without any router lock held, before the instance is
+	// moved to Draining; it should not block.
+	Replace func(inst *lifecycle.Instance, reason string)
+}
+
+// Waiters take released slots for requests that wait for capacity: a
+// function's queue (concurrency.Queue[Route] implements it). Handoff is
+// offered every slot released from a route that is still routable, before
+// the slot goes back to the instance; it returns true when it took the
+// slot over, and whoever it gave rt to must Release it. It runs on the hot
+// path: it must be fast and must not block.
+type Waiters interface {
+	Handoff(rt Route) bool
 }
 
 // RetryBudget caps the retries of one function that may be in flight at
@@ -86,29 +94,27 @@ type Router struct {
 	retry    RetryBudget
 	observer Observer
 	replace  func(*lifecycle.Instance, string)
-	handoff  func(Route) bool
 	log      *slog.Logger
 
-	fns *index
+	fns *index.Map[*function]
 
 	mu        sync.Mutex // guards instances and open; taken inside function locks
 	instances map[string]*member
 	open      map[*member]struct{} // members whose breaker is open, for Tick
 }
 
-// New returns an empty router. It returns an error wrapping
-// [ErrInvalidConfig] when a field of cfg is out of range.
-func New(cfg Config) (*Router, error) {
+// New returns an empty router tuned by cfg, reporting to hooks. It returns
+// an error wrapping [ErrInvalidConfig] when a field of cfg is out of range.
+func New(cfg Config, hooks Hooks) (*Router, error) {
 	r := &Router{
 		policy:    cfg.Policy,
 		src:       cfg.Rand,
 		attempts:  cfg.PickAttempts,
 		retry:     cfg.Retry,
-		observer:  cfg.Observer,
-		replace:   cfg.Replace,
-		handoff:   cfg.Handoff,
+		observer:  hooks.Observer,
+		replace:   hooks.Replace,
 		log:       cfg.Logger,
-		fns:       newIndex(),
+		fns:       index.New[*function](),
 		instances: make(map[string]*member),
 		open:      make(map[*member]struct{}),
 	}
@@ -148,13 +154,14 @@ func New(cfg Config) (*Router, error) {
 func (r *Router) Policy() Policy { return r.policy }
 
 // Add puts inst into its function's routes, with slots counting its
-// requests in flight. inst becomes a candidate when it is Ready (now or
+// requests in flight; the slots released from its routes are offered to
+// waiters first (nil: none). inst becomes a candidate when it is Ready (now or
 // later; pass the router as a [lifecycle.Observer] of the instance, see
 // [Router.ObserveTransition]). It returns an error wrapping
 // [ErrInvalidInstance] for a nil instance or slots, an empty ID or function
 // ID, or a state that is not live, and [ErrDuplicateInstance] when an
 // instance with the same ID is already routed.
-func (r *Router) Add(now time.Time, inst *lifecycle.Instance, slots *concurrency.Slots) error {
+func (r *Router) Add(now time.Time, inst *lifecycle.Instance, slots *concurrency.Slots, waiters Waiters) error {
 	switch {
 	case inst == nil:
 		return fmt.Errorf("%w: nil instance", ErrInvalidInstance)
@@ -165,9 +172,9 @@ func (r *Router) Add(now time.Time, inst *lifecycle.Instance, slots *concurrency
 	case !inst.State().Live():
 		return fmt.Errorf("%w: instance %q is %s", ErrInvalidInstance, inst.ID, inst.State())
 	}
-	m := &member{inst: inst, slots: slots, gate: concurrency.NewSlots(concurrency.Exclusive, 1), br: Breaker{cfg: r.breaker}}
+	m := &member{inst: inst, slots: slots, waiters: waiters, gate: concurrency.NewSlots(concurrency.Exclusive, 1), br: Breaker{cfg: r.breaker}}
 	for {
-		f := r.fns.getOrCreate(inst.FunctionID, r.newFunction)
+		f := r.fns.GetOrCreate(inst.FunctionID, r.newFunction)
 		f.mu.Lock()
 		if f.dead {
 			f.mu.Unlock()
@@ -291,7 +298,7 @@ func (r *Router) members() []*member {
 
 // Functions returns the number of functions with at least one routed
 // instance.
-func (r *Router) Functions() int { return r.fns.len() }
+func (r *Router) Functions() int { return r.fns.Len() }
 
 // Stats describes one function's routes at one moment.
 type Stats struct {
@@ -323,7 +330,7 @@ type Stats struct {
 // without routes. It reads the current snapshot without locks and costs
 // O(instances).
 func (r *Router) Stats(functionID string) Stats {
-	f := r.fns.get(functionID)
+	f, _ := r.fns.Get(functionID)
 	if f == nil {
 		return Stats{}
 	}
@@ -344,7 +351,7 @@ func (r *Router) Stats(functionID string) Stats {
 // their free slots: what the dataplane needs to decide on a cold start. It
 // costs O(instances), without locks or allocation.
 func (r *Router) Capacity(functionID string) (routable, free int) {
-	f := r.fns.get(functionID)
+	f, _ := r.fns.Get(functionID)
 	if f == nil {
 		return 0, 0
 	}
@@ -376,7 +383,7 @@ type RouteInfo struct {
 // with their routing state. It takes the function's lock; it is meant for
 // introspection, not for the hot path.
 func (r *Router) Routes(functionID string) []RouteInfo {
-	f := r.fns.get(functionID)
+	f, _ := r.fns.Get(functionID)
 	if f == nil {
 		return nil
 	}

@@ -18,10 +18,10 @@ func TestNewValidatesConfig(t *testing.T) {
 		{Retry: RetryBudget{Ratio: -0.2}},
 	}
 	for _, c := range bad {
-		_, err := New(c)
+		_, err := New(c, Hooks{})
 		assert.True(t, errors.Is(err, ErrInvalidConfig), "%+v: %v", c, err)
 	}
-	r, err := New(Config{})
+	r, err := New(Config{}, Hooks{})
 	require.NoError(t, err)
 	assert.Equal(t, "p2c", r.Policy().Name())
 	assert.Equal(t, RetryBudget{Ratio: 0.2, Min: 3}, r.retry)
@@ -47,12 +47,12 @@ func TestAddRejectsBadInstances(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := fx.r.Add(t0, tt.inst, tt.slots)
+			err := fx.r.Add(t0, tt.inst, tt.slots, nil)
 			assert.True(t, errors.Is(err, tt.want), "%v", err)
 		})
 	}
 	fx.add("f", "dup", 1)
-	err := fx.r.Add(t0, readyInstance(t, "g", "dup", nil), slots)
+	err := fx.r.Add(t0, readyInstance(t, "g", "dup", nil), slots, nil)
 	assert.True(t, errors.Is(err, ErrDuplicateInstance), "%v", err)
 	assert.Equal(t, 1, fx.r.Functions(), "the failed Add leaves no empty function behind")
 }
@@ -86,7 +86,7 @@ func TestPickRoutesOnlyToReadyInstances(t *testing.T) {
 
 	// An instance added before it is Ready becomes a candidate when it is.
 	b := lifecycle.NewInstance(lifecycle.Info{ID: "b", FunctionID: "g"}, t0, fx.r)
-	require.NoError(t, fx.r.Add(t0, b, concurrency.NewSlots(concurrency.Shared, 1)))
+	require.NoError(t, fx.r.Add(t0, b, concurrency.NewSlots(concurrency.Shared, 1), nil))
 	_, err = fx.r.Pick("g")
 	assert.Same(t, ErrNoRoute, err)
 	for _, s := range []lifecycle.State{lifecycle.Loading, lifecycle.Loaded, lifecycle.Ready} {
@@ -110,7 +110,7 @@ func TestPickRoutesOnlyToReadyInstances(t *testing.T) {
 func TestPickChecksStateItDoesNotObserve(t *testing.T) {
 	fx := newFixture(t, Config{})
 	inst := readyInstance(t, "f", "a", nil) // no router observer
-	require.NoError(t, fx.r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, 5)))
+	require.NoError(t, fx.r.Add(t0, inst, concurrency.NewSlots(concurrency.Shared, 5), nil))
 	require.NoError(t, inst.Transition(t0, lifecycle.Unhealthy, "unseen"))
 	_, err := fx.r.Pick("f")
 	assert.Same(t, ErrNoCapacity, err)
@@ -183,16 +183,21 @@ func TestStatsAndCapacity(t *testing.T) {
 	assert.Equal(t, Stats{}, fx.r.Stats("nope"))
 }
 
+// waitersFunc adapts a function to Waiters.
+type waitersFunc func(rt Route) bool
+
+func (f waitersFunc) Handoff(rt Route) bool { return f(rt) }
+
 func TestHandoffKeepsTheSlot(t *testing.T) {
 	var handed []Route
 	take := true
-	fx := newFixture(t, Config{Handoff: func(rt Route) bool {
+	fx := newFixture(t, Config{})
+	a := fx.addWith("f", "a", 1, waitersFunc(func(rt Route) bool {
 		if take {
 			handed = append(handed, rt)
 		}
 		return take
-	}})
-	a := fx.add("f", "a", 1)
+	}))
 	fx.pick("f").Release(t0, Success)
 	require.Len(t, handed, 1, "the released slot was offered")
 	assert.Same(t, a, handed[0].Instance())

@@ -14,14 +14,13 @@ func BenchmarkTake(b *testing.B) {
 	clock := newWPClock()
 	sp, _ := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2", "n3", "n4"}, Now: clock.Now})
 	const pool = 64
-	m, err := New(Config{
-		Provider:           sp,
+	m, err := New(sp, Config{
 		Runtimes:           map[string]RuntimeConfig{"go": {Min: pool, Max: pool}},
 		Sizing:             func(string, RuntimeConfig) (SizingPolicy, error) { return FixedSizing(pool), nil },
 		MaxParallelCreates: pool,
 		ProbeInterval:      -1,
 		Manual:             true,
-		Now:                clock.Now,
+		Clock:              clock,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -67,7 +66,7 @@ func BenchmarkMemLeaseStoreRenew(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprint("leases=", n), func(b *testing.B) {
 			clock := newWPClock()
-			s := NewMemLeaseStore(clock.Now)
+			s := NewMemLeaseStore(clock)
 			ctx := context.Background()
 			leases := make([]Lease, n)
 			for i := range leases {
@@ -93,15 +92,15 @@ func BenchmarkMemLeaseStoreRenew(b *testing.B) {
 // every pod, sizing), with nothing to create or probe.
 func BenchmarkTick(b *testing.B) {
 	clock := newWPClock()
-	store := NewMemLeaseStore(clock.Now)
+	store := NewMemLeaseStore(clock)
 	sp, _ := NewStaticProvider(StaticConfig{Now: clock.Now})
 	var mgrs []*Manager
 	for _, id := range []string{"a", "b", "c"} {
-		m, err := New(Config{
-			ID: id, Provider: sp, Leases: store, Membership: store,
+		m, err := New(sp, Config{
+			ID: id, Leases: store, Membership: store,
 			Runtimes:           map[string]RuntimeConfig{"go": {Min: 100, Max: 100}},
 			Sizing:             func(string, RuntimeConfig) (SizingPolicy, error) { return FixedSizing(100), nil },
-			MaxParallelCreates: 100, ProbeInterval: -1, Manual: true, Now: clock.Now,
+			MaxParallelCreates: 100, ProbeInterval: -1, Manual: true, Clock: clock,
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/faasplane/faas/clock"
 )
 
 // RuntimeConfig configures the pool of one runtime.
@@ -17,14 +19,13 @@ type RuntimeConfig struct {
 	Labels map[string]string
 }
 
-// Config configures a [Manager].
+// Config tunes a [Manager]. Only Runtimes is required; every other zero
+// field takes its default.
 type Config struct {
 	// ID names the manager among the managers sharing a pod population;
 	// it must be unique per process incarnation (e.g. node name plus
 	// start time), since leases are held in its name. Default "warmpool".
 	ID string
-	// Provider creates, deletes and lists the pods. Required.
-	Provider PodProvider
 	// Runtimes are the pools, by runtime name. At least one is required.
 	Runtimes map[string]RuntimeConfig
 	// Sizing returns the sizing policy of a runtime's pool. Default: an
@@ -50,7 +51,7 @@ type Config struct {
 	// returns a pod on an unhealthy node. Default: every node is healthy.
 	NodeHealth NodeHealth
 	// Leases grants the leases on pods. Default: a private
-	// [MemLeaseStore] on Now. Managers that share a pod population must
+	// [MemLeaseStore] on Clock. Managers that share a pod population must
 	// share a store.
 	Leases LeaseStore
 	// Membership tracks the live managers that share the pod population;
@@ -81,10 +82,9 @@ type Config struct {
 	// another before it returns. Simulations and tests on a virtual clock
 	// use it; production code does not.
 	Manual bool
-	// Now is the clock of every decision (leases, backoff, sizing).
-	// Default time.Now. The background loop's timers use real time; a
-	// virtual clock goes with Manual.
-	Now func() time.Time
+	// Clock is the clock of every decision (leases, backoff, sizing) and
+	// of the background loop's timers. Default: the system clock.
+	Clock clock.Clock
 	// Seed seeds the randomness of pod names and backoff jitter; 0 means
 	// a random seed.
 	Seed uint64
@@ -93,9 +93,6 @@ type Config struct {
 }
 
 func (cfg *Config) withDefaults() error {
-	if cfg.Provider == nil {
-		return errors.New("warmpool: Config.Provider is required")
-	}
 	if len(cfg.Runtimes) == 0 {
 		return errors.New("warmpool: Config.Runtimes needs at least one runtime")
 	}
@@ -133,9 +130,7 @@ func (cfg *Config) withDefaults() error {
 	if _, err := cfg.Backoff.withDefaults(); err != nil {
 		return err
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Prober == nil {
 		cfg.Prober = &HTTPProber{}
 	}
@@ -143,7 +138,7 @@ func (cfg *Config) withDefaults() error {
 		cfg.NodeHealth = allHealthy{}
 	}
 	if cfg.Leases == nil {
-		cfg.Leases = NewMemLeaseStore(cfg.Now)
+		cfg.Leases = NewMemLeaseStore(cfg.Clock)
 	}
 	if cfg.Membership == nil {
 		cfg.Membership = soloMembership{id: cfg.ID}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/faasplane/faas/faastest"
 	"github.com/faasplane/faas/warmpool"
 )
 
@@ -17,8 +18,7 @@ func ExampleManager() {
 	if err != nil {
 		panic(err)
 	}
-	m, err := warmpool.New(warmpool.Config{
-		Provider:      provider,
+	m, err := warmpool.New(provider, warmpool.Config{
 		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 8}},
 		ProbeInterval: -1, // the static provider's pods run no agent to probe
 	})
@@ -79,12 +79,12 @@ func ExampleEWMASizing() {
 // Fencing: a manager whose lease lapsed cannot claim the pod any more, even
 // if it still believes it holds it.
 func ExampleMemLeaseStore() {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	store := warmpool.NewMemLeaseStore(func() time.Time { return now })
+	clock := faastest.NewClock(time.Time{}) // virtual time
+	store := warmpool.NewMemLeaseStore(clock)
 	ctx := context.Background()
 
 	old, _ := store.Acquire(ctx, "pod-1", "dp-1", 10*time.Second)
-	now = now.Add(11 * time.Second) // dp-1 paused; its lease lapsed
+	clock.Advance(11 * time.Second) // dp-1 paused; its lease lapsed
 	newer, _ := store.Acquire(ctx, "pod-1", "dp-2", 10*time.Second)
 	fmt.Println("tokens:", old.Token, newer.Token)
 

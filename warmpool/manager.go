@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/sharding"
 )
 
@@ -28,6 +29,7 @@ type Manager struct {
 	cfg        Config
 	log        *slog.Logger
 	now        func() time.Time
+	clock      clock.Clock
 	provider   PodProvider
 	prober     Prober
 	health     NodeHealth
@@ -43,7 +45,7 @@ type Manager struct {
 	kickCh chan struct{}
 	// refill is the delayed kick after a Take (RefillDelay); refillArmed
 	// says it is pending (under mu).
-	refill      *time.Timer
+	refill      clock.Timer
 	refillArmed bool
 	tickMu      sync.Mutex // serializes upkeep rounds
 
@@ -113,18 +115,22 @@ type waiter struct {
 	pref Preference
 }
 
-// New validates cfg, fills in its defaults and returns a Manager. Unless
+// New returns a Manager of the pods of provider, tuned by cfg. Unless
 // cfg.Manual is set it starts the background upkeep at once; call Close to
 // stop it.
-func New(cfg Config) (*Manager, error) {
+func New(provider PodProvider, cfg Config) (*Manager, error) {
+	if provider == nil {
+		return nil, errors.New("warmpool: a PodProvider is required")
+	}
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
 	m := &Manager{
 		cfg:         cfg,
 		log:         cfg.Logger,
-		now:         cfg.Now,
-		provider:    cfg.Provider,
+		now:         cfg.Clock.Now,
+		clock:       cfg.Clock,
+		provider:    provider,
 		prober:      cfg.Prober,
 		health:      cfg.NodeHealth,
 		leases:      cfg.Leases,
@@ -159,7 +165,7 @@ func New(cfg Config) (*Manager, error) {
 	if !cfg.Manual {
 		m.kickCh = make(chan struct{}, 1)
 		m.wg.Go(m.run)
-		if w, ok := cfg.Provider.(PodWatcher); ok {
+		if w, ok := provider.(PodWatcher); ok {
 			m.wg.Go(func() { m.watch(w) })
 		}
 	}
@@ -390,7 +396,7 @@ func (m *Manager) kickAfterLocked(d time.Duration) {
 		// steady stream of takes delay the refill forever.
 	case m.refill == nil:
 		m.refillArmed = true
-		m.refill = time.AfterFunc(d, m.refillNow)
+		m.refill = m.clock.AfterFunc(d, m.refillNow)
 	default:
 		m.refillArmed = true
 		m.refill.Reset(d)

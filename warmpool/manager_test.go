@@ -97,13 +97,12 @@ func newEnv(t *testing.T) *env {
 	clock := newWPClock()
 	sp, err := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2"}, Now: clock.Now})
 	require.NoError(t, err)
-	return &env{clock: clock, prov: &testProvider{StaticProvider: sp}, store: NewMemLeaseStore(clock.Now), prober: &testProber{}}
+	return &env{clock: clock, prov: &testProvider{StaticProvider: sp}, store: NewMemLeaseStore(clock), prober: &testProber{}}
 }
 
 func (e *env) config(id string) Config {
 	return Config{
 		ID:            id,
-		Provider:      e.prov,
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 2, Max: 5}},
 		Sizing:        func(_ string, rc RuntimeConfig) (SizingPolicy, error) { return FixedSizing(rc.Min), nil },
 		Prober:        e.prober,
@@ -117,7 +116,7 @@ func (e *env) config(id string) Config {
 		LeaseTTL:      15 * time.Second,
 		RenewInterval: 5 * time.Second,
 		Manual:        true,
-		Now:           e.clock.Now,
+		Clock:         e.clock,
 		Seed:          1,
 		Backoff:       Backoff{Base: time.Second, Max: 8 * time.Second},
 	}
@@ -125,7 +124,12 @@ func (e *env) config(id string) Config {
 
 func (e *env) manager(t *testing.T, cfg Config) *Manager {
 	t.Helper()
-	m, err := New(cfg)
+	return e.managerOf(t, e.prov, cfg)
+}
+
+func (e *env) managerOf(t *testing.T, prov PodProvider, cfg Config) *Manager {
+	t.Helper()
+	m, err := New(prov, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	return m
@@ -142,7 +146,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		name string
 		mod  func(c *Config)
 	}{
-		{"no provider", func(c *Config) { c.Provider = nil }},
 		{"no runtimes", func(c *Config) { c.Runtimes = nil }},
 		{"empty runtime", func(c *Config) { c.Runtimes = map[string]RuntimeConfig{"": {Max: 1}} }},
 		{"max 0", func(c *Config) { c.Runtimes = map[string]RuntimeConfig{"go": {}} }},
@@ -159,11 +162,14 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := e.config("m")
 			tt.mod(&cfg)
-			m, err := New(cfg)
+			m, err := New(e.prov, cfg)
 			require.Error(t, err)
 			assert.Nil(t, m)
 		})
 	}
+	m, err := New(nil, e.config("m"))
+	require.ErrorContains(t, err, "PodProvider is required")
+	assert.Nil(t, m)
 }
 
 func TestTickFillsThePoolAndTakeIsImmediate(t *testing.T) {
@@ -405,8 +411,7 @@ func TestCloseCanKeepIdlePodsForOthers(t *testing.T) {
 func TestBackgroundManager(t *testing.T) {
 	sp, err := NewStaticProvider(StaticConfig{})
 	require.NoError(t, err)
-	m, err := New(Config{
-		Provider:      sp,
+	m, err := New(sp, Config{
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 2, Max: 4}},
 		ProbeInterval: -1,
 	})
@@ -429,8 +434,7 @@ func TestBackgroundManager(t *testing.T) {
 func TestBackgroundManagerWatchDropsDeletedPods(t *testing.T) {
 	sp, err := NewStaticProvider(StaticConfig{})
 	require.NoError(t, err)
-	m, err := New(Config{
-		Provider:      sp,
+	m, err := New(sp, Config{
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 1, Max: 1}},
 		ProbeInterval: -1,
 		LeaseTTL:      time.Hour, // no upkeep round during the test: only the watch can notice
@@ -457,8 +461,7 @@ func TestBackgroundManagerWatchDropsDeletedPods(t *testing.T) {
 func TestRefillDelayDefersTheRefillButNotAWaitingTake(t *testing.T) {
 	prov, err := NewStaticProvider(StaticConfig{})
 	require.NoError(t, err)
-	m, err := New(Config{
-		Provider:      prov,
+	m, err := New(prov, Config{
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 1, Max: 1}},
 		Sizing:        func(_ string, rc RuntimeConfig) (SizingPolicy, error) { return FixedSizing(1), nil },
 		ProbeInterval: -1,
@@ -482,6 +485,6 @@ func TestRefillDelayDefersTheRefillButNotAWaitingTake(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, first.ID, second.ID)
 
-	_, err = New(Config{Provider: prov, Runtimes: map[string]RuntimeConfig{"go": {Max: 1}}, RefillDelay: -1})
+	_, err = New(prov, Config{Runtimes: map[string]RuntimeConfig{"go": {Max: 1}}, RefillDelay: -1})
 	assert.Error(t, err)
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/faasplane/faas/clock"
 )
 
 // MemLeaseStore is an in-memory [LeaseStore] and [Membership]: the default
@@ -34,13 +36,10 @@ type memLease struct {
 // from memory.
 const sweepEvery = time.Minute
 
-// NewMemLeaseStore returns an empty store whose clock is now (time.Now when
+// NewMemLeaseStore returns an empty store on clock c (the system clock when
 // nil).
-func NewMemLeaseStore(now func() time.Time) *MemLeaseStore {
-	if now == nil {
-		now = time.Now
-	}
-	return &MemLeaseStore{now: now, leases: make(map[string]*memLease), members: make(map[string]time.Time)}
+func NewMemLeaseStore(c clock.Clock) *MemLeaseStore {
+	return &MemLeaseStore{now: clock.Or(c).Now, leases: make(map[string]*memLease), members: make(map[string]time.Time)}
 }
 
 func (s *MemLeaseStore) live(l *memLease, now time.Time) bool {

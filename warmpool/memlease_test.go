@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,6 +27,25 @@ func (c *wpClock) Now() time.Time {
 	return c.t
 }
 
+// Timers run on real time: the tests on a wpClock drive Manual managers,
+// which start none.
+func (c *wpClock) NewTimer(d time.Duration) clock.Timer   { return clock.System().NewTimer(d) }
+func (c *wpClock) NewTicker(d time.Duration) clock.Ticker { return clock.System().NewTicker(d) }
+func (c *wpClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return clock.System().AfterFunc(d, f)
+}
+
+// funcClock is a clock.Clock whose time is a function's (timers as
+// wpClock's).
+type funcClock func() time.Time
+
+func (f funcClock) Now() time.Time                       { return f() }
+func (funcClock) NewTimer(d time.Duration) clock.Timer   { return clock.System().NewTimer(d) }
+func (funcClock) NewTicker(d time.Duration) clock.Ticker { return clock.System().NewTicker(d) }
+func (funcClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return clock.System().AfterFunc(d, f)
+}
+
 func (c *wpClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -35,7 +55,7 @@ func (c *wpClock) Advance(d time.Duration) {
 func TestMemLeaseStoreLifecycle(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
-	s := NewMemLeaseStore(clock.Now)
+	s := NewMemLeaseStore(clock)
 
 	a, err := s.Acquire(ctx, "p1", "m1", 10*time.Second)
 	require.NoError(t, err)
@@ -111,7 +131,7 @@ func TestMemLeaseStoreRejectsBadInput(t *testing.T) {
 func TestMemLeaseStoreMembership(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
-	s := NewMemLeaseStore(clock.Now)
+	s := NewMemLeaseStore(clock)
 	require.NoError(t, s.Heartbeat(ctx, "b", 10*time.Second))
 	require.NoError(t, s.Heartbeat(ctx, "a", 20*time.Second))
 	ids, err := s.Members(ctx)
@@ -128,7 +148,7 @@ func TestMemLeaseStoreMembership(t *testing.T) {
 func TestMemLeaseStoreSweepsExpiredLeases(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
-	s := NewMemLeaseStore(clock.Now)
+	s := NewMemLeaseStore(clock)
 	for i := range 100 {
 		_, err := s.Acquire(ctx, fmt.Sprint(i), "m", time.Second)
 		require.NoError(t, err)
@@ -152,7 +172,7 @@ func TestMemLeaseStoreSweepsExpiredLeases(t *testing.T) {
 func TestMemLeaseStoreMutualExclusion(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
-	s := NewMemLeaseStore(clock.Now)
+	s := NewMemLeaseStore(clock)
 	rng := rand.New(rand.NewPCG(7, 7))
 	const keys, holders = 8, 4
 	held := map[string]Lease{} // by key: the lease some holder believes it has

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/lifecycle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
 func TestHTTPProber(t *testing.T) {

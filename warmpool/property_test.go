@@ -71,7 +71,7 @@ func runShardedSimulation(t *testing.T, seed uint64, steps int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 42))
 	clock := newWPClock()
-	store := NewMemLeaseStore(clock.Now)
+	store := NewMemLeaseStore(clock)
 	sp, err := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2", "n3"}, Now: clock.Now})
 	require.NoError(t, err)
 	prov := &simProvider{StaticProvider: sp}
@@ -84,9 +84,8 @@ func runShardedSimulation(t *testing.T, seed uint64, steps int) {
 	join := func() {
 		s := &simManager{id: fmt.Sprintf("m%d", nextID)}
 		nextID++
-		m, err := New(Config{
-			ID:       s.id,
-			Provider: prov,
+		m, err := New(prov, Config{
+			ID: s.id,
 			Runtimes: map[string]RuntimeConfig{
 				"go": {Min: 1, Max: 4},
 				"py": {Min: 0, Max: 3},
@@ -102,12 +101,12 @@ func runShardedSimulation(t *testing.T, seed uint64, steps int) {
 			Backoff:            Backoff{Base: 200 * time.Millisecond, Max: 2 * time.Second},
 			Manual:             true,
 			Seed:               rng.Uint64(),
-			Now: func() time.Time {
+			Clock: funcClock(func() time.Time {
 				if s.crashed {
 					return s.frozenAt
 				}
 				return clock.Now()
-			},
+			}),
 		})
 		require.NoError(t, err)
 		s.m = m

@@ -108,7 +108,7 @@ func TestZombieManagerCannotHandOutAnAdoptedPod(t *testing.T) {
 	}
 	cfg := e.config("zombie")
 	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 3, Max: 3}}
-	cfg.Now = zombieNow
+	cfg.Clock = funcClock(zombieNow)
 	z := e.manager(t, cfg)
 	tick(t, z)
 	require.Len(t, heldBy(z), 3)
@@ -167,9 +167,8 @@ func TestRebalanceKeepsPodsAddedDuringTheList(t *testing.T) {
 	e := newEnv(t)
 	prov := &listHookProvider{testProvider: e.prov}
 	cfg := e.config("m1")
-	cfg.Provider = prov
 	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 0, Max: 5}}
-	m := e.manager(t, cfg)
+	m := e.managerOf(t, prov, cfg)
 	tick(t, m)
 	var created, taken Pod
 	prov.hook = func() {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/sharding"
 )
 
@@ -14,13 +15,13 @@ import (
 // replenishment whenever a Take or a failed creation kicks it or a backoff
 // ends.
 func (m *Manager) run() {
-	timer := time.NewTimer(0) // the first round at once
+	timer := m.clock.NewTimer(0) // the first round at once
 	defer timer.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
-		case <-timer.C:
+		case <-timer.C():
 			m.mu.Lock()
 			due := !m.now().Before(m.nextTickAt)
 			m.mu.Unlock()
@@ -414,12 +415,8 @@ func (m *Manager) watch(w PodWatcher) {
 				}
 			}
 		}
-		t := time.NewTimer(m.cfg.RenewInterval)
-		select {
-		case <-m.ctx.Done():
-			t.Stop()
+		if clock.Sleep(m.ctx, m.clock, m.cfg.RenewInterval) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

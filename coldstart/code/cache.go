@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/faasplane/faas/clock"
+
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
@@ -36,9 +38,9 @@ type CacheConfig struct {
 	// cache keeps open, so that their hits cost no system call. Default
 	// 64; negative keeps none open.
 	MaxOpenFiles int
-	// Now returns the current time, recorded as a package's last use.
-	// Default time.Now.
-	Now func() time.Time
+	// Clock gives the time recorded as a package's last use. Default: the
+	// system clock.
+	Clock clock.Clock
 	// Logger receives warnings about damaged files and failed index
 	// writes. nil discards them.
 	Logger *slog.Logger
@@ -127,9 +129,7 @@ func NewDiskCache(cfg CacheConfig, next Store) (*DiskCache, error) {
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = 5 * time.Minute
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.MaxOpenFiles == 0 {
 		cfg.MaxOpenFiles = 64
 	}
@@ -231,7 +231,7 @@ func (c *DiskCache) Open(ctx context.Context, ref Ref) (io.ReadCloser, error) {
 // countHit says whether a hit counts in the statistics (a fetch's own open
 // does not).
 func (c *DiskCache) openHit(ref Ref, countHit bool) (io.ReadCloser, error) {
-	now := c.cfg.Now()
+	now := c.cfg.Clock.Now()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -357,7 +357,7 @@ func (c *DiskCache) Put(ctx context.Context, ref Ref, r io.Reader) error {
 	if err := c.writeFile(ctx, ref, r); err != nil {
 		return err
 	}
-	c.admit(ref.Digest, cacheEntry{size: ref.Size, lastUse: c.cfg.Now()})
+	c.admit(ref.Digest, cacheEntry{size: ref.Size, lastUse: c.cfg.Clock.Now()})
 	if err := c.Save(); err != nil {
 		c.log.Warn("code cache: usage history not saved", "err", err)
 	}

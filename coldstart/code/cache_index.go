@@ -171,7 +171,7 @@ func (c *DiskCache) removeStaleTemps() {
 	if err != nil {
 		return
 	}
-	cutoff := c.cfg.Now().Add(-cacheTmpMaxAge)
+	cutoff := c.cfg.Clock.Now().Add(-cacheTmpMaxAge)
 	for _, de := range des {
 		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
 			_ = os.Remove(filepath.Join(c.tmpDir, de.Name()))

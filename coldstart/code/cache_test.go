@@ -22,7 +22,7 @@ func ctNewCache(t *testing.T, dir string, maxBytes int64, next Store, clock *ctC
 	t.Helper()
 	cfg := CacheConfig{Dir: dir, MaxBytes: maxBytes}
 	if clock != nil {
-		cfg.Now = clock.Now
+		cfg.Clock = clock
 	}
 	c, err := NewDiskCache(cfg, next)
 	require.NoError(t, err)
@@ -199,7 +199,7 @@ func TestDiskCachePersistsUsageHistory(t *testing.T) {
 		refs = append(refs, origin.Add(ctBytes(100, byte(i))))
 	}
 	dir := t.TempDir()
-	c1, err := NewDiskCache(CacheConfig{Dir: dir, MaxBytes: 1000, Now: clock.Now}, origin)
+	c1, err := NewDiskCache(CacheConfig{Dir: dir, MaxBytes: 1000, Clock: clock}, origin)
 	require.NoError(t, err)
 	for _, r := range refs {
 		clock.Advance(time.Minute)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/clock"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -41,6 +43,13 @@ func (c *ctClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+// The cache reads only the time; timers are real.
+func (c *ctClock) NewTimer(d time.Duration) clock.Timer   { return clock.System().NewTimer(d) }
+func (c *ctClock) NewTicker(d time.Duration) clock.Ticker { return clock.System().NewTicker(d) }
+func (c *ctClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return clock.System().AfterFunc(d, f)
 }
 
 func (c *ctClock) Advance(d time.Duration) {

@@ -124,15 +124,17 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		Pods: pods,
 		Code: origin,
 		Pool: warmpool.Config{Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: 4, Max: 24}}},
-		// Short windows so that the demo scales within seconds (the
-		// defaults are Knative's 60 s stable and 6 s panic windows).
-		Meter: concurrency.MeterConfig{StableWindow: 3 * time.Second, PanicWindow: time.Second, Bucket: 100 * time.Millisecond},
+		Scaler: faas.ScalerConfig{
+			// Short windows so that the demo scales within seconds (the
+			// defaults are Knative's 60 s stable and 6 s panic windows).
+			Meter:    concurrency.MeterConfig{StableWindow: 3 * time.Second, PanicWindow: time.Second, Bucket: 100 * time.Millisecond},
+			Interval: 200 * time.Millisecond,
+		},
 		// A known capacity, so that the overload phase sheds predictably
 		// (the default learns it with an adaptive limit).
-		Shedding:      loadshed.Config{Capacity: shedCapacity, Burst: -1},
-		ScaleInterval: 200 * time.Millisecond,
-		NodeID:        "quickstart",
-		Logger:        logger,
+		Shedding: loadshed.Config{Capacity: shedCapacity, Burst: -1},
+		NodeID:   "quickstart",
+		Logger:   logger,
 	})
 	if err != nil {
 		return err

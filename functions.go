@@ -1,15 +1,19 @@
 package faas
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/faasplane/faas/coldstart"
+	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/router"
@@ -66,6 +70,124 @@ type instance struct {
 	drainSince time.Time
 }
 
+// Deploy adds a function or updates it. An invalid spec is rejected with a
+// *SpecError naming every bad field; a code package that the origin does not
+// have, or whose size or digest differs, is rejected too. Updating a spec
+// with new code rolls the function's instances: new ones cold-start, old ones
+// drain once a new one is Ready; requests meanwhile go to the old ones or
+// wait, and none fails.
+func (d *Dataplane) Deploy(ctx context.Context, spec FunctionSpec) error {
+	if d.state.Load() >= stateStopping {
+		return ErrClosed
+	}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	spec = spec.withDefaults()
+	specErr := func(field string, err error) error {
+		return &SpecError{ID: spec.ID, Fields: []*FieldError{{Field: field, Reason: err.Error()}}}
+	}
+	// The agent protocol's own limits (command, args, environment).
+	cs := coldstartFunction(spec, 1)
+	if err := cs.Validate(); err != nil {
+		return specErr("Spec", err)
+	}
+	if err := d.verifyCode(ctx, spec.Code); err != nil {
+		return specErr("Code", err)
+	}
+	if _, ok := d.cfg.Pool.Runtimes[spec.Runtime]; !ok {
+		return specErr("Runtime", fmt.Errorf("no warm pool for runtime %q", spec.Runtime))
+	}
+	policy, err := d.scalingPolicy(spec)
+	if err != nil {
+		return specErr("Scaling", err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if fn := d.lookup(spec.ID); fn != nil {
+		if err := fn.update(spec, policy, &d.gens); err != nil {
+			return specErr("Scaling", err)
+		}
+		d.log.Info("function updated", "function", spec.ID, "generation", fn.version().gen)
+		return nil
+	}
+	fn, err := d.newFunction(spec, policy)
+	if err != nil {
+		return err
+	}
+	d.funcs.Store(fn.id, fn)
+	d.log.Info("function deployed", "function", spec.ID, "runtime", spec.Runtime)
+	return nil
+}
+
+// Remove removes a function. New requests for it get 404 at once and those
+// waiting for capacity fail; its instances leave the routes, finish the
+// requests in flight (bounded by ctx and DrainTimeout), and are terminated
+// and their pods deleted before Remove returns.
+func (d *Dataplane) Remove(ctx context.Context, id string) error {
+	d.mu.Lock()
+	fn := d.lookup(id)
+	if fn == nil {
+		d.mu.Unlock()
+		return lifecycle.Errorf(lifecycle.CodeFunctionNotFound, "function %q is not deployed", id)
+	}
+	d.funcs.Delete(id)
+	fn.mu.Lock()
+	fn.removed = true
+	fn.mu.Unlock()
+	d.mu.Unlock()
+
+	fn.queue.Close()
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DrainTimeout)
+	defer cancel()
+	err := d.drainAll(ctx, fn, "function removed")
+	d.log.Info("function removed", "function", id)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = nil // the drain used its time; the pods are deleted anyway
+	}
+	return err
+}
+
+// lookup returns the deployed function id, or nil.
+func (d *Dataplane) lookup(id string) *function {
+	fn, _ := d.funcs.Get(id)
+	return fn
+}
+
+// Functions returns the IDs of the deployed functions, sorted.
+func (d *Dataplane) Functions() []string {
+	var out []string
+	for fn := range d.funcs.All() {
+		out = append(out, fn.id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (d *Dataplane) scalingPolicy(spec FunctionSpec) (concurrency.ScalingPolicy, error) {
+	if d.cfg.Scaler.Policy != nil {
+		return d.cfg.Scaler.Policy(spec)
+	}
+	return concurrency.NewKPA(concurrency.KPAConfig{
+		MinInstances: spec.MinInstances, MaxInstances: spec.MaxInstances, KeepAlive: spec.KeepAlive,
+		// Panic mode ends after a stable window without panic, the same
+		// window the meter averages over (Knative couples them too).
+		StableWindow: d.cfg.Scaler.Meter.StableWindow,
+	})
+}
+
+// verifyCode reads the package from the origin and checks it against ref.
+func (d *Dataplane) verifyCode(ctx context.Context, ref code.Ref) error {
+	rc, err := d.cfg.Code.Open(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, code.VerifyReader(rc, ref))
+	return err
+}
+
 func (d *Dataplane) newFunction(spec FunctionSpec, policy concurrency.ScalingPolicy) (*function, error) {
 	fn := &function{
 		id:        spec.ID,
@@ -76,12 +198,12 @@ func (d *Dataplane) newFunction(spec FunctionSpec, policy concurrency.ScalingPol
 	}
 	var err error
 	fn.queue, err = concurrency.NewQueue(concurrency.QueueConfig[router.Route]{
-		MaxWaiters: d.cfg.MaxQueue,
+		MaxWaiters: d.cfg.Limits.MaxQueue,
 		// The queue time of each request is bounded by its context
 		// (FunctionSpec.QueueTimeout, which updates may change); this is
 		// only the ceiling.
 		MaxWait:    time.Duration(math.MaxInt64),
-		Release:    func(rt router.Route) { rt.Release(time.Now(), router.Canceled) },
+		Release:    func(rt router.Route) { rt.Release(d.clock.Now(), router.Canceled) },
 		TryAcquire: func() (router.Route, bool) { rt, err := d.router.Pick(spec.ID); return rt, err == nil },
 	})
 	if err != nil {
@@ -95,22 +217,19 @@ func (d *Dataplane) newFunction(spec FunctionSpec, policy concurrency.ScalingPol
 
 func (fn *function) version() *version { return fn.ver.Load() }
 
-// update installs a new spec. A new code package, command, environment,
-// protocol, mode or per-instance concurrency starts a new generation, which
-// the scaler rolls out (the agents enforce the instance's concurrency too,
-// so it changes with new instances); the function-wide limit, scaling bounds
+// update installs a new spec, with policy as the scaling policy when the
+// scaling settings changed (a no-op redeploy keeps the policy's state,
+// e.g. panic mode). A new code package, command, environment, protocol,
+// mode or per-instance concurrency starts a new generation, which the
+// scaler rolls out (the agents enforce the instance's concurrency too, so
+// it changes with new instances); the function-wide limit, scaling bounds
 // and timeouts apply at once.
-func (fn *function) update(spec FunctionSpec, newPolicy func() (concurrency.ScalingPolicy, error), gens *atomic.Uint64) error {
+func (fn *function) update(spec FunctionSpec, policy concurrency.ScalingPolicy, gens *atomic.Uint64) error {
 	fn.mu.Lock()
 	defer fn.mu.Unlock()
 	old := fn.version()
 	if scalingChanged(old.spec, spec) {
-		// A no-op redeploy keeps the policy's state (e.g. panic mode).
-		p, err := newPolicy()
-		if err != nil {
-			return err
-		}
-		fn.policy = p
+		fn.policy = policy
 	}
 	gen := old.gen
 	if rollNeeded(old.spec, spec) {
@@ -141,7 +260,7 @@ func rollNeeded(a, b FunctionSpec) bool {
 func coldstartFunction(s FunctionSpec, gen uint64) coldstart.Function {
 	return coldstart.Function{
 		ID:         s.ID,
-		Generation: strconv.FormatUint(gen, 10),
+		Generation: gen,
 		Runtime:    s.Runtime,
 		Code:       lifecycle.CodeRef{URI: s.Code.URI, Digest: s.Code.Digest, Size: s.Code.Size},
 		Command:    s.Command,

@@ -7,23 +7,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func TestAdmitTakesAFreeSlotAndReleasesEverything(t *testing.T) {
 	d := newRoutedDataplane(t, 1, 2, func(c *Config) { c.DisableShedding = true })
 	fn := d.lookup("hot")
 	now := time.Now()
-	l, err := d.admit(context.Background(), fn, fn.version(), "c", loadshed.Default, now)
+	l, err := admitCall(d, context.Background(), fn, "c", loadshed.Default, now)
 	require.NoError(t, err)
 	assert.False(t, l.waited)
 	assert.EqualValues(t, 1, fn.demand.Load())
 	assert.Equal(t, 1, d.router.Stats("hot").InFlight)
-	l.release(now, router.Success)
+	l.end(now, router.Success)
 	assert.EqualValues(t, 0, fn.demand.Load())
 	assert.Equal(t, 0, d.router.Stats("hot").InFlight)
 }
@@ -51,19 +52,19 @@ func TestAdmitRefusals(t *testing.T) {
 				addReadyInstance(t, d, "hot", "i"+string(rune('a'+i)), time.Now())
 			}
 			ctx := context.Background()
-			var held []lease
+			var held []call
 			for range tt.hold {
-				l, err := d.admit(ctx, fn, fn.version(), "c", loadshed.Default, time.Now())
+				l, err := admitCall(d, ctx, fn, "c", loadshed.Default, time.Now())
 				require.NoError(t, err)
 				held = append(held, l)
 			}
-			_, err := d.admit(ctx, fn, fn.version(), "c", loadshed.Default, time.Now())
+			_, err := admitCall(d, ctx, fn, "c", loadshed.Default, time.Now())
 			var pe *lifecycle.Error
 			require.True(t, errors.As(err, &pe), "%v", err)
 			assert.Equal(t, tt.code, pe.Code)
 			assert.EqualValues(t, tt.hold, fn.demand.Load(), "a refused request leaves no demand behind")
 			for _, l := range held {
-				l.release(time.Now(), router.Success)
+				l.end(time.Now(), router.Success)
 			}
 			assert.EqualValues(t, 0, fn.demand.Load())
 			assert.Equal(t, 0, fn.limit.InFlight())
@@ -72,16 +73,16 @@ func TestAdmitRefusals(t *testing.T) {
 }
 
 func TestQueueFullIsRefusedAtOnce(t *testing.T) {
-	d := newRoutedDataplane(t, 1, 0, func(c *Config) { c.DisableShedding = true; c.MaxQueue = 1 })
+	d := newRoutedDataplane(t, 1, 0, func(c *Config) { c.DisableShedding = true; c.Limits.MaxQueue = 1 })
 	fn := d.lookup("hot")
 	ctx, cancel := context.WithCancel(context.Background())
 	waiting := make(chan error, 1)
 	go func() {
-		_, err := d.admit(ctx, fn, fn.version(), "c", loadshed.Default, time.Now())
+		_, err := admitCall(d, ctx, fn, "c", loadshed.Default, time.Now())
 		waiting <- err
 	}()
 	require.Eventually(t, func() bool { return fn.queue.Len() == 1 }, 5*time.Second, time.Millisecond)
-	_, err := d.admit(context.Background(), fn, fn.version(), "c", loadshed.Default, time.Now())
+	_, err := admitCall(d, context.Background(), fn, "c", loadshed.Default, time.Now())
 	require.ErrorIs(t, err, lifecycle.ErrConcurrencyLimit)
 	cancel()
 	require.ErrorIs(t, <-waiting, context.Canceled)
@@ -95,11 +96,11 @@ func TestReleasedSlotIsHandedToWaiters(t *testing.T) {
 	require.NoError(t, d.Deploy(context.Background(), spec))
 	fn := d.lookup("hot")
 	addReadyInstance(t, d, "hot", "only", time.Now())
-	holder, err := d.admit(context.Background(), fn, fn.version(), "c", loadshed.Default, time.Now())
+	holder, err := admitCall(d, context.Background(), fn, "c", loadshed.Default, time.Now())
 	require.NoError(t, err)
 
 	var wg sync.WaitGroup
-	got := make(chan lease, 2)
+	got := make(chan call, 2)
 	for i := range 2 {
 		// The queue length to wait for is fixed before the goroutine
 		// starts: computed after, it could already count this waiter and
@@ -108,19 +109,19 @@ func TestReleasedSlotIsHandedToWaiters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := d.admit(context.Background(), fn, fn.version(), "c", loadshed.Default, time.Now())
+			l, err := admitCall(d, context.Background(), fn, "c", loadshed.Default, time.Now())
 			if err == nil {
 				got <- l
 			}
 		}()
 		require.Eventually(t, func() bool { return fn.queue.Len() == want }, 5*time.Second, time.Millisecond)
 	}
-	holder.release(time.Now(), router.Success) // handed straight to the first waiter
+	holder.end(time.Now(), router.Success) // handed straight to the first waiter
 	first := <-got
 	assert.True(t, first.waited)
-	first.release(time.Now(), router.Success)
+	first.end(time.Now(), router.Success)
 	second := <-got
-	second.release(time.Now(), router.Success)
+	second.end(time.Now(), router.Success)
 	wg.Wait()
 	assert.EqualValues(t, 0, fn.demand.Load())
 	assert.Equal(t, 0, d.router.Stats("hot").InFlight)
@@ -133,13 +134,13 @@ func TestShedRequestsCarryRetryAfter(t *testing.T) {
 	fn := d.lookup("hot")
 	ctx := context.Background()
 	now := time.Now()
-	var held []lease
+	var held []call
 	var shedErr error
 	// Hold more than the capacity across control intervals: the detector
 	// turns shedding on and further requests are refused.
 	for i := 0; i < 200 && shedErr == nil; i++ {
 		now = now.Add(10 * time.Millisecond)
-		l, err := d.admit(ctx, fn, fn.version(), "c", loadshed.Default, now)
+		l, err := admitCall(d, ctx, fn, "c", loadshed.Default, now)
 		if err != nil {
 			shedErr = err
 			break
@@ -152,6 +153,13 @@ func TestShedRequestsCarryRetryAfter(t *testing.T) {
 	require.True(t, ok)
 	assert.GreaterOrEqual(t, after, time.Second)
 	for _, l := range held {
-		l.release(now, router.Success)
+		l.end(now, router.Success)
 	}
+}
+
+// admitCall admits a request for fn as the gateway and Invoke do.
+func admitCall(d *Dataplane, ctx context.Context, fn *function, caller string, prio loadshed.Priority, now time.Time) (call, error) {
+	c := d.newCall(fn, caller, prio, now)
+	err := c.admit(ctx)
+	return c, err
 }
