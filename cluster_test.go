@@ -12,6 +12,7 @@ import (
 )
 
 func TestClusterForwardsToTheOwnerOnce(t *testing.T) {
+	t.Parallel()
 	a := newEnv(t, func(c *Config) { c.NodeID = "dp-a" })
 	b := newEnv(t, func(c *Config) { c.NodeID = "dp-b" })
 	nodes := []ClusterNode{{ID: "dp-a", Addr: strings.TrimPrefix(a.gw.URL, "http://")}, {ID: "dp-b", Addr: strings.TrimPrefix(b.gw.URL, "http://")}}

@@ -70,6 +70,7 @@ func (tr *traffic) waitRequests(t *testing.T, n int64) {
 }
 
 func TestConcurrencyBeyondOneInstanceScalesUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("sleep", "sleep")
 	spec.Mode = concurrency.Exclusive // one request per instance
@@ -93,6 +94,7 @@ func TestConcurrencyBeyondOneInstanceScalesUp(t *testing.T) {
 }
 
 func TestOverloadShedsWithRetryAfterWhileAdmittedSucceed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.Shedding = loadshed.Config{Capacity: 4, Burst: -1} })
 	spec := specFor("sleep", "sleep")
 	spec.MinInstances = 2
@@ -124,6 +126,7 @@ func TestOverloadShedsWithRetryAfterWhileAdmittedSucceed(t *testing.T) {
 }
 
 func TestKilledAgentOnlyCostsItsInFlightRequests(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("hello", "hello")
 	spec.MinInstances = 2
@@ -160,6 +163,7 @@ func TestKilledAgentOnlyCostsItsInFlightRequests(t *testing.T) {
 }
 
 func TestSpecUpdateRollsInstancesWithoutFailedRequests(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("hello", "hello")
 	spec.MinInstances = 2
@@ -196,6 +200,7 @@ func TestSpecUpdateRollsInstancesWithoutFailedRequests(t *testing.T) {
 }
 
 func TestFlakyInitIsRetriedInTheSameProcess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("flaky", "flaky-init")
 	spec.Env = map[string]string{"FAIL_INIT_TIMES": "2"}
@@ -210,6 +215,7 @@ func TestFlakyInitIsRetriedInTheSameProcess(t *testing.T) {
 }
 
 func TestCloseTerminatesInstancesAndDeletesPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("hello", "hello")
 	spec.MinInstances = 2

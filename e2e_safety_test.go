@@ -19,6 +19,7 @@ import (
 // to /invoke/{id}/... reach the function verbatim; they neither retire nor
 // reload an instance, nor reveal anything of the agent.
 func TestGatewayCannotReachTheControlProtocol(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("hello", "hello")
 	spec.MinInstances = 2
@@ -87,6 +88,7 @@ func failures(counts map[string]int) int {
 // instance are retried elsewhere or wait for its replacement: at most the
 // requests in flight on the killed processes fail.
 func TestKilledFunctionProcessesOnlyCostTheirInFlightRequests(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("sleep", "sleep")
 	spec.MinInstances = 3
@@ -118,6 +120,7 @@ func TestKilledFunctionProcessesOnlyCostTheirInFlightRequests(t *testing.T) {
 // processes are killed at random while traffic flows; every failure is a
 // request that was in flight on a killed process.
 func TestRandomFunctionKillsUnderLoad(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := specFor("sleep", "sleep")
 	spec.MinInstances = 3

@@ -11,10 +11,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/faasplane/faas/clock"
+	"github.com/faasplane/faas/faastest"
 	"github.com/faasplane/faas/lifecycle"
 )
 
 func TestFirstRequestColdStartsNextIsWarm(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.deploy(specFor("hello", "hello"))
 
@@ -38,6 +41,7 @@ func TestFirstRequestColdStartsNextIsWarm(t *testing.T) {
 }
 
 func TestInvokeInProcess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.deploy(specFor("hello", "hello"))
 	resp, err := e.dp.Invoke(context.Background(), &Request{FunctionID: "hello", Body: []byte("from a queue")})
@@ -54,6 +58,7 @@ func TestInvokeInProcess(t *testing.T) {
 }
 
 func TestGatewayRejectsBadInputWithErrorHeaders(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.Limits.MaxBodyBytes = 1024 })
 	e.deploy(specFor("hello", "hello"))
 
@@ -81,6 +86,7 @@ func TestGatewayRejectsBadInputWithErrorHeaders(t *testing.T) {
 }
 
 func TestDeployRejectsBadSpecsAndCode(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	err := e.dp.Deploy(context.Background(), FunctionSpec{ID: "x"})
 	require.ErrorIs(t, err, ErrInvalidSpec)
@@ -98,26 +104,42 @@ func TestDeployRejectsBadSpecsAndCode(t *testing.T) {
 	assert.Equal(t, "Runtime", se.Fields[0].Field)
 }
 
+// TestScaleToZeroAndBack runs the control loop on virtual time (the warm
+// pool and the health checks on real time): the keep-alive and the
+// meter's stable window pass in a few polls, not in seconds.
 func TestScaleToZeroAndBack(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
+	clk := faastest.NewClock(time.Time{})
+	e := newEnv(t, func(c *Config) {
+		c.Clock = clk
+		c.Pool.Clock, c.Health.Clock = clock.System(), clock.System()
+	})
 	spec := specFor("hello", "hello")
-	spec.KeepAlive = 300 * time.Millisecond
+	spec.KeepAlive = 5 * time.Second
 	e.deploy(spec)
 	status, _, _ := e.do(http.MethodPost, "/invoke/hello", nil, "1")
 	require.Equal(t, http.StatusOK, status)
+	fs := e.statsAfter("hello", 1)
+	require.Equal(t, 1, fs.Routes.Instances)
 
+	start := clk.Now()
 	require.Eventually(t, func() bool {
+		clk.Advance(100 * time.Millisecond) // the scaler's interval in newEnv
 		fs, _ := e.dp.FunctionStats("hello")
 		return len(fs.Instances) == 0 && fs.Routes.Instances == 0
-	}, 20*time.Second, 50*time.Millisecond, "scaled to zero after the keep-alive")
+	}, 20*time.Second, time.Millisecond, "scaled to zero after the keep-alive")
+	idle := clk.Now().Sub(start)
+	assert.GreaterOrEqual(t, idle, spec.KeepAlive, "not before the keep-alive")
+	assert.Less(t, idle, spec.KeepAlive+2*time.Second+time.Second, "within the keep-alive plus the stable window and a round")
 
 	status, _, _ = e.do(http.MethodPost, "/invoke/hello", nil, "2")
 	require.Equal(t, http.StatusOK, status)
-	fs := e.statsAfter("hello", 2)
+	fs = e.statsAfter("hello", 2)
 	assert.EqualValues(t, 2, fs.ColdStarts.Count, "the request after scale to zero cold-started again")
 }
 
 func TestRemove(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.deploy(specFor("hello", "hello"))
 	status, _, _ := e.do(http.MethodPost, "/invoke/hello", nil, "1")

@@ -180,6 +180,9 @@ func (r *Router) Add(now time.Time, inst *lifecycle.Instance, slots *concurrency
 			f.mu.Unlock()
 			continue
 		}
+		// m.fn is set before m is published in r.instances, where the
+		// health monitor finds it without f's lock.
+		m.fn = f
 		r.mu.Lock()
 		_, dup := r.instances[inst.ID]
 		if !dup {
@@ -191,7 +194,6 @@ func (r *Router) Add(now time.Time, inst *lifecycle.Instance, slots *concurrency
 			f.mu.Unlock()
 			return fmt.Errorf("%w: %q", ErrDuplicateInstance, inst.ID)
 		}
-		m.fn = f
 		f.attach(now, m)
 		f.mu.Unlock()
 		return nil
