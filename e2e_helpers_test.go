@@ -44,12 +44,16 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(buildDir)
 	ctx := context.Background()
-	if agentBin, err = local.BuildAgent(ctx, filepath.Join(buildDir, "bin")); err != nil {
+	// One go command builds the agent and the functions.
+	bins, err := fnbuild.BuildAll(ctx, filepath.Join(buildDir, "bin"), local.AgentPackage,
+		fnbuild.ExamplePackage("hello"), fnbuild.ExamplePackage("sleep"), fnbuild.ExamplePackage("flaky-init"))
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	for _, name := range []string{"hello", "sleep", "flaky-init"} {
-		fn, err := fnbuild.BuildPackage(ctx, "github.com/faasplane/faas/examples/functions/"+name, name, buildDir)
+	agentBin = bins[0]
+	for i, name := range []string{"hello", "sleep", "flaky-init"} {
+		fn, err := fnbuild.PackBinary(bins[i+1], name, code.Manifest{}, buildDir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -44,23 +44,13 @@ type artifacts struct {
 
 func (a *artifacts) build(ctx context.Context) error {
 	a.once.Do(func() {
-		bin := filepath.Join(a.dir, "bin")
-		for _, b := range []struct {
-			pkg  string
-			name string
-			dst  *string
-		}{
-			{modulePath + "/examples/functions/hello", "hello", &a.hello},
-			{modulePath + "/examples/functions/sleep", "sleep", &a.sleep},
-			{modulePath + "/bench/bareproxy", "bareproxy", &a.bareproxy},
-		} {
-			if *b.dst, a.err = fnbuild.Build(ctx, b.pkg, bin, b.name); a.err != nil {
-				return
-			}
-		}
-		if a.agent, a.err = local.BuildAgent(ctx, bin); a.err != nil {
+		var bins []string
+		bins, a.err = fnbuild.BuildAll(ctx, filepath.Join(a.dir, "bin"), fnbuild.ExamplePackage("hello"), fnbuild.ExamplePackage("sleep"),
+			modulePath+"/bench/bareproxy", local.AgentPackage)
+		if a.err != nil {
 			return
 		}
+		a.hello, a.sleep, a.bareproxy, a.agent = bins[0], bins[1], bins[2], bins[3]
 		a.helloPrefix, a.err = gzipTarPrefix(a.hello, "hello")
 		if a.err != nil {
 			return

@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	faas "github.com/faasplane/faas"
 	"github.com/faasplane/faas/agent"
 	"github.com/faasplane/faas/coldstart/code"
-	"github.com/faasplane/faas/internal/fnbuild"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
@@ -113,11 +111,8 @@ func run(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := fnbuild.Build(ctx, "github.com/faasplane/faas/examples/functions/hello", dir, "hello")
-	if err != nil {
-		return "", err
-	}
-	pkg, err := fnbuild.Pack(bin, "hello", code.Manifest{}, gzip.BestSpeed) // hello + faas.json, .tar.gz
+	// The hello function, compiled and packed with its faas.json.
+	pkg, err := code.PackGo(ctx, "github.com/faasplane/faas/examples/functions/hello", code.Manifest{})
 	if err != nil {
 		return "", err
 	}

@@ -21,12 +21,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	faas "github.com/faasplane/faas"
 	"github.com/faasplane/faas/coldstart/code"
-	"github.com/faasplane/faas/internal/fnbuild"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/pods/local"
-	"golang.org/x/sync/errgroup"
 )
 
 // message is one queued event.
@@ -94,10 +94,15 @@ func run(ctx context.Context, w io.Writer, messages int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fn, err := fnbuild.BuildPackage(ctx, "github.com/faasplane/faas/examples/functions/hello", "hello", dir)
+	pkg, err := code.PackGo(ctx, "github.com/faasplane/faas/examples/functions/hello", code.Manifest{})
 	if err != nil {
 		return err
 	}
+	pkgPath := filepath.Join(dir, "hello.tar.gz")
+	if err := os.WriteFile(pkgPath, pkg, 0o644); err != nil {
+		return err
+	}
+	ref := code.RefFor("file://"+pkgPath, pkg)
 	pods, err := local.New(ctx, local.Config{Dir: filepath.Join(dir, "pods")})
 	if err != nil {
 		return err
@@ -116,7 +121,7 @@ func run(ctx context.Context, w io.Writer, messages int) error {
 	if err := dp.Start(ctx); err != nil {
 		return err
 	}
-	if err := dp.Deploy(ctx, faas.FunctionSpec{ID: "process-order", Runtime: "go", Code: fn.Ref, Concurrency: 8}); err != nil {
+	if err := dp.Deploy(ctx, faas.FunctionSpec{ID: "process-order", Runtime: "go", Code: ref, Concurrency: 8}); err != nil {
 		return err
 	}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	faas "github.com/faasplane/faas"
-	"github.com/faasplane/faas/internal/latency"
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -38,7 +38,7 @@ type result struct {
 	name     string
 	mu       sync.Mutex
 	byStatus map[string]int
-	lat      latency.Histogram
+	lat      []time.Duration // of the admitted requests; guarded by mu
 	retryHdr int
 	shed     chan struct{} // closed when the first shed answer is counted
 }
@@ -48,6 +48,19 @@ var shedKey = fmt.Sprintf("%d %s", http.StatusServiceUnavailable, lifecycle.Code
 
 func newResult(name string) *result {
 	return &result{name: name, byStatus: map[string]int{}, shed: make(chan struct{})}
+}
+
+// quantile returns the q-quantile of the admitted requests' latencies (0
+// for none).
+func (r *result) quantile(q float64) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.lat)
+	slices.Sort(s)
+	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
 
 func (r *result) add(status int, code string, d time.Duration, retryAfter bool) {
@@ -62,7 +75,7 @@ func (r *result) add(status int, code string, d time.Duration, retryAfter bool) 
 		close(r.shed)
 	}
 	if status == http.StatusOK {
-		r.lat.Record(d)
+		r.lat = append(r.lat, d)
 	}
 	if retryAfter {
 		r.retryHdr++
@@ -234,7 +247,7 @@ func (d *demo) phases(ctx context.Context) error {
 	d.scaledUpTo = max(d.scaledUpTo, d.instances("sleep"))
 	d.expectOnly(r, "200")
 	fmt.Fprintf(d.w, "           %s; sleep instances %d → %d; p50 %v p99 %v\n", r.summary(), before, d.scaledUpTo,
-		r.lat.Quantile(.5).Round(100*time.Microsecond), r.lat.Quantile(.99).Round(100*time.Microsecond))
+		r.quantile(.5).Round(100*time.Microsecond), r.quantile(.99).Round(100*time.Microsecond))
 
 	// 3. Overload: far more than the dataplane's capacity (64 in flight);
 	// the shedder refuses the excess early, admitted requests still finish.
@@ -252,7 +265,7 @@ func (d *demo) phases(ctx context.Context) error {
 	d.retryAfter = r.retryHdr > 0 && r.retryHdr == int(d.shedSeen)
 	d.expectOnly(r, "200", shedKey)
 	fmt.Fprintf(d.w, "           %s; shed requests carried Retry-After: %v; admitted p50 %v p99 %v\n", r.summary(), d.retryAfter,
-		r.lat.Quantile(.5).Round(100*time.Microsecond), r.lat.Quantile(.99).Round(100*time.Microsecond))
+		r.quantile(.5).Round(100*time.Microsecond), r.quantile(.99).Round(100*time.Microsecond))
 
 	// 4. Idle: no traffic; after the keep-alive both functions scale to zero.
 	d.phase(4, "idle", "no traffic: waiting for scale to zero")

@@ -33,7 +33,6 @@ import (
 	faas "github.com/faasplane/faas"
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
-	"github.com/faasplane/faas/internal/fnbuild"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/pods/local"
 	"github.com/faasplane/faas/warmpool"
@@ -85,12 +84,19 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	t := time.Now()
 	fmt.Fprint(w, "  building functions hello, sleep and the faas-agent binary ... ")
 	refs := map[string]code.Ref{}
+	if err := os.Mkdir(filepath.Join(dir, "code"), 0o755); err != nil {
+		return err
+	}
 	for _, name := range []string{"hello", "sleep"} {
-		fn, err := fnbuild.BuildPackage(ctx, "github.com/faasplane/faas/examples/functions/"+name, name, filepath.Join(dir, "code"))
+		pkg, err := code.PackGo(ctx, "github.com/faasplane/faas/examples/functions/"+name, code.Manifest{})
 		if err != nil {
 			return err
 		}
-		refs[name] = fn.Ref
+		path := filepath.Join(dir, "code", name+".tar.gz")
+		if err := os.WriteFile(path, pkg, 0o644); err != nil {
+			return err
+		}
+		refs[name] = code.RefFor("file://"+path, pkg)
 	}
 	agentBin, err := local.BuildAgent(ctx, filepath.Join(dir, "bin"))
 	if err != nil {

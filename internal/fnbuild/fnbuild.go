@@ -1,42 +1,22 @@
-// Package fnbuild builds Go functions into code packages: it compiles a main
-// package with the go command and packs the binary with a faas.json manifest
-// into a .tar.gz. The quickstart, the end-to-end tests and the benchmarks use
-// it to get real functions from examples/functions without any toolchain but
-// Go.
+// Package fnbuild builds the example functions and the agent for the
+// project's tests, benchmarks and the quickstart: many main packages in one
+// go command (it links them in parallel, and loading the module once is
+// most of a cached build's time), packed into code packages with
+// code.PackDir.
 package fnbuild
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 
 	"github.com/faasplane/faas/coldstart/code"
 )
-
-// Build compiles the main package pkg (an import path, or a directory
-// relative to the current module such as "./examples/functions/hello") into
-// dir/name and returns the binary's path.
-func Build(ctx context.Context, pkg, dir, name string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, name)
-	// Stripped and path-free: smaller packages, reproducible builds.
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("fnbuild: go build %s: %w\n%s", pkg, err, stderr.Bytes())
-	}
-	return out, nil
-}
 
 // ExamplePackage is the import path of the example function name (hello,
 // sleep, flaky-init).
@@ -44,60 +24,38 @@ func ExamplePackage(name string) string {
 	return "github.com/faasplane/faas/examples/functions/" + name
 }
 
+// BuildAll compiles the main packages pkgs (import paths or directories
+// relative to the current module) into dir, each as dir/<last element of
+// its path>, in one go command, static, stripped and path-free, and
+// returns the binaries' paths in the order of pkgs.
+func BuildAll(ctx context.Context, dir string, pkgs ...string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	args := append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", dir + string(filepath.Separator)}, pkgs...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("fnbuild: go build %v: %w\n%s", pkgs, err, stderr.Bytes())
+	}
+	bins := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		bins[i] = filepath.Join(dir, path.Base(filepath.ToSlash(p)))
+	}
+	return bins, nil
+}
+
 // BuildExamples builds the example functions names into dir, each as
 // dir/<name>; tests call it once in TestMain.
 func BuildExamples(ctx context.Context, dir string, names ...string) error {
-	for _, name := range names {
-		if _, err := Build(ctx, ExamplePackage(name), dir, name); err != nil {
-			return err
-		}
+	pkgs := make([]string, len(names))
+	for i, n := range names {
+		pkgs[i] = ExamplePackage(n)
 	}
-	return nil
-}
-
-// Pack returns a .tar.gz holding the binary at bin (as ./name, executable)
-// and a faas.json whose command runs it. level is a compress/gzip level;
-// gzip.BestSpeed keeps packing fast while still exercising decompression.
-func Pack(bin, name string, m code.Manifest, level int) ([]byte, error) {
-	if m.Command == "" {
-		m.Command = "./" + name
-	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	manifest, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	exe, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, level)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(zw)
-	for _, f := range []struct {
-		name string
-		mode int64
-		body []byte
-	}{{"faas.json", 0o644, manifest}, {name, 0o755, exe}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(f.body); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	_, err := BuildAll(ctx, dir, pkgs...)
+	return err
 }
 
 // Function is a built and packed function.
@@ -110,23 +68,65 @@ type Function struct {
 	Bytes []byte
 }
 
-// BuildPackage builds pkg, packs it as name, writes the package to
+// PackBinary packs the binary bin as ./name with a faas.json that runs it
+// (m's, with Command set when empty), writes the package to
 // dir/name.tar.gz and returns it with a file:// reference.
-func BuildPackage(ctx context.Context, pkg, name, dir string) (Function, error) {
-	bin, err := Build(ctx, pkg, filepath.Join(dir, "bin"), name)
+func PackBinary(bin, name string, m code.Manifest, dir string) (Function, error) {
+	tree, err := os.MkdirTemp("", "fnbuild-")
 	if err != nil {
 		return Function{}, err
 	}
-	b, err := Pack(bin, name, code.Manifest{}, gzip.BestSpeed)
+	defer os.RemoveAll(tree)
+	if m.Command == "" {
+		m.Command = "./" + name
+	}
+	manifest, err := json.Marshal(m)
 	if err != nil {
 		return Function{}, err
 	}
-	path, err := filepath.Abs(filepath.Join(dir, name+".tar.gz"))
+	exe, err := os.ReadFile(bin)
 	if err != nil {
 		return Function{}, err
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tree, code.ManifestName), manifest, 0o644); err != nil {
 		return Function{}, err
 	}
-	return Function{Name: name, Path: path, Ref: code.RefFor("file://"+path, b), Bytes: b}, nil
+	if err := os.WriteFile(filepath.Join(tree, name), exe, 0o755); err != nil {
+		return Function{}, err
+	}
+	b, err := code.PackDir(tree)
+	if err != nil {
+		return Function{}, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Function{}, err
+	}
+	p, err := filepath.Abs(filepath.Join(dir, name+".tar.gz"))
+	if err != nil {
+		return Function{}, err
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return Function{}, err
+	}
+	return Function{Name: name, Path: p, Ref: code.RefFor("file://"+p, b), Bytes: b}, nil
+}
+
+// BuildPackages builds the example functions names and packs each into
+// dir/<name>.tar.gz.
+func BuildPackages(ctx context.Context, dir string, names ...string) (map[string]Function, error) {
+	pkgs := make([]string, len(names))
+	for i, n := range names {
+		pkgs[i] = ExamplePackage(n)
+	}
+	bins, err := BuildAll(ctx, filepath.Join(dir, "bin"), pkgs...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Function, len(names))
+	for i, n := range names {
+		if out[n], err = PackBinary(bins[i], n, code.Manifest{}, dir); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/faasplane/faas/coldstart/code"
@@ -15,10 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestBuildPackage(t *testing.T) {
+func TestBuildPackages(t *testing.T) {
 	dir := t.TempDir()
-	fn, err := BuildPackage(context.Background(), "github.com/faasplane/faas/examples/functions/hello", "hello", dir)
+	fns, err := BuildPackages(context.Background(), dir, "hello", "sleep")
 	require.NoError(t, err)
+	require.Len(t, fns, 2)
+	fn := fns["hello"]
 	require.NoError(t, fn.Ref.Validate())
 	onDisk, err := os.ReadFile(fn.Path)
 	require.NoError(t, err)
@@ -43,13 +44,13 @@ func TestBuildPackage(t *testing.T) {
 }
 
 func TestBuildFailsClearly(t *testing.T) {
-	_, err := Build(context.Background(), "./does/not/exist", t.TempDir(), "x")
+	_, err := BuildAll(context.Background(), t.TempDir(), "./does/not/exist")
 	require.ErrorContains(t, err, "go build")
 }
 
-func TestPackRejectsBadManifest(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "f")
+func TestPackBinaryRejectsBadManifest(t *testing.T) {
+	bin := t.TempDir() + "/x"
 	require.NoError(t, os.WriteFile(bin, []byte("x"), 0o755))
-	_, err := Pack(bin, "f", code.Manifest{Protocol: "spdy"}, gzip.BestSpeed)
-	require.Error(t, err)
+	_, err := PackBinary(bin, "x", code.Manifest{Protocol: "smtp"}, t.TempDir())
+	require.ErrorIs(t, err, code.ErrBadManifest)
 }
