@@ -51,7 +51,7 @@ func TestInvokeInProcess(t *testing.T) {
 	assert.True(t, resp.Waited)
 
 	_, err = e.dp.Invoke(context.Background(), &Request{FunctionID: "nope"})
-	require.ErrorIs(t, err, lifecycle.ErrFunctionNotFound)
+	require.ErrorIs(t, err, lifecycle.CodeFunctionNotFound)
 	var pe *lifecycle.Error
 	require.True(t, errors.As(err, &pe))
 	assert.NotEmpty(t, pe.RequestID)
@@ -147,5 +147,5 @@ func TestRemove(t *testing.T) {
 	require.NoError(t, e.dp.Remove(context.Background(), "hello"))
 	status, h, _ := e.do(http.MethodPost, "/invoke/hello", nil, "")
 	requireWireError(t, status, h, http.StatusNotFound, lifecycle.CodeFunctionNotFound)
-	require.ErrorIs(t, e.dp.Remove(context.Background(), "hello"), lifecycle.ErrFunctionNotFound)
+	require.ErrorIs(t, e.dp.Remove(context.Background(), "hello"), lifecycle.CodeFunctionNotFound)
 }

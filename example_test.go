@@ -40,7 +40,7 @@ func Example() {
 
 	// Unknown functions and bad specs get typed errors.
 	_, err = dp.Invoke(ctx, &faas.Request{FunctionID: "nope"})
-	fmt.Println("invoke nope is function_not_found:", errors.Is(err, lifecycle.ErrFunctionNotFound))
+	fmt.Println("invoke nope is function_not_found:", errors.Is(err, lifecycle.CodeFunctionNotFound))
 	err = dp.Deploy(ctx, faas.FunctionSpec{ID: "bad id", Runtime: "go", Code: ref})
 	var se *faas.SpecError
 	fmt.Println("bad spec:", errors.As(err, &se), se.Fields[0].Field)

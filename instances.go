@@ -272,7 +272,7 @@ func (d *Dataplane) follow(ctx context.Context, w agentWatcher, inst *lifecycle.
 			_ = d.router.ReportHealth(d.clock.Now(), router.HealthReport{InstanceID: inst.ID, Reassigned: true,
 				Reason: "agent reports " + resp.State + " " + resp.FunctionID})
 			return
-		case errors.Is(err, lifecycle.ErrUnauthorized), errors.Is(err, lifecycle.ErrBadRequest):
+		case errors.Is(err, lifecycle.CodeUnauthorized), errors.Is(err, lifecycle.CodeBadRequest):
 			// An agent that does not take our watch (another version, a
 			// custom agent): health checks cover it.
 			d.log.Debug("agent does not support watching", "instance", inst.ID, "err", err)

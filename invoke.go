@@ -57,7 +57,7 @@ type Response struct {
 // Invoke runs one invocation in-process: admission, routing, a cold start
 // when needed, and the request to the instance's agent. Errors are
 // *lifecycle.Error values (test them with errors.Is against
-// lifecycle.ErrFunctionNotFound, lifecycle.ErrShed, lifecycle.ErrTimeout...);
+// lifecycle.CodeFunctionNotFound, lifecycle.CodeShed, lifecycle.CodeTimeout...);
 // [RetryAfter] extracts the retry hint of a shed request.
 func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error) {
 	start := d.clock.Now()

@@ -83,7 +83,7 @@ func TestQueueFullIsRefusedAtOnce(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return fn.queue.Len() == 1 }, 5*time.Second, time.Millisecond)
 	_, err := admitCall(d, context.Background(), fn, "c", loadshed.Default, time.Now())
-	require.ErrorIs(t, err, lifecycle.ErrConcurrencyLimit)
+	require.ErrorIs(t, err, lifecycle.CodeConcurrencyLimit)
 	cancel()
 	require.ErrorIs(t, <-waiting, context.Canceled)
 	assert.EqualValues(t, 0, fn.demand.Load())
@@ -148,7 +148,7 @@ func TestShedRequestsCarryRetryAfter(t *testing.T) {
 		held = append(held, l)
 	}
 	require.Error(t, shedErr, "an overloaded dataplane sheds")
-	require.ErrorIs(t, shedErr, lifecycle.ErrShed)
+	require.ErrorIs(t, shedErr, lifecycle.CodeShed)
 	after, ok := RetryAfter(shedErr)
 	require.True(t, ok)
 	assert.GreaterOrEqual(t, after, time.Second)

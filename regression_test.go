@@ -222,7 +222,7 @@ func TestInvokeRejectsABadPathBeforeAdmission(t *testing.T) {
 	e := newFakeEnv(t, newFakeAgents(), nil)
 	deployAndWarm(t, e, FunctionSpec{ID: "f", MinInstances: 1})
 	_, err := e.dp.Invoke(context.Background(), &Request{FunctionID: "f", Path: "/a b\x7f"})
-	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
+	require.ErrorIs(t, err, lifecycle.CodeBadRequest)
 	assert.Equal(t, 0, e.dp.router.Stats("f").InFlight)
 }
 

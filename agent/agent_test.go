@@ -23,7 +23,7 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	ctx := context.Background()
 
 	_, err := h.client.Ping(ctx, h.ctl)
-	require.ErrorIs(t, err, lifecycle.ErrNoFunction, "a generic pod")
+	require.ErrorIs(t, err, lifecycle.CodeNoFunction, "a generic pod")
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeInstanceReassigned)
 
 	ref := h.publish("hello.tar.gz", binPackage(t, "hello", helloManifest))
@@ -76,7 +76,7 @@ func TestLoadInitializeInvokePing(t *testing.T) {
 	require.Equal(t, 1, ir.Attempts)
 
 	_, err = h.load("other", ref, nil)
-	require.ErrorIs(t, err, lifecycle.ErrAlreadyLoaded)
+	require.ErrorIs(t, err, lifecycle.CodeAlreadyLoaded)
 
 	// The function's own output became log records tagged with its ID.
 	require.NotEmpty(t, h.logs.find("function output", "function_id=hello", "stream=stderr", "function serving"))
@@ -97,7 +97,7 @@ func TestInitFailureThenRetrySucceedsInSameProcess(t *testing.T) {
 
 	for attempt := 1; attempt <= 2; attempt++ {
 		_, err := h.client.Initialize(ctx, h.ctl, lifecycle.InitializeRequest{FunctionID: "flaky"})
-		require.ErrorIs(t, err, lifecycle.ErrInitFailed)
+		require.ErrorIs(t, err, lifecycle.CodeInitFailed)
 		require.ErrorContains(t, err, fmt.Sprintf("init attempt %d of 3 fails on purpose", attempt))
 		requireError(t, h.mustInvoke("flaky", "/"), lifecycle.CodeNotReady)
 		ping, err := h.client.Ping(ctx, h.ctl)
@@ -125,7 +125,7 @@ func TestFunctionCrashIsNoticed(t *testing.T) {
 		return err != nil
 	}, 10*time.Second, time.Millisecond)
 	_, err := h.client.Ping(context.Background(), h.ctl)
-	require.ErrorIs(t, err, lifecycle.ErrFunctionExited)
+	require.ErrorIs(t, err, lifecycle.CodeFunctionExited)
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeFunctionExited)
 	_, err = h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "hello"})
 	require.NoError(t, err, "initialize after success stays a no-op")
@@ -143,7 +143,7 @@ func TestWrongFunctionIDIsReassigned(t *testing.T) {
 	require.Contains(t, r.header.Get(lifecycle.HeaderErrorMessage), "X-Faas-Function-Id")
 
 	_, err := h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "fn-b"})
-	require.ErrorIs(t, err, lifecycle.ErrInstanceReassigned)
+	require.ErrorIs(t, err, lifecycle.CodeInstanceReassigned)
 	require.Equal(t, 200, h.mustInvoke("fn-a", "/").status)
 }
 
@@ -301,7 +301,7 @@ func TestUnloadMakesTheAgentGenericAgain(t *testing.T) {
 	requireReaped(t, lr.PID)
 	require.NoDirExists(t, dir)
 	_, err := h.client.Ping(context.Background(), h.ctl)
-	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
+	require.ErrorIs(t, err, lifecycle.CodeNoFunction)
 	requireError(t, h.mustInvoke("hello", "/"), lifecycle.CodeInstanceReassigned)
 	h.agent.Unload() // no-op on a generic pod
 

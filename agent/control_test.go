@@ -70,11 +70,11 @@ func TestControlNeedsTheToken(t *testing.T) {
 		}
 	}
 	_, err := h.client.Ping(ctx, lifecycle.Control{Addr: h.ctl.Addr, Token: other})
-	require.ErrorIs(t, err, lifecycle.ErrUnauthorized)
+	require.ErrorIs(t, err, lifecycle.CodeUnauthorized)
 
 	// With the token: the protocol, and a clear answer for an unknown path.
 	_, err = h.client.Ping(ctx, h.ctl)
-	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
+	require.ErrorIs(t, err, lifecycle.CodeNoFunction)
 	r, err := h.control(ctx, h.ctl.Token, "GET", "/v1/nope", "")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, r.status)

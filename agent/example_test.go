@@ -38,10 +38,10 @@ func ExampleAgent() {
 	var client lifecycle.Client
 	ctl := lifecycle.Control{Addr: lns.Control.Addr().String(), Token: token}
 	_, err = client.Ping(context.Background(), ctl)
-	fmt.Println(errors.Is(err, lifecycle.ErrNoFunction), err)
+	fmt.Println(errors.Is(err, lifecycle.CodeNoFunction), err)
 
 	_, err = client.Ping(context.Background(), lifecycle.Control{Addr: ctl.Addr, Token: lifecycle.NewControlToken()})
-	fmt.Println(errors.Is(err, lifecycle.ErrUnauthorized))
+	fmt.Println(errors.Is(err, lifecycle.CodeUnauthorized))
 
 	resp, err := http.Get("http://" + lns.Invoke.Addr().String() + lifecycle.PathPing)
 	if err == nil {

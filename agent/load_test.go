@@ -22,7 +22,7 @@ import (
 func (h *harness) requireNothingLeft() {
 	h.t.Helper()
 	_, err := h.client.Ping(context.Background(), h.ctl)
-	require.ErrorIs(h.t, err, lifecycle.ErrNoFunction)
+	require.ErrorIs(h.t, err, lifecycle.CodeNoFunction)
 	des, err := os.ReadDir(h.work)
 	require.NoError(h.t, err)
 	require.Empty(h.t, des, "work directory after a failed load")
@@ -63,7 +63,7 @@ func TestLoadRejectsMaliciousPackages(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ref := h.publish("evil.tar.gz", c.pkg)
 			_, err := h.load("evil", ref, nil)
-			require.ErrorIs(t, err, lifecycle.ErrBadPackage)
+			require.ErrorIs(t, err, lifecycle.CodeBadPackage)
 			require.ErrorContains(t, err, c.message)
 			h.requireNothingLeft()
 			des, err := os.ReadDir(outside)
@@ -76,7 +76,7 @@ func TestLoadRejectsMaliciousPackages(t *testing.T) {
 		ref := h.publish("p.tar.gz", tarGz(t, tarEntry{name: "faas.json", body: helloManifest}))
 		ref.Digest = code.DigestOf([]byte("other bytes"))
 		_, err := h.load("p", ref, nil)
-		require.ErrorIs(t, err, lifecycle.ErrBadPackage)
+		require.ErrorIs(t, err, lifecycle.CodeBadPackage)
 		require.ErrorContains(t, err, "digest mismatch")
 		h.requireNothingLeft()
 	})
@@ -84,7 +84,7 @@ func TestLoadRejectsMaliciousPackages(t *testing.T) {
 		ref := h.publish("p.tar.gz", tarGz(t, tarEntry{name: "faas.json", body: helloManifest}))
 		ref.Size++
 		_, err := h.load("p", ref, nil)
-		require.ErrorIs(t, err, lifecycle.ErrBadPackage)
+		require.ErrorIs(t, err, lifecycle.CodeBadPackage)
 		require.ErrorContains(t, err, "size mismatch")
 		h.requireNothingLeft()
 	})
@@ -102,28 +102,28 @@ func TestLoadFailures(t *testing.T) {
 	missing := ref
 	missing.URI = "file://" + filepath.Join(h.origin, "missing.tar.gz")
 	_, err := h.load("f", missing, nil)
-	require.ErrorIs(t, err, lifecycle.ErrCodeFetch)
+	require.ErrorIs(t, err, lifecycle.CodeCodeFetch)
 	h.requireNothingLeft()
 
 	other := ref
 	other.URI = "s3://bucket/key"
 	_, err = h.load("f", other, nil)
-	require.ErrorIs(t, err, lifecycle.ErrCodeFetch)
+	require.ErrorIs(t, err, lifecycle.CodeCodeFetch)
 
 	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Runtime = "python3.12" })
-	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
+	require.ErrorIs(t, err, lifecycle.CodeBadRequest)
 	require.ErrorContains(t, err, "runtime")
 
 	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Limits.Concurrency = DefaultMaxConcurrency + 1 })
-	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
+	require.ErrorIs(t, err, lifecycle.CodeBadRequest)
 
 	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Env = map[string]string{"PORT": "80"} })
-	require.ErrorIs(t, err, lifecycle.ErrBadRequest)
+	require.ErrorIs(t, err, lifecycle.CodeBadRequest)
 	require.ErrorContains(t, err, "PORT")
 
 	// A process that exits at once.
 	_, err = h.load("f", ref, func(r *lifecycle.LoadRequest) { r.Command = "/bin/sh"; r.Args = []string{"-c", "exit 3"} })
-	require.ErrorIs(t, err, lifecycle.ErrLoadFailed)
+	require.ErrorIs(t, err, lifecycle.CodeLoadFailed)
 	require.ErrorContains(t, err, "exited before listening")
 	h.requireNothingLeft()
 
@@ -134,7 +134,7 @@ func TestLoadFailures(t *testing.T) {
 		r.Args = []string{"-c", "echo $$ > " + pidFile + "; exec sleep 600"}
 		r.StartTimeoutMillis = 300
 	})
-	require.ErrorIs(t, err, lifecycle.ErrLoadFailed)
+	require.ErrorIs(t, err, lifecycle.CodeLoadFailed)
 	require.ErrorContains(t, err, "did not listen")
 	h.requireNothingLeft()
 	b, err := os.ReadFile(pidFile)
@@ -164,7 +164,7 @@ func TestConcurrentLoadsOneWins(t *testing.T) {
 		if err == nil {
 			ok++
 		} else {
-			require.ErrorIs(t, err, lifecycle.ErrAlreadyLoaded)
+			require.ErrorIs(t, err, lifecycle.CodeAlreadyLoaded)
 		}
 	}
 	require.Equal(t, 1, ok)
@@ -190,7 +190,7 @@ func TestCloseAbortsALoadInProgress(t *testing.T) {
 	}()
 	<-entered
 	_, err := h.client.Ping(context.Background(), h.ctl)
-	require.ErrorIs(t, err, lifecycle.ErrNotReady, "ping during a load")
+	require.ErrorIs(t, err, lifecycle.CodeNotReady, "ping during a load")
 	require.NoError(t, h.agent.Close())
 	require.Error(t, <-done)
 	des, err := os.ReadDir(h.work)
@@ -212,7 +212,7 @@ func TestEndpointMethods(t *testing.T) {
 	require.NoError(t, err)
 	requireError(t, r, lifecycle.CodeBadRequest)
 	_, err = h.client.Initialize(context.Background(), h.ctl, lifecycle.InitializeRequest{FunctionID: "f"})
-	require.ErrorIs(t, err, lifecycle.ErrNoFunction)
+	require.ErrorIs(t, err, lifecycle.CodeNoFunction)
 	st, err := h.client.Stats(context.Background(), h.ctl)
 	require.NoError(t, err)
 	require.Empty(t, st.FunctionID)

@@ -237,7 +237,7 @@ func TestEndToEndThroughRealAgents(t *testing.T) {
 	var se *StepError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, StepFetch, se.Step)
-	require.ErrorIs(t, err, lifecycle.ErrBadPackage)
+	require.ErrorIs(t, err, lifecycle.CodeBadPackage)
 	assert.False(t, provider.has(se.PodID), "the failed pod is gone")
 
 	// Every cold start reported its breakdown.
@@ -251,7 +251,7 @@ func TestEndToEndThroughRealAgents(t *testing.T) {
 		t.Logf("%s on %s: take %v, fetch %v, load %v (tree cache hit %v), init %v (%d attempts), total %v", r.FunctionID, r.Node,
 			r.Breakdown.Take, r.Breakdown.Fetch, r.Breakdown.Load, r.Breakdown.CacheHit, r.Breakdown.Init, r.Breakdown.InitAttempts, r.Breakdown.Total)
 	}
-	assert.True(t, errors.Is(reports[3].Err, lifecycle.ErrBadPackage), fmt.Sprint(reports[3].Err))
+	assert.True(t, errors.Is(reports[3].Err, lifecycle.CodeBadPackage), fmt.Sprint(reports[3].Err))
 
 	// Cleanup: the Ready instances' pods are the caller's to delete.
 	for _, p := range []warmpool.Pod{first.Pod, second.Pod, res.Pod} {

@@ -263,7 +263,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	b.Load = lap()
 	b.Fetch, b.CacheHit = millis(lr.Timings.FetchMillis), lr.CacheHit
 	switch {
-	case errors.Is(err, lifecycle.ErrCodeFetch) || errors.Is(err, lifecycle.ErrBadPackage):
+	case errors.Is(err, lifecycle.CodeCodeFetch) || errors.Is(err, lifecycle.CodeBadPackage):
 		return fail(StepFetch, 0, err)
 	case err != nil:
 		return fail(StepLoad, 0, err)
@@ -307,7 +307,7 @@ func (s *Starter) initialize(ctx context.Context, fn *Function, ctl lifecycle.Co
 		if err == nil {
 			return attempts, nil
 		}
-		retry := errors.Is(err, lifecycle.ErrInitFailed) || errors.Is(err, lifecycle.ErrTimeout) ||
+		retry := errors.Is(err, lifecycle.CodeInitFailed) || errors.Is(err, lifecycle.CodeTimeout) ||
 			(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil)
 		if !retry || attempts >= max {
 			return attempts, err

@@ -107,11 +107,11 @@ func TestStartFailuresNameTheStepAndDeleteThePod(t *testing.T) {
 	}{
 		{name: "no pod", pool: func(p *fakePool) { p.takeErr = errTest }, step: StepTake, is: errTest},
 		{name: "load failed", agent: func(a *fakeAgent) { a.loadErr = lifecycle.Errorf(lifecycle.CodeLoadFailed, "exec: no such file") },
-			step: StepLoad, is: lifecycle.ErrLoadFailed, podTaken: true},
+			step: StepLoad, is: lifecycle.CodeLoadFailed, podTaken: true},
 		{name: "code fetch failed", agent: func(a *fakeAgent) { a.loadErr = lifecycle.Errorf(lifecycle.CodeCodeFetch, "origin down") },
-			step: StepFetch, is: lifecycle.ErrCodeFetch, podTaken: true},
+			step: StepFetch, is: lifecycle.CodeCodeFetch, podTaken: true},
 		{name: "bad package", agent: func(a *fakeAgent) { a.loadErr = lifecycle.Errorf(lifecycle.CodeBadPackage, "digest mismatch") },
-			step: StepFetch, is: lifecycle.ErrBadPackage, podTaken: true},
+			step: StepFetch, is: lifecycle.CodeBadPackage, podTaken: true},
 		{name: "agent answers garbage", agent: func(a *fakeAgent) { a.loadErr = callErr },
 			step: StepLoad, is: lifecycle.ErrNoResponse, podTaken: true},
 		{name: "agent loaded another function", agent: func(a *fakeAgent) { a.loadFunction = "someone/else" },
@@ -119,10 +119,10 @@ func TestStartFailuresNameTheStepAndDeleteThePod(t *testing.T) {
 		{name: "load timeout", agent: func(a *fakeAgent) { a.loadGate = make(chan struct{}) }, cfg: func(c *Config) { c.LoadTimeout = time.Millisecond },
 			step: StepLoad, is: context.DeadlineExceeded, podTaken: true},
 		{name: "init keeps failing", agent: func(a *fakeAgent) {
-			a.initErrs = []error{lifecycle.ErrInitFailed, lifecycle.ErrInitFailed, lifecycle.Errorf(lifecycle.CodeInitFailed, "db unreachable")}
-		}, step: StepInit, is: lifecycle.ErrInitFailed, podTaken: true, attempts: 3, initCalls: 3},
-		{name: "process exited: not retried", agent: func(a *fakeAgent) { a.initErrs = []error{lifecycle.ErrFunctionExited} },
-			step: StepInit, is: lifecycle.ErrFunctionExited, podTaken: true, attempts: 1, initCalls: 1},
+			a.initErrs = []error{lifecycle.CodeInitFailed, lifecycle.CodeInitFailed, lifecycle.Errorf(lifecycle.CodeInitFailed, "db unreachable")}
+		}, step: StepInit, is: lifecycle.CodeInitFailed, podTaken: true, attempts: 3, initCalls: 3},
+		{name: "process exited: not retried", agent: func(a *fakeAgent) { a.initErrs = []error{lifecycle.CodeFunctionExited} },
+			step: StepInit, is: lifecycle.CodeFunctionExited, podTaken: true, attempts: 1, initCalls: 1},
 		{name: "init answered for another function", agent: func(a *fakeAgent) { a.initFunction = "someone/else" },
 			step: StepInit, is: ErrBadAgentResponse, podTaken: true, attempts: 1, initCalls: 1},
 	}
@@ -172,7 +172,7 @@ func TestStartFailuresNameTheStepAndDeleteThePod(t *testing.T) {
 
 func TestInitIsRetriedInTheSameProcess(t *testing.T) {
 	pool := &fakePool{}
-	agent := &fakeAgent{initErrs: []error{lifecycle.ErrInitFailed, lifecycle.ErrTimeout}}
+	agent := &fakeAgent{initErrs: []error{lifecycle.CodeInitFailed, lifecycle.CodeTimeout}}
 	s, _ := newStarter(t, pool, agent, func(c *Config, _ *Hooks) { c.InitRetryDelay = time.Microsecond })
 	res, err := s.Start(context.Background(), testFunction("f"))
 	require.NoError(t, err)
@@ -182,7 +182,7 @@ func TestInitIsRetriedInTheSameProcess(t *testing.T) {
 	assert.Equal(t, 1, takes)
 
 	// A function's own attempts override the Starter's.
-	agent2 := &fakeAgent{initErrs: []error{lifecycle.ErrInitFailed, lifecycle.ErrInitFailed}}
+	agent2 := &fakeAgent{initErrs: []error{lifecycle.CodeInitFailed, lifecycle.CodeInitFailed}}
 	s2, _ := newStarter(t, &fakePool{}, agent2, nil)
 	fn := testFunction("f")
 	fn.InitAttempts = 2
@@ -286,7 +286,7 @@ func TestStartWithTheWarmPool(t *testing.T) {
 	_, ok := provider.Get(res.Pod.ID)
 	assert.True(t, ok)
 
-	agent.set(func(a *fakeAgent) { a.loadErr = lifecycle.ErrLoadFailed })
+	agent.set(func(a *fakeAgent) { a.loadErr = lifecycle.CodeLoadFailed })
 	_, err = s.Ensure(ctx, testFunction("g"), 1)
 	var se *StepError
 	require.ErrorAs(t, err, &se)
@@ -308,7 +308,7 @@ func TestAgentAnsweringGarbage(t *testing.T) {
 			w.Write([]byte(`{"function_id":"evil","pid":1}`))
 		}, ErrBadAgentResponse},
 		{"error without a code", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "teapot", http.StatusTeapot) },
-			lifecycle.ErrInstanceFailure},
+			lifecycle.CodeInstanceFailure},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,9 +53,9 @@ func (h *HealthChecker) SetHealthy(id string, healthy bool) {
 }
 
 // SetReassigned makes the checks of instance id answer that its address
-// serves another function now (lifecycle.ErrInstanceReassigned), which
+// serves another function now (lifecycle.CodeInstanceReassigned), which
 // removes it from the routes at once.
-func (h *HealthChecker) SetReassigned(id string) { h.SetError(id, lifecycle.ErrInstanceReassigned) }
+func (h *HealthChecker) SetReassigned(id string) { h.SetError(id, lifecycle.CodeInstanceReassigned) }
 
 // SetError makes the checks of instance id fail with err (nil: healthy).
 func (h *HealthChecker) SetError(id string, err error) {

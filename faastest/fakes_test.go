@@ -119,7 +119,7 @@ func TestHealthCheckerVerdicts(t *testing.T) {
 	assert.True(t, h.Flip("a"))
 	require.NoError(t, h.Check(ctx, a))
 	h.SetReassigned("a")
-	assert.ErrorIs(t, h.Check(ctx, a), lifecycle.ErrInstanceReassigned)
+	assert.ErrorIs(t, h.Check(ctx, a), lifecycle.CodeInstanceReassigned)
 	boom := errors.New("boom")
 	h.SetError("a", boom)
 	assert.ErrorIs(t, h.Check(ctx, a), boom)

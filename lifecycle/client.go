@@ -58,7 +58,7 @@ type ClientConfig struct {
 //
 //   - the decoded body on a 2xx answer;
 //   - an [*Error] when the agent answered with an error (match it with
-//     errors.Is against ErrNoFunction, ErrInitFailed, ...);
+//     errors.Is against CodeNoFunction, CodeInitFailed, ...);
 //   - a [*CallError] matching [ErrUnreachable] when no connection to the
 //     agent could be made, so the request never reached it;
 //   - a [*CallError] matching [ErrNoResponse] when the request may have
@@ -128,7 +128,7 @@ func (c *Client) Load(ctx context.Context, ctl Control, req LoadRequest) (LoadRe
 }
 
 // Initialize sends POST /v1/initialize: the agent calls the function's init
-// hook once. An init failure is an [*Error] matching ErrInitFailed; the
+// hook once. An init failure is an [*Error] matching CodeInitFailed; the
 // process is kept, and calling Initialize again retries the hook.
 func (c *Client) Initialize(ctx context.Context, ctl Control, req InitializeRequest) (InitializeResponse, error) {
 	c.init()
@@ -142,8 +142,8 @@ func (c *Client) Initialize(ctx context.Context, ctl Control, req InitializeRequ
 }
 
 // Ping sends GET /v1/ping. A generic warm pod answers with an error
-// matching ErrNoFunction, an instance whose process died with one matching
-// ErrFunctionExited, and one still loading with ErrNotReady.
+// matching CodeNoFunction, an instance whose process died with one matching
+// CodeFunctionExited, and one still loading with CodeNotReady.
 func (c *Client) Ping(ctx context.Context, ctl Control) (PingResponse, error) {
 	c.init()
 	var resp PingResponse

@@ -90,12 +90,12 @@ func TestClientSuccessPaths(t *testing.T) {
 func TestClientProtocolErrors(t *testing.T) {
 	cases := []struct {
 		code     ErrorCode
-		sentinel *Error
+		sentinel error
 	}{
-		{CodeNoFunction, ErrNoFunction},
-		{CodeFunctionExited, ErrFunctionExited},
-		{CodeNotReady, ErrNotReady},
-		{CodeInitFailed, ErrInitFailed},
+		{CodeNoFunction, CodeNoFunction},
+		{CodeFunctionExited, CodeFunctionExited},
+		{CodeNotReady, CodeNotReady},
+		{CodeInitFailed, CodeInitFailed},
 	}
 	for _, c := range cases {
 		t.Run(string(c.code), func(t *testing.T) {

@@ -109,7 +109,7 @@ func TestDecodeUnderMaxBytesReader(t *testing.T) {
 	r := httptest.NewRequest("POST", "/", strings.NewReader(`{"function_id":"f"}`))
 	body := http.MaxBytesReader(rec, r.Body, 4)
 	_, err := DecodeInitializeRequest(body)
-	require.ErrorIs(t, err, ErrTooLarge)
+	require.ErrorIs(t, err, CodeTooLarge)
 }
 
 func TestDecodeInitializeRequest(t *testing.T) {
@@ -117,7 +117,7 @@ func TestDecodeInitializeRequest(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, InitializeRequest{FunctionID: "f", TimeoutMillis: 5}, req)
 	_, err = DecodeInitializeRequest(strings.NewReader(`{"function_id":"f","timeout_ms":-5}`))
-	require.ErrorIs(t, err, ErrBadRequest)
+	require.ErrorIs(t, err, CodeBadRequest)
 	_, err = DecodeInitializeRequest(strings.NewReader(`{}`))
-	require.ErrorIs(t, err, ErrBadRequest)
+	require.ErrorIs(t, err, CodeBadRequest)
 }

@@ -20,8 +20,8 @@
 // On the wire an error is an HTTP status plus three headers,
 // X-Faas-Error-Code, X-Faas-Error-Message and X-Faas-Request-Id, so that a
 // caller can act on the code without parsing a body. The [Client] turns such
-// a response back into an [*Error] that matches the sentinels (ErrNoFunction,
-// ErrInitFailed...) with errors.Is, and tells a call that never reached the
+// a response back into an [*Error] that matches the sentinels (CodeNoFunction,
+// CodeInitFailed...) with errors.Is, and tells a call that never reached the
 // agent ([ErrUnreachable]: safe to retry anywhere) from one that reached it
 // but got no usable answer ([ErrNoResponse]). Its default timeouts follow
 // what each call waits for: a load fetches and unpacks a package and starts a

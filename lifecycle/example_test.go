@@ -45,7 +45,7 @@ func ExampleClient_Ping() {
 	var c lifecycle.Client // zero value: default timeouts
 	ctl := lifecycle.Control{Addr: strings.TrimPrefix(agent.URL, "http://"), Token: lifecycle.NewControlToken()}
 	_, err := c.Ping(context.Background(), ctl)
-	fmt.Println(errors.Is(err, lifecycle.ErrNoFunction))
+	fmt.Println(errors.Is(err, lifecycle.CodeNoFunction))
 	fmt.Println(err)
 	// Output:
 	// true
@@ -96,7 +96,7 @@ func ExampleClient_Initialize() {
 	fmt.Println(lr.PID, err)
 	for {
 		ir, err := c.Initialize(ctx, ctl, lifecycle.InitializeRequest{FunctionID: "resize"})
-		if errors.Is(err, lifecycle.ErrInitFailed) {
+		if errors.Is(err, lifecycle.CodeInitFailed) {
 			fmt.Println("retrying:", err)
 			continue
 		}

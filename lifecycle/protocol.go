@@ -157,9 +157,8 @@ func (c ErrorCode) Status() int {
 }
 
 // Error is an error of the protocol: what an agent or the gateway sends on
-// the wire, and what the client and Invoke return. errors.Is(err, target)
-// holds when target is an *Error with the same Code and an empty Message,
-// so the sentinels below work with errors.Is.
+// the wire, and what the client and Invoke return. errors.Is(err, c) holds
+// for the ErrorCode c of the Error, so the codes serve as sentinels.
 type Error struct {
 	// Code is the machine-readable kind.
 	Code ErrorCode
@@ -176,38 +175,35 @@ func (e *Error) Error() string {
 	if e.Message == "" {
 		return "faas: " + string(e.Code)
 	}
-	return fmt.Sprintf("faas: %s: %s", e.Code, e.Message)
+	return "faas: " + string(e.Code) + ": " + e.Message
 }
 
-// Is reports whether target is an *Error sentinel (no message) with the
-// same code.
+// CodeOf returns the protocol code that err carries: the code of the
+// [*Error] in its chain, or the ErrorCode it is.
+func CodeOf(err error) (ErrorCode, bool) {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Code, true
+	}
+	var c ErrorCode
+	if errors.As(err, &c) {
+		return c, true
+	}
+	return "", false
+}
+
+// Is reports whether target is e's ErrorCode.
 func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Message == "" && t.Code == e.Code
+	c, ok := target.(ErrorCode)
+	return ok && c == e.Code
 }
 
-// Sentinels for errors.Is, one per code.
-var (
-	ErrBadRequest         = &Error{Code: CodeBadRequest}
-	ErrUnauthorized       = &Error{Code: CodeUnauthorized}
-	ErrFunctionNotFound   = &Error{Code: CodeFunctionNotFound}
-	ErrInstanceReassigned = &Error{Code: CodeInstanceReassigned}
-	ErrNoFunction         = &Error{Code: CodeNoFunction}
-	ErrMethodNotAllowed   = &Error{Code: CodeMethodNotAllowed}
-	ErrAlreadyLoaded      = &Error{Code: CodeAlreadyLoaded}
-	ErrTooLarge           = &Error{Code: CodeTooLarge}
-	ErrBadPackage         = &Error{Code: CodeBadPackage}
-	ErrConcurrencyLimit   = &Error{Code: CodeConcurrencyLimit}
-	ErrInternal           = &Error{Code: CodeInternal}
-	ErrInstanceFailure    = &Error{Code: CodeInstanceFailure}
-	ErrCodeFetch          = &Error{Code: CodeCodeFetch}
-	ErrLoadFailed         = &Error{Code: CodeLoadFailed}
-	ErrInitFailed         = &Error{Code: CodeInitFailed}
-	ErrNotReady           = &Error{Code: CodeNotReady}
-	ErrFunctionExited     = &Error{Code: CodeFunctionExited}
-	ErrShed               = &Error{Code: CodeShed}
-	ErrTimeout            = &Error{Code: CodeTimeout}
-)
+// Error returns the code itself ("shed"), so that a code prints the same
+// whether it is formatted as a string or as an error. An ErrorCode is an
+// error so that errors.Is(err, CodeShed) tests the code of any error that
+// carries an [*Error]; the codes are constants, so no caller can change
+// what they match.
+func (c ErrorCode) Error() string { return string(c) }
 
 // Errorf returns an *Error with code c, its status, and a formatted message.
 func Errorf(c ErrorCode, format string, args ...any) *Error {

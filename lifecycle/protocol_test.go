@@ -30,11 +30,12 @@ func TestErrorIsMatchesSentinelsByCode(t *testing.T) {
 	require.Equal(t, http.StatusBadGateway, e.Status)
 	require.Equal(t, "faas: init_failed: boom 1", e.Error())
 	wrapped := fmt.Errorf("calling agent: %w", e)
-	require.ErrorIs(t, wrapped, ErrInitFailed)
-	require.NotErrorIs(t, wrapped, ErrLoadFailed)
-	// A target with a message is not a sentinel.
-	require.False(t, errors.Is(e, &Error{Code: CodeInitFailed, Message: "boom 1"}))
-	require.Equal(t, "faas: not_ready", ErrNotReady.Error())
+	require.ErrorIs(t, wrapped, CodeInitFailed)
+	require.NotErrorIs(t, wrapped, CodeLoadFailed)
+	// Another *Error is not a sentinel, even with the same code.
+	require.False(t, errors.Is(e, &Error{Code: CodeInitFailed}))
+	require.Equal(t, "not_ready", CodeNotReady.Error())
+	require.Equal(t, "not_ready", fmt.Sprint(CodeNotReady), "prints as the code")
 }
 
 func TestWriteErrorRoundTrip(t *testing.T) {

@@ -65,7 +65,7 @@ func ExampleRouter_Retry() {
 		_ = r.Add(now, startInstance(r, id, "fn", now), concurrency.NewSlots(concurrency.Shared, 10), nil)
 	}
 	rt, _ := r.Pick("fn")
-	outcome := router.OutcomeOf(lifecycle.ErrNotReady) // what the agent answered
+	outcome := router.OutcomeOf(lifecycle.CodeNotReady) // what the agent answered
 	rt.Release(now, outcome)
 	fmt.Println("first try:", rt.Instance().ID, outcome)
 

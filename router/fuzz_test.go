@@ -37,7 +37,7 @@ func FuzzCheckPingResponse(f *testing.F) {
 		}
 		var pr lifecycle.PingResponse
 		if status == 200 && json.Unmarshal(body, &pr) == nil && pr.FunctionID != "f" &&
-			!errors.Is(err, lifecycle.ErrInstanceReassigned) {
+			!errors.Is(err, lifecycle.CodeInstanceReassigned) {
 			t.Fatalf("answer for function %q not reported as reassigned: %v", pr.FunctionID, err)
 		}
 		if len(err.Error()) > 2048 {

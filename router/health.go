@@ -15,7 +15,7 @@ import (
 // HealthChecker is the pull side of health checking: the dataplane asks an
 // instance whether it is healthy. A check that reaches an agent serving
 // another function (or none) returns an error matching
-// lifecycle.ErrInstanceReassigned, which removes the instance at once.
+// lifecycle.CodeInstanceReassigned, which removes the instance at once.
 type HealthChecker interface {
 	// Check returns nil when inst is healthy. It must honour ctx's
 	// deadline.
@@ -199,7 +199,7 @@ func (c *HTTPChecker) CloseIdleConnections() { c.client.CloseIdleConnections() }
 
 // CheckPingResponse judges an agent's answer to GET /v1/ping for function
 // functionID: nil when healthy, an error matching
-// lifecycle.ErrInstanceReassigned when the agent serves another function or
+// lifecycle.CodeInstanceReassigned when the agent serves another function or
 // none, another error otherwise. It is what [HTTPChecker] applies to the
 // status, headers and (at most 64 KiB of) body it receives, and never
 // panics on any input.
@@ -207,7 +207,7 @@ func CheckPingResponse(functionID string, status int, header http.Header, body [
 	if status >= 400 {
 		perr := lifecycle.ErrorFromResponse(&http.Response{StatusCode: status, Header: header})
 		if perr.Code == lifecycle.CodeInstanceReassigned || perr.Code == lifecycle.CodeNoFunction {
-			return fmt.Errorf("%w (agent answered %s)", lifecycle.ErrInstanceReassigned, perr.Code)
+			return fmt.Errorf("%w (agent answered %s)", lifecycle.CodeInstanceReassigned, perr.Code)
 		}
 		return perr
 	}
@@ -219,10 +219,10 @@ func CheckPingResponse(functionID string, status int, header http.Header, body [
 		return fmt.Errorf("malformed ping response: %w", err)
 	}
 	if pr.FunctionID != functionID {
-		return fmt.Errorf("%w (agent serves function %q)", lifecycle.ErrInstanceReassigned, lifecycle.SanitizeHeaderValue(pr.FunctionID, 256))
+		return fmt.Errorf("%w (agent serves function %q)", lifecycle.CodeInstanceReassigned, lifecycle.SanitizeHeaderValue(pr.FunctionID, 256))
 	}
 	if pr.State != "ready" {
-		return fmt.Errorf("%w (agent state %q)", lifecycle.ErrNotReady, lifecycle.SanitizeHeaderValue(pr.State, 64))
+		return fmt.Errorf("%w (agent state %q)", lifecycle.CodeNotReady, lifecycle.SanitizeHeaderValue(pr.State, 64))
 	}
 	return nil
 }

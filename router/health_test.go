@@ -37,13 +37,13 @@ func TestCheckPingResponse(t *testing.T) {
 	}{
 		{"ready", 200, nil, pingBody("f", "ready"), true, false, nil},
 		{"other function", 200, nil, pingBody("g", "ready"), false, true, nil},
-		{"loaded, not initialized", 200, nil, pingBody("f", "loaded"), false, false, lifecycle.ErrNotReady},
+		{"loaded, not initialized", 200, nil, pingBody("f", "loaded"), false, false, lifecycle.CodeNotReady},
 		{"malformed body", 200, nil, []byte("<html>"), false, false, nil},
 		{"empty body", 200, nil, nil, false, false, nil},
 		{"no function (generic pod)", 404, errHeader(lifecycle.CodeNoFunction), nil, false, true, nil},
 		{"instance reassigned", 404, errHeader(lifecycle.CodeInstanceReassigned), nil, false, true, nil},
-		{"function exited", 503, errHeader(lifecycle.CodeFunctionExited), nil, false, false, lifecycle.ErrFunctionExited},
-		{"proxy error without code", 502, nil, nil, false, false, lifecycle.ErrInstanceFailure},
+		{"function exited", 503, errHeader(lifecycle.CodeFunctionExited), nil, false, false, lifecycle.CodeFunctionExited},
+		{"proxy error without code", 502, nil, nil, false, false, lifecycle.CodeInstanceFailure},
 		{"redirect", 302, nil, nil, false, false, nil},
 		{"no content", 204, nil, nil, false, false, nil},
 	}
@@ -59,7 +59,7 @@ func TestCheckPingResponse(t *testing.T) {
 				return
 			}
 			require.Error(t, err)
-			assert.Equal(t, tt.reassigned, errors.Is(err, lifecycle.ErrInstanceReassigned), "%v", err)
+			assert.Equal(t, tt.reassigned, errors.Is(err, lifecycle.CodeInstanceReassigned), "%v", err)
 			if tt.is != nil {
 				assert.ErrorIs(t, err, tt.is)
 			}
@@ -102,13 +102,13 @@ func TestHTTPChecker(t *testing.T) {
 	inst, stop = agentStub(t, func(w http.ResponseWriter, r *http.Request) {
 		lifecycle.WriteError(w, "", 0, lifecycle.CodeNoFunction, "no function loaded")
 	})
-	assert.ErrorIs(t, c.Check(context.Background(), inst), lifecycle.ErrInstanceReassigned)
+	assert.ErrorIs(t, c.Check(context.Background(), inst), lifecycle.CodeInstanceReassigned)
 	stop()
 
 	inst, stop = agentStub(t, func(w http.ResponseWriter, r *http.Request) {
 		lifecycle.WriteError(w, "", 0, lifecycle.CodeNotReady, "initializing")
 	})
-	assert.ErrorIs(t, c.Check(context.Background(), inst), lifecycle.ErrNotReady)
+	assert.ErrorIs(t, c.Check(context.Background(), inst), lifecycle.CodeNotReady)
 	stop()
 
 	// Nothing listens: the connection is refused.

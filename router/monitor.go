@@ -320,7 +320,7 @@ func (h *HealthMonitor) RunOnce(ctx context.Context, now time.Time) {
 		return // the monitor is closing: the checks were cut short, not failed
 	}
 	for _, c := range due {
-		c.st.gone = errors.Is(c.err, lifecycle.ErrInstanceReassigned)
+		c.st.gone = errors.Is(c.err, lifecycle.CodeInstanceReassigned)
 		c.st.failing = c.err != nil && !c.st.gone
 	}
 	// The round's verdicts are judged together before any is acted on, so
@@ -350,7 +350,7 @@ func (h *HealthMonitor) apply(now time.Time, m *member, st *probeState, ready, l
 		return
 	}
 	h.log.Debug("health check failed", "instance", inst.ID, "function", inst.FunctionID, "err", err)
-	if errors.Is(err, lifecycle.ErrInstanceReassigned) {
+	if errors.Is(err, lifecycle.CodeInstanceReassigned) {
 		// An agent's answer, not a network symptom: acted on even in panic.
 		h.r.retire(now, m, CauseReassigned, err.Error(), false)
 		return

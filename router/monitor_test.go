@@ -126,7 +126,7 @@ func TestCheckAnsweringReassignedRemovesAtOnce(t *testing.T) {
 	h, err := NewHealthMonitor(fx.r, HealthConfig{Checker: chk})
 	require.NoError(t, err)
 	h.RunOnce(context.Background(), t0)
-	chk.set("a", lifecycle.ErrInstanceReassigned)
+	chk.set("a", lifecycle.CodeInstanceReassigned)
 	h.RunOnce(context.Background(), t0.Add(2*time.Second))
 	assert.Equal(t, lifecycle.Draining, a.State())
 	assert.Nil(t, fx.r.Routes("f"))

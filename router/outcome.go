@@ -100,9 +100,8 @@ func OutcomeOf(err error) Outcome {
 	if errors.Is(err, context.Canceled) {
 		return Canceled
 	}
-	var pe *lifecycle.Error
-	if errors.As(err, &pe) {
-		switch pe.Code {
+	if code, ok := lifecycle.CodeOf(err); ok {
+		switch code {
 		case lifecycle.CodeInstanceReassigned, lifecycle.CodeNoFunction:
 			return Reassigned
 		case lifecycle.CodeFunctionExited:

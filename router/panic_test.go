@@ -294,7 +294,7 @@ func TestPassiveSignalsActInPanic(t *testing.T) {
 	})
 	t.Run("a reassigned answer still removes", func(t *testing.T) {
 		rig.rec.reset()
-		rig.fail(lifecycle.ErrInstanceReassigned, insts[1])
+		rig.fail(lifecycle.CodeInstanceReassigned, insts[1])
 		rig.until(12 * time.Second)
 		assert.Equal(t, lifecycle.Draining, insts[1].State())
 		assert.Equal(t, []string{"removed/instance_reassigned@i01"}, rig.rec.kinds())

@@ -76,7 +76,7 @@ func (p *HTTPProber) CloseIdleConnections() {
 func (p *HTTPProber) Probe(ctx context.Context, pod Pod) error {
 	_, err := p.client().Ping(ctx, pod.Control)
 	switch {
-	case errors.Is(err, lifecycle.ErrNoFunction):
+	case errors.Is(err, lifecycle.CodeNoFunction):
 		return nil
 	case err == nil:
 		return fmt.Errorf("warmpool: probe %s: %w (the agent has a function loaded)", pod.ID, ErrNotIdle)

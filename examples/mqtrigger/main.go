@@ -75,7 +75,7 @@ func (c *consumer) handle(ctx context.Context, msg message) error {
 		if after, shed := faas.RetryAfter(err); shed {
 			wait = after // back-pressure: the dataplane says when
 		}
-		if attempt == c.maxAttempts || errors.Is(err, lifecycle.ErrFunctionNotFound) {
+		if attempt == c.maxAttempts || errors.Is(err, lifecycle.CodeFunctionNotFound) {
 			c.deadLettered.Add(1)
 			return nil
 		}
