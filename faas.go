@@ -198,7 +198,9 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		})
 	}
 	starter, err := coldstart.New(pool, d.cfg.Agents.Client, cs, coldstart.Hooks{
-		Observers:   []lifecycle.Observer{lifecycle.ObserverFunc(d.observeInstance)},
+		// The router follows the states of the instances it routes (one
+		// that leaves Ready stops being a candidate at once).
+		Observers:   []lifecycle.Observer{lifecycle.ObserverFunc(d.observeInstance), d.router},
 		OnColdStart: d.coldStartDone,
 	})
 	if err != nil {

@@ -196,7 +196,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	last := r.Routes("fn")[99].Instance
 	b.ReportAllocs()
 	for b.Loop() {
-		rt, err := r.Acquire(last)
+		rt, err := r.acquireInstance(last)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -111,7 +111,7 @@ func (c BreakerConfig) MaxEjected(n int) int {
 	return max(1, int(share*float64(n)))
 }
 
-// Breaker is one instance's circuit breaker: a deterministic state machine
+// breaker is one instance's circuit breaker: a deterministic state machine
 // that takes the time as an argument. It is not safe for concurrent use;
 // the router guards each breaker with its function's lock. Whether an
 // ejection is allowed (the function's MaxEjectedShare) is decided by the
@@ -121,7 +121,7 @@ func (c BreakerConfig) MaxEjected(n int) int {
 //	Open     --Expire at Until-->                                HalfOpen
 //	HalfOpen --Success-->                                        Closed
 //	HalfOpen --Failure--> (caller) Eject, next length -->        Open
-type Breaker struct {
+type breaker struct {
 	cfg       BreakerConfig
 	state     BreakerState
 	failures  int
@@ -130,29 +130,18 @@ type Breaker struct {
 	closedAt  time.Time
 }
 
-// NewBreaker returns a closed breaker. Zero fields of cfg take their
-// defaults; it returns an error wrapping [ErrInvalidConfig] when a field is
-// out of range.
-func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
-	c, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	return &Breaker{cfg: c}, nil
-}
-
 // State returns the breaker's state.
-func (b *Breaker) State() BreakerState { return b.state }
+func (b *breaker) State() BreakerState { return b.state }
 
 // Failures returns the consecutive failures counted while closed.
-func (b *Breaker) Failures() int { return b.failures }
+func (b *breaker) Failures() int { return b.failures }
 
 // Ejections returns how many times the instance was ejected (since the
 // count was last forgotten).
-func (b *Breaker) Ejections() int { return b.ejections }
+func (b *breaker) Ejections() int { return b.ejections }
 
 // Until returns when the current ejection ends (zero unless open).
-func (b *Breaker) Until() time.Time {
+func (b *breaker) Until() time.Time {
 	if b.state != Open {
 		return time.Time{}
 	}
@@ -161,13 +150,13 @@ func (b *Breaker) Until() time.Time {
 
 // pristine reports whether a success would change nothing: closed with no
 // failure counted. The router's release fast path relies on it.
-func (b *Breaker) pristine() bool { return b.state == Closed && b.failures == 0 }
+func (b *breaker) pristine() bool { return b.state == Closed && b.failures == 0 }
 
 // Success records a request that succeeded at now. It reports whether the
 // breaker closed (a half-open probe succeeded). While closed it resets the
 // failure count; while open it changes nothing (the request was sent
 // before the ejection).
-func (b *Breaker) Success(now time.Time) (closed bool) {
+func (b *breaker) Success(now time.Time) (closed bool) {
 	switch b.state {
 	case Closed:
 		b.failures = 0
@@ -184,7 +173,7 @@ func (b *Breaker) Success(now time.Time) (closed bool) {
 // The caller then calls [Breaker.Eject], unless the function already has as
 // many ejected instances as it may, in which case the breaker stays closed
 // and the next failure asks again.
-func (b *Breaker) Failure(now time.Time) (eject bool) {
+func (b *breaker) Failure(now time.Time) (eject bool) {
 	switch b.state {
 	case Closed:
 		b.failures++
@@ -202,7 +191,7 @@ func (b *Breaker) Failure(now time.Time) (eject bool) {
 // and migrate = true when this is the MigrateAfter-th ejection, in which
 // case the caller replaces the instance instead of waiting for it. Eject on
 // an open breaker changes nothing and returns its current end.
-func (b *Breaker) Eject(now time.Time, jitter float64) (until time.Time, migrate bool) {
+func (b *breaker) Eject(now time.Time, jitter float64) (until time.Time, migrate bool) {
 	if b.state == Open {
 		return b.until, false
 	}
@@ -226,7 +215,7 @@ func (b *Breaker) Eject(now time.Time, jitter float64) (until time.Time, migrate
 
 // Expire moves an open breaker whose ejection has ended by now to
 // half-open, and reports whether it did.
-func (b *Breaker) Expire(now time.Time) bool {
+func (b *breaker) Expire(now time.Time) bool {
 	if b.state != Open || now.Before(b.until) {
 		return false
 	}

@@ -111,7 +111,7 @@ func TestBreakerStateMachine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewBreaker(tt.cfg)
+			b, err := newBreaker(tt.cfg)
 			require.NoError(t, err)
 			for i, s := range tt.steps {
 				now := t0.Add(s.at)
@@ -140,7 +140,7 @@ func TestBreakerStateMachine(t *testing.T) {
 }
 
 func TestBreakerEjectWhileOpenChangesNothing(t *testing.T) {
-	b, err := NewBreaker(BreakerConfig{ConsecutiveFailures: 1})
+	b, err := newBreaker(BreakerConfig{ConsecutiveFailures: 1})
 	require.NoError(t, err)
 	require.True(t, b.Failure(t0))
 	until, _ := b.Eject(t0, 0)
@@ -164,7 +164,7 @@ func TestBreakerBackoffNeverOverflows(t *testing.T) {
 		{math.MaxInt64 / 3, math.MaxInt64 - 1, 0.5},
 	}
 	for _, tt := range tests {
-		b, err := NewBreaker(BreakerConfig{ConsecutiveFailures: 1, BaseEjection: tt.base, MaxEjection: tt.max, MigrateAfter: -1, Jitter: tt.jitter})
+		b, err := newBreaker(BreakerConfig{ConsecutiveFailures: 1, BaseEjection: tt.base, MaxEjection: tt.max, MigrateAfter: -1, Jitter: tt.jitter})
 		require.NoError(t, err)
 		var last time.Duration
 		for i := range 100_000 {
@@ -193,7 +193,7 @@ func TestBreakerConfigValidation(t *testing.T) {
 		{MaxEjectedShare: -0.1},
 	}
 	for _, c := range bad {
-		_, err := NewBreaker(c)
+		_, err := newBreaker(c)
 		assert.True(t, errors.Is(err, ErrInvalidConfig), "%+v: %v", c, err)
 		_, err = New(Config{Breaker: c}, Hooks{})
 		assert.True(t, errors.Is(err, ErrInvalidConfig), "router %+v: %v", c, err)

@@ -41,21 +41,21 @@ func TestConsecutiveFailuresEjectThenProbeReadmits(t *testing.T) {
 		assert.Same(t, b, rt.Instance(), "an ejected instance is not picked")
 		rt.Release(t0, Success)
 	}
-	_, err := fx.r.Acquire(a)
+	_, err := fx.r.acquireInstance(a)
 	assert.Same(t, ErrNoRoute, err)
 
-	fx.r.Tick(t0.Add(30 * time.Second))
+	fx.r.tick(t0.Add(30 * time.Second))
 	assert.Equal(t, Open, fx.info("f", "a").Breaker, "ejection not over yet")
-	fx.r.Tick(t0.Add(31 * time.Second))
+	fx.r.tick(t0.Add(31 * time.Second))
 	ri = fx.info("f", "a")
 	assert.Equal(t, HalfOpen, ri.Breaker)
 	assert.True(t, ri.Probing)
 
 	// One probe at a time.
-	probe, err := fx.r.Acquire(a)
+	probe, err := fx.r.acquireInstance(a)
 	require.NoError(t, err)
 	assert.True(t, probe.Probe())
-	_, err = fx.r.Acquire(a)
+	_, err = fx.r.acquireInstance(a)
 	assert.Same(t, ErrNoCapacity, err, "the probe gate is taken")
 	for range 50 {
 		rt := fx.pick("f")
@@ -65,7 +65,7 @@ func TestConsecutiveFailuresEjectThenProbeReadmits(t *testing.T) {
 	// A neutral outcome frees the gate but decides nothing.
 	probe.Release(t0.Add(32*time.Second), Canceled)
 	assert.Equal(t, HalfOpen, fx.info("f", "a").Breaker)
-	probe, err = fx.r.Acquire(a)
+	probe, err = fx.r.acquireInstance(a)
 	require.NoError(t, err)
 	probe.Release(t0.Add(33*time.Second), Success)
 	ri = fx.info("f", "a")
@@ -85,7 +85,7 @@ func TestFailedProbeEjectsForLonger(t *testing.T) {
 	now := t0.Add(30 * time.Second)
 	want := []time.Duration{60, 90, 120, 150, 180, 210, 240, 270, 300, 300, 300}
 	for i, d := range want {
-		fx.r.Tick(now)
+		fx.r.tick(now)
 		require.Equal(t, HalfOpen, fx.info("f", "a").Breaker, "round %d", i)
 		fx.fail(a, 1, InstanceFailed, now) // the probe fails
 		ri := fx.info("f", "a")
@@ -127,7 +127,7 @@ func TestMaxEjectedShare(t *testing.T) {
 			}
 			for round := range 3 {
 				for _, inst := range insts {
-					if rt, err := fx.r.Acquire(inst); err == nil {
+					if rt, err := fx.r.acquireInstance(inst); err == nil {
 						rt.Release(t0.Add(time.Duration(round)*time.Second), ConnectFailed)
 					}
 				}
@@ -137,9 +137,9 @@ func TestMaxEjectedShare(t *testing.T) {
 			assert.Equal(t, tt.instances-tt.wantEjected, st.Routable)
 			// Half-open instances still count: a closed one that fails
 			// cannot take their place.
-			fx.r.Tick(t0.Add(time.Hour))
+			fx.r.tick(t0.Add(time.Hour))
 			for _, inst := range insts {
-				if rt, err := fx.r.Acquire(inst); err == nil && !rt.Probe() {
+				if rt, err := fx.r.acquireInstance(inst); err == nil && !rt.Probe() {
 					rt.Release(t0.Add(time.Hour), ConnectFailed)
 				} else if err == nil {
 					rt.Release(t0.Add(time.Hour), Canceled)
@@ -158,10 +158,10 @@ func TestRepeatedEjectionMigrates(t *testing.T) {
 	for range 2 {
 		fx.fail(a, 1, ConnectFailed, now)
 		now = fx.info("f", "a").Until
-		fx.r.Tick(now)
+		fx.r.tick(now)
 	}
 	assert.Empty(t, fx.replaced)
-	held, err := fx.r.Acquire(a) // the probe
+	held, err := fx.r.acquireInstance(a) // the probe
 	require.NoError(t, err)
 	held.Release(now, ConnectFailed) // third ejection
 	select {
@@ -199,7 +199,7 @@ func TestExitedRemovesAndReplacesAtOnce(t *testing.T) {
 	fx := newFixture(t, Config{Policy: FirstAvailable()})
 	a := fx.add("f", "a", 3)
 	b := fx.add("f", "b", 3)
-	rt, err := fx.r.Acquire(a)
+	rt, err := fx.r.acquireInstance(a)
 	require.NoError(t, err)
 	rt.Release(t0, Exited)
 	assert.Equal(t, lifecycle.Draining, a.State())
@@ -234,18 +234,18 @@ func TestHalfOpenListensOnlyToTheProbe(t *testing.T) {
 	a := fx.add("f", "a", 5)
 	var old []Route
 	for range 3 {
-		rt, err := fx.r.Acquire(a)
+		rt, err := fx.r.acquireInstance(a)
 		require.NoError(t, err)
 		old = append(old, rt)
 	}
 	old[0].Release(t0, ConnectFailed) // ejects
-	fx.r.Tick(t0.Add(time.Hour))
+	fx.r.tick(t0.Add(time.Hour))
 	require.Equal(t, HalfOpen, fx.info("f", "a").Breaker)
 	old[1].Release(t0.Add(time.Hour), Success)
 	assert.Equal(t, HalfOpen, fx.info("f", "a").Breaker, "a stale success does not close")
 	old[2].Release(t0.Add(time.Hour), InstanceFailed)
 	assert.Equal(t, HalfOpen, fx.info("f", "a").Breaker, "a stale failure does not reopen")
-	probe, err := fx.r.Acquire(a)
+	probe, err := fx.r.acquireInstance(a)
 	require.NoError(t, err)
 	require.True(t, probe.Probe())
 	probe.Release(t0.Add(time.Hour), Success)
@@ -264,7 +264,7 @@ func TestTickIsReproducible(t *testing.T) {
 			fx.fail(inst, 1, ConnectFailed, t0)
 		}
 		fx.rec.reset()
-		fx.r.Tick(t0.Add(time.Minute))
+		fx.r.tick(t0.Add(time.Minute))
 		return fx.rec.kinds()
 	}
 	first := run()

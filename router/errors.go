@@ -35,6 +35,6 @@ var (
 	// budget is spent (too many retries in flight for its active
 	// requests).
 	ErrRetryBudget = errors.New("router: retry budget exhausted")
-	// ErrClosed reports a call on a closed [HealthMonitor] or [HealthFeed].
+	// ErrClosed reports a call on a closed [HealthMonitor].
 	ErrClosed = errors.New("router: closed")
 )

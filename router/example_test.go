@@ -97,14 +97,16 @@ func ExampleBreakerConfig() {
 	inst := startInstance(r, "a", "fn", now)
 	_ = r.Add(now, inst, concurrency.NewSlots(concurrency.Shared, 10), nil)
 	for range 5 {
-		rt, _ := r.Acquire(inst)
+		rt, _ := r.Pick("fn")
 		rt.Release(now, router.ConnectFailed)
 	}
 	_, err := r.Pick("fn")
 	fmt.Println("pick:", err)
 
-	r.Tick(now.Add(30 * time.Second)) // the HealthMonitor does this
-	probe, _ := r.Acquire(inst)
+	// The health monitor's round ticks the breakers' clock.
+	hm, _ := router.NewHealthMonitor(r, router.HealthConfig{Checker: router.CheckerFunc(func(context.Context, *lifecycle.Instance) error { return nil })})
+	hm.RunOnce(context.Background(), now.Add(30*time.Second))
+	probe, _ := r.Pick("fn")
 	fmt.Println("probe:", probe.Probe())
 	probe.Release(now.Add(31*time.Second), router.Success)
 	// Output:
@@ -171,7 +173,7 @@ func ExamplePolicy() {
 	_ = r.Add(now, big, concurrency.NewSlots(concurrency.Shared, 100), nil)
 	_ = r.Add(now, startInstance(r, "small", "fn", now), concurrency.NewSlots(concurrency.Shared, 2), nil)
 	for range 3 {
-		_, _ = r.Acquire(big)
+		_, _ = r.Pick("fn")
 	}
 	rt, _ := r.Pick("fn")
 	fmt.Println(r.Policy().Name(), "picked", rt.Instance().ID)

@@ -79,7 +79,7 @@ type member struct {
 
 	// Guarded by fn.mu.
 	listed  uint32
-	br      Breaker
+	br      breaker
 	health  uint8
 	removed bool
 }

@@ -27,7 +27,7 @@ func FuzzCheckPingResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, code string, body []byte) {
 		h := http.Header{}
 		h.Set(lifecycle.HeaderErrorCode, code)
-		err := CheckPingResponse("f", status, h, body)
+		err := checkPingResponse("f", status, h, body)
 		if err == nil {
 			var pr lifecycle.PingResponse
 			if status != 200 || json.Unmarshal(body, &pr) != nil || pr.FunctionID != "f" || pr.State != "ready" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/faasplane/faas/lifecycle"
@@ -187,7 +186,7 @@ func (c *HTTPChecker) Check(ctx context.Context, inst *lifecycle.Instance) error
 	if err != nil {
 		return fmt.Errorf("router: ping %s: reading the response: %w", addr, err)
 	}
-	if err := CheckPingResponse(inst.FunctionID, resp.StatusCode, resp.Header, body); err != nil {
+	if err := checkPingResponse(inst.FunctionID, resp.StatusCode, resp.Header, body); err != nil {
 		return fmt.Errorf("router: ping %s: %w", addr, err)
 	}
 	return nil
@@ -197,13 +196,13 @@ func (c *HTTPChecker) Check(ctx context.Context, inst *lifecycle.Instance) error
 // [HealthMonitor] calls it when it closes.
 func (c *HTTPChecker) CloseIdleConnections() { c.client.CloseIdleConnections() }
 
-// CheckPingResponse judges an agent's answer to GET /v1/ping for function
+// checkPingResponse judges an agent's answer to GET /v1/ping for function
 // functionID: nil when healthy, an error matching
 // lifecycle.CodeInstanceReassigned when the agent serves another function or
 // none, another error otherwise. It is what [HTTPChecker] applies to the
 // status, headers and (at most 64 KiB of) body it receives, and never
 // panics on any input.
-func CheckPingResponse(functionID string, status int, header http.Header, body []byte) error {
+func checkPingResponse(functionID string, status int, header http.Header, body []byte) error {
 	if status >= 400 {
 		perr := lifecycle.ErrorFromResponse(&http.Response{StatusCode: status, Header: header})
 		if perr.Code == lifecycle.CodeInstanceReassigned || perr.Code == lifecycle.CodeNoFunction {
@@ -225,73 +224,4 @@ func CheckPingResponse(functionID string, status int, header http.Header, body [
 		return fmt.Errorf("%w (agent state %q)", lifecycle.CodeNotReady, lifecycle.SanitizeHeaderValue(pr.State, 64))
 	}
 	return nil
-}
-
-// HealthFeed is an in-process [HealthSource]: what a host-local checker
-// publishes reaches every watcher synchronously. It is the push side when
-// checker and dataplane share a process, and a test double otherwise.
-type HealthFeed struct {
-	mu     sync.RWMutex
-	subs   map[int]func(HealthReport)
-	next   int
-	closed bool
-	done   chan struct{}
-}
-
-// NewHealthFeed returns a feed without watchers.
-func NewHealthFeed() *HealthFeed {
-	return &HealthFeed{subs: make(map[int]func(HealthReport)), done: make(chan struct{})}
-}
-
-// Publish delivers rep to every current watcher before it returns. A
-// watcher must not call Watch, Publish or Close from its report function.
-func (h *HealthFeed) Publish(rep HealthReport) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for _, fn := range h.subs {
-		fn(rep)
-	}
-}
-
-// Watches returns the number of current watchers.
-func (h *HealthFeed) Watches() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.subs)
-}
-
-// Watch delivers published reports to report until ctx is done (it returns
-// ctx.Err()) or the feed is closed ([ErrClosed]). Once it has returned,
-// report is not called again.
-func (h *HealthFeed) Watch(ctx context.Context, report func(HealthReport)) error {
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return ErrClosed
-	}
-	id := h.next
-	h.next++
-	h.subs[id] = report
-	h.mu.Unlock()
-	var err error
-	select {
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-h.done:
-		err = ErrClosed
-	}
-	h.mu.Lock()
-	delete(h.subs, id)
-	h.mu.Unlock()
-	return err
-}
-
-// Close ends every Watch; it is idempotent.
-func (h *HealthFeed) Close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.closed {
-		h.closed = true
-		close(h.done)
-	}
 }

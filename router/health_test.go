@@ -53,7 +53,7 @@ func TestCheckPingResponse(t *testing.T) {
 			if h == nil {
 				h = http.Header{}
 			}
-			err := CheckPingResponse("f", tt.status, h, tt.body)
+			err := checkPingResponse("f", tt.status, h, tt.body)
 			if tt.healthy {
 				assert.NoError(t, err)
 				return
@@ -178,7 +178,7 @@ func TestPullAndPushMustBothClear(t *testing.T) {
 }
 
 func TestHealthFeed(t *testing.T) {
-	feed := NewHealthFeed()
+	feed := newHealthFeed()
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan HealthReport, 4)
 	done := make(chan error, 2)

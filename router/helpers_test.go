@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -110,7 +111,7 @@ func (fx *fixture) pick(fnID string) Route {
 func (fx *fixture) fail(inst *lifecycle.Instance, n int, o Outcome, now time.Time) {
 	fx.t.Helper()
 	for range n {
-		rt, err := fx.r.Acquire(inst)
+		rt, err := fx.r.acquireInstance(inst)
 		require.NoError(fx.t, err)
 		rt.Release(now, o)
 	}
@@ -171,3 +172,83 @@ type fakeTicker struct {
 func (t *fakeTicker) C() <-chan time.Time { return t.c }
 func (t *fakeTicker) Stop()               {}
 func (t *fakeTicker) Reset(time.Duration) {}
+
+// newBreaker returns a closed breaker. Zero fields of cfg take their
+// defaults; it returns an error wrapping [ErrInvalidConfig] when a field is
+// out of range.
+func newBreaker(cfg BreakerConfig) (*breaker, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &breaker{cfg: c}, nil
+}
+
+// healthFeed is an in-process [HealthSource]: what a host-local checker
+// publishes reaches every watcher synchronously. It is the push side when
+// checker and dataplane share a process, and a test double otherwise.
+type healthFeed struct {
+	mu     sync.RWMutex
+	subs   map[int]func(HealthReport)
+	next   int
+	closed bool
+	done   chan struct{}
+}
+
+// newHealthFeed returns a feed without watchers.
+func newHealthFeed() *healthFeed {
+	return &healthFeed{subs: make(map[int]func(HealthReport)), done: make(chan struct{})}
+}
+
+// Publish delivers rep to every current watcher before it returns. A
+// watcher must not call Watch, Publish or Close from its report function.
+func (h *healthFeed) Publish(rep HealthReport) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, fn := range h.subs {
+		fn(rep)
+	}
+}
+
+// Watches returns the number of current watchers.
+func (h *healthFeed) Watches() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs)
+}
+
+// Watch delivers published reports to report until ctx is done (it returns
+// ctx.Err()) or the feed is closed ([ErrClosed]). Once it has returned,
+// report is not called again.
+func (h *healthFeed) Watch(ctx context.Context, report func(HealthReport)) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	id := h.next
+	h.next++
+	h.subs[id] = report
+	h.mu.Unlock()
+	var err error
+	select {
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-h.done:
+		err = ErrClosed
+	}
+	h.mu.Lock()
+	delete(h.subs, id)
+	h.mu.Unlock()
+	return err
+}
+
+// Close ends every Watch; it is idempotent.
+func (h *healthFeed) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}

@@ -266,7 +266,7 @@ func (h *HealthMonitor) watch(ctx context.Context) {
 func (h *HealthMonitor) RunOnce(ctx context.Context, now time.Time) {
 	h.round.Lock()
 	defer h.round.Unlock()
-	h.r.Tick(now)
+	h.r.tick(now)
 
 	type check struct {
 		m           *member

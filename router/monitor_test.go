@@ -165,7 +165,7 @@ func TestMonitorLoopOnFakeClock(t *testing.T) {
 	b := fx.add("f", "b", 1)
 	chk := newScriptedChecker()
 	chk.set("a", errDown)
-	feed := NewHealthFeed()
+	feed := newHealthFeed()
 	clk := newFakeClock(t0)
 	h, err := NewHealthMonitor(fx.r, HealthConfig{Checker: chk, Source: feed, Clock: clk, Interval: time.Second})
 	require.NoError(t, err)

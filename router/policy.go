@@ -64,14 +64,14 @@ func PolicyByName(name string) (Policy, error) {
 	return nil, fmt.Errorf("%w: unknown policy %q", ErrInvalidConfig, name)
 }
 
-// RuntimeSource is a [rand.Source] backed by math/rand/v2's top-level
+// runtimeSource is a [rand.Source] backed by math/rand/v2's top-level
 // generator: per-thread state in the runtime, safe for concurrent use
 // without a shared lock, allocation-free, and not reproducible. It is the
 // router's default source; simulations pass a seeded source instead.
-type RuntimeSource struct{}
+type runtimeSource struct{}
 
 // Uint64 returns a pseudo-random 64-bit value.
-func (RuntimeSource) Uint64() uint64 { return rand.Uint64() }
+func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 
 // below maps a random 32-bit value to [0, n) by multiply-and-shift
 // (Lemire's method without the rejection step: the bias is below n/2³²,

@@ -201,7 +201,7 @@ func TestPolicyByName(t *testing.T) {
 }
 
 func TestRuntimeSourceVaries(t *testing.T) {
-	var src RuntimeSource
+	var src runtimeSource
 	seen := map[uint64]bool{}
 	for range 100 {
 		seen[src.Uint64()] = true

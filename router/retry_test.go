@@ -119,14 +119,14 @@ func TestRetryNeedsAnotherInstance(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoRoute, "the only instance is the failed one")
 
 	b := fx.add("f", "b", 1)
-	held, err := fx.r.Acquire(b)
+	held, err := fx.r.acquireInstance(b)
 	require.NoError(t, err)
 	_, err = fx.r.Retry(rt, NotReady, false)
 	assert.ErrorIs(t, err, ErrNoCapacity, "the other instance is full")
 	held.Release(t0, Success)
 
 	// A reassigned instance is gone by the time of the retry.
-	rt, err = fx.r.Acquire(a)
+	rt, err = fx.r.acquireInstance(a)
 	require.NoError(t, err)
 	rt.Release(t0, Reassigned)
 	again, err := fx.r.Retry(rt, Reassigned, false)

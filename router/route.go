@@ -107,12 +107,12 @@ func (m *member) acquire(c *concurrency.Slots) (Route, bool) {
 	return Route{m: m, flags: flags}, true
 }
 
-// Acquire takes a slot on inst itself, e.g. to give a freshly started
+// acquireInstance takes a slot on inst itself, e.g. to give a freshly started
 // instance's capacity to requests queued while it started. It returns
 // [ErrNoRoute] when inst is not a routable instance of the router and
 // [ErrNoCapacity] when it is full. It does not lock or allocate; it costs
 // O(instances of the function).
-func (r *Router) Acquire(inst *lifecycle.Instance) (Route, error) {
+func (r *Router) acquireInstance(inst *lifecycle.Instance) (Route, error) {
 	if inst == nil {
 		return Route{}, ErrNoRoute
 	}

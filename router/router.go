@@ -122,7 +122,7 @@ func New(cfg Config, hooks Hooks) (*Router, error) {
 		r.policy = P2C()
 	}
 	if r.src == nil {
-		r.src = RuntimeSource{}
+		r.src = runtimeSource{}
 	}
 	if r.attempts == 0 {
 		r.attempts = 3
@@ -172,7 +172,7 @@ func (r *Router) Add(now time.Time, inst *lifecycle.Instance, slots *concurrency
 	case !inst.State().Live():
 		return fmt.Errorf("%w: instance %q is %s", ErrInvalidInstance, inst.ID, inst.State())
 	}
-	m := &member{inst: inst, slots: slots, waiters: waiters, gate: concurrency.NewSlots(concurrency.Exclusive, 1), br: Breaker{cfg: r.breaker}}
+	m := &member{inst: inst, slots: slots, waiters: waiters, gate: concurrency.NewSlots(concurrency.Exclusive, 1), br: breaker{cfg: r.breaker}}
 	for {
 		f := r.fns.GetOrCreate(inst.FunctionID, r.newFunction)
 		f.mu.Lock()
@@ -248,11 +248,11 @@ func (r *Router) ObserveTransition(inst *lifecycle.Instance, t lifecycle.Transit
 	f.update(t.At, m, CauseState, reason, time.Time{})
 }
 
-// Tick advances the router's clock to now: breakers whose ejection has
+// tick advances the router's clock to now: breakers whose ejection has
 // ended turn half-open and their instances take probe requests again. The
 // [HealthMonitor] calls it on every round; a simulator calls it with
 // virtual time. It costs O(ejected instances).
-func (r *Router) Tick(now time.Time) {
+func (r *Router) tick(now time.Time) {
 	r.mu.Lock()
 	due := make([]*member, 0, len(r.open))
 	for m := range r.open {
