@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/stretchr/testify/require"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
@@ -22,7 +23,7 @@ import (
 // of function "hot" in its routes: the in-process hot path, isolated.
 func newRoutedDataplane(tb testing.TB, nfuncs, instances int, edit func(*Config)) *Dataplane {
 	tb.Helper()
-	store := code.NewFakeStore()
+	store := faastest.NewCodeStore(faastest.CodeStoreConfig{})
 	ref := store.Add([]byte("a function package"))
 	ref.URI = "fake://hot"
 	pods, err := warmpool.NewStaticProvider(warmpool.StaticConfig{})

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/faasplane/faas/faastest"
+
 	faas "github.com/faasplane/faas"
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
@@ -17,7 +18,7 @@ import (
 func Example() {
 	ctx := context.Background()
 	pods, _ := warmpool.NewStaticProvider(warmpool.StaticConfig{})
-	store := code.NewFakeStore()
+	store := faastest.NewCodeStore(faastest.CodeStoreConfig{})
 	ref := store.Add([]byte("a code package"))
 	ref.URI = "mem://hello"
 

@@ -105,13 +105,13 @@ type fakeEnv struct {
 	dp     *Dataplane
 	pods   *faastest.PodProvider
 	agents *fakeAgents
-	store  *code.FakeStore
+	store  *faastest.CodeStore
 }
 
 func newFakeEnv(t *testing.T, agents *fakeAgents, edit func(*Config)) *fakeEnv {
 	t.Helper()
 	pods := faastest.NewPodProvider(faastest.PodProviderConfig{Addr: agents.addr, Control: agents.control})
-	store := code.NewFakeStore()
+	store := faastest.NewCodeStore(faastest.CodeStoreConfig{})
 	cfg := Config{
 		Pods:   pods,
 		Code:   store,

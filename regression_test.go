@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
@@ -107,7 +108,7 @@ func TestColdStartFinishingAfterRemoveLeavesNoPod(t *testing.T) {
 func TestCloseAfterAFailedStartIsSafe(t *testing.T) {
 	agents := newFakeAgents()
 	pods := newFakeEnv(t, agents, nil).pods
-	d, err := New(Config{Pods: pods, Code: code.NewFakeStore(), Agents: AgentsConfig{Client: agents},
+	d, err := New(Config{Pods: pods, Code: faastest.NewCodeStore(faastest.CodeStoreConfig{}), Agents: AgentsConfig{Client: agents},
 		Pool: warmpool.Config{Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: 3, Max: 1}}}})
 	require.NoError(t, err)
 	require.Error(t, d.Start(context.Background()))

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/faasplane/faas/coldstart/code"
@@ -138,6 +140,11 @@ func (f *function) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	switch {
 	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeTimeout, "the function did not answer within its timeout")
+	case notDelivered(err) && !replayable(r):
+		// The process does not take connections: it is dying or dead
+		// (its exit may not be reaped yet), and the request provably did
+		// not reach it, so the caller may send it elsewhere.
+		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process does not accept connections")
 	case f.proc.exited.Load():
 		// It may have died of this very request: the request reached it,
 		// so this is not function_exited (which promises it did not).
@@ -145,4 +152,25 @@ func (f *function) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	default:
 		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "function: "+err.Error())
 	}
+}
+
+// replayable reports whether the transport may have sent r more than once:
+// it retries such requests on a new connection when a reused one fails, so
+// a failed dial then does not prove that the first try never arrived.
+func replayable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// notDelivered reports whether err says the connection to the function was
+// never made: a refused or failed dial.
+func notDelivered(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }

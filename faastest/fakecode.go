@@ -27,24 +27,24 @@ type CodeStoreConfig struct {
 	Seed uint64
 }
 
-// CodeStoreStats counts a [CodeStore]'s activity: the embedded FakeStore's
-// counters (hits and misses of the opens that got past the injected
-// failures) and the injected failures.
+// CodeStoreStats counts a [CodeStore]'s activity: its calls (hits and
+// misses of the opens that got past the injected failures) and the
+// injected failures.
 type CodeStoreStats struct {
-	code.FakeStats
+	CodeStoreCounts
 	// Failures counts the opens failed by injection (FailRate, FailNext,
 	// SetDown).
 	Failures int64
 }
 
-// CodeStore is a fake code.Store (and code.Putter) for tests: the
-// in-memory code.FakeStore, which serves packages by digest, counts hits
-// and misses and can serve corrupt bytes, behind a latency drawn from a
+// CodeStore is a fake code.Store (and code.Putter) for tests: an in-memory
+// store, which serves packages by digest, counts hits and misses and can
+// serve corrupt bytes (PutRaw), behind a latency drawn from a
 // distribution (on a fake or a real clock) and injected transient
 // failures: at a rate, for the next n opens, or all of them while the
 // store is down. It is safe for concurrent use.
 type CodeStore struct {
-	*code.FakeStore
+	*memStore
 	cfg CodeStoreConfig
 
 	mu       sync.Mutex
@@ -56,12 +56,12 @@ type CodeStore struct {
 
 // NewCodeStore returns an empty fake store.
 func NewCodeStore(cfg CodeStoreConfig) *CodeStore {
-	return &CodeStore{FakeStore: code.NewFakeStore(), cfg: cfg, rng: newRand(cfg.Seed)}
+	return &CodeStore{memStore: newMemStore(), cfg: cfg, rng: newRand(cfg.Seed)}
 }
 
 // Open waits for the latency (or until ctx is done), then fails with an
-// injected error or serves the package as code.FakeStore does: the
-// stored bytes, or an error wrapping code.ErrNotFound (a miss).
+// injected error or serves the stored bytes, or an error wrapping
+// code.ErrNotFound (a miss).
 func (s *CodeStore) Open(ctx context.Context, ref code.Ref) (io.ReadCloser, error) {
 	s.mu.Lock()
 	latency := sample(s.cfg.Latency, s.rng)
@@ -79,7 +79,7 @@ func (s *CodeStore) Open(ctx context.Context, ref code.Ref) (io.ReadCloser, erro
 		s.mu.Unlock()
 		return nil, fmt.Errorf("faastest: open %s: %w (%w)", ref.Digest, code.ErrFetch, ErrInjected)
 	}
-	return s.FakeStore.Open(ctx, ref)
+	return s.memStore.Open(ctx, ref)
 }
 
 // FailNext makes the next n opens fail with an injected transient error.
@@ -101,7 +101,7 @@ func (s *CodeStore) SetDown(down bool) {
 func (s *CodeStore) Stats() CodeStoreStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return CodeStoreStats{FakeStats: s.FakeStore.Stats(), Failures: s.failures}
+	return CodeStoreStats{CodeStoreCounts: s.memStore.Stats(), Failures: s.failures}
 }
 
 var _ code.Putter = (*CodeStore)(nil)

@@ -67,7 +67,7 @@ func TestCodeStoreLatencyFailuresAndCounts(t *testing.T) {
 	require.NoError(t, clk.BlockUntil(ctx, 1))
 	clk.Advance(time.Second)
 	assert.ErrorIs(t, (<-res).err, code.ErrNotFound)
-	assert.Equal(t, CodeStoreStats{FakeStats: code.FakeStats{Opens: 2, Hits: 1, Misses: 1}, Failures: 2}, s.Stats())
+	assert.Equal(t, CodeStoreStats{CodeStoreCounts: CodeStoreCounts{Opens: 2, Hits: 1, Misses: 1}, Failures: 2}, s.Stats())
 }
 
 // TestCodeStoreBehindTheDiskCache puts the fake origin behind a real

@@ -62,37 +62,37 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Format is an archive format of code packages.
-type Format uint8
+// format is an archive format of code packages.
+type format uint8
 
 // The archive formats Extract understands, told apart by their first bytes.
 const (
-	FormatUnknown Format = iota
-	FormatTarGz          // gzip-compressed tar (.tar.gz, .tgz)
-	FormatZip            // zip
+	formatUnknown format = iota
+	formatTarGz          // gzip-compressed tar (.tar.gz, .tgz)
+	formatZip            // zip
 )
 
 // String returns "tar.gz", "zip" or "unknown".
-func (f Format) String() string {
+func (f format) String() string {
 	switch f {
-	case FormatTarGz:
+	case formatTarGz:
 		return "tar.gz"
-	case FormatZip:
+	case formatZip:
 		return "zip"
 	default:
 		return "unknown"
 	}
 }
 
-// DetectFormat tells the format from an archive's first bytes (at least 4).
-func DetectFormat(head []byte) Format {
+// detectFormat tells the format from an archive's first bytes (at least 4).
+func detectFormat(head []byte) format {
 	switch {
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
-		return FormatTarGz
+		return formatTarGz
 	case len(head) >= 4 && string(head[:4]) == "PK\x03\x04", len(head) >= 4 && string(head[:4]) == "PK\x05\x06":
-		return FormatZip
+		return formatZip
 	default:
-		return FormatUnknown
+		return formatUnknown
 	}
 }
 
@@ -110,14 +110,14 @@ func (e *packageError) Is(target error) bool { return target == ErrBadPackage }
 // ErrBadPackage too.
 var (
 	// ErrUnknownFormat: the package is neither a .tar.gz nor a zip.
-	ErrUnknownFormat error = &packageError{"code: unknown archive format (want .tar.gz or .zip)"}
+	errUnknownFormat error = &packageError{"code: unknown archive format (want .tar.gz or .zip)"}
 	// ErrCorruptArchive: the archive cannot be read (bad gzip, tar or
 	// zip structure, a checksum that does not match).
-	ErrCorruptArchive error = &packageError{"code: corrupt archive"}
+	errCorruptArchive error = &packageError{"code: corrupt archive"}
 	// ErrUnsafePath: an entry's name is absolute, has a ".." element, a
 	// backslash or NUL, is too long, or lies beneath a symlink of the
 	// package (no entry is ever written through a link).
-	ErrUnsafePath error = &packageError{"code: unsafe path in archive"}
+	errUnsafePath error = &packageError{"code: unsafe path in archive"}
 	// ErrUnsafeLink: a symlink whose target is absolute or resolves
 	// outside the package, following the package's own links component
 	// by component as the kernel would (d/l -> .. then x -> d/l/.. is
@@ -126,33 +126,33 @@ var (
 	// differing only in case from one of the package (on a
 	// case-insensitive file system it would resolve through it); or a
 	// hard link to anything but an earlier regular file of the package.
-	ErrUnsafeLink error = &packageError{"code: unsafe link in archive"}
+	errUnsafeLink error = &packageError{"code: unsafe link in archive"}
 	// ErrSpecialFile: a device, FIFO, socket or other non-regular entry.
-	ErrSpecialFile error = &packageError{"code: special file in archive"}
+	errSpecialFile error = &packageError{"code: special file in archive"}
 	// ErrDuplicateEntry: an entry that would overwrite or conflict with an
 	// earlier one, or with something already on disk that the package
 	// did not write.
-	ErrDuplicateEntry error = &packageError{"code: duplicate entry in archive"}
+	errDuplicateEntry error = &packageError{"code: duplicate entry in archive"}
 	// ErrTooManyFiles: more entries (and implied directories) than
 	// Limits.MaxFiles, or a zip whose central directory declares or holds
 	// more entries, or more bytes, than that many entries can need.
-	ErrTooManyFiles error = &packageError{"code: too many files in archive"}
+	errTooManyFiles error = &packageError{"code: too many files in archive"}
 	// ErrTooDeep: an entry's name has more path elements than
 	// Limits.MaxDepth.
-	ErrTooDeep error = &packageError{"code: archive nests too deep"}
+	errTooDeep error = &packageError{"code: archive nests too deep"}
 	// ErrUnpackedTooLarge: more unpacked bytes than Limits.MaxBytes.
-	ErrUnpackedTooLarge error = &packageError{"code: archive unpacks too large"}
+	errUnpackedTooLarge error = &packageError{"code: archive unpacks too large"}
 	// ErrCompressionRatio: unpacked bytes above Limits.MaxRatio times the
 	// archive's size.
-	ErrCompressionRatio error = &packageError{"code: compression ratio too high (archive bomb?)"}
+	errCompressionRatio error = &packageError{"code: compression ratio too high (archive bomb?)"}
 	// ErrBadManifest: the package's manifest is missing, malformed or
 	// invalid; see [*ManifestError].
 	ErrBadManifest error = &packageError{"code: bad manifest"}
 )
 
-// ExtractError reports the entry Extract rejected and why. Err is one of the
+// extractError reports the entry Extract rejected and why. Err is one of the
 // package's sentinels (ErrUnsafePath...), so errors.Is works on it.
-type ExtractError struct {
+type extractError struct {
 	// Entry is the entry's name as the archive spells it (sanitized for
 	// printing).
 	Entry string
@@ -162,7 +162,7 @@ type ExtractError struct {
 	Detail string
 }
 
-func (e *ExtractError) Error() string {
+func (e *extractError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Err.Error())
 	if e.Entry != "" {
@@ -176,25 +176,25 @@ func (e *ExtractError) Error() string {
 }
 
 // Unwrap returns Err.
-func (e *ExtractError) Unwrap() error { return e.Err }
+func (e *extractError) Unwrap() error { return e.Err }
 
 // Is makes every ExtractError match ErrBadPackage.
-func (e *ExtractError) Is(target error) bool { return target == ErrBadPackage }
+func (e *extractError) Is(target error) bool { return target == ErrBadPackage }
 
 func reject(entry string, sentinel error, format string, args ...any) error {
-	return &ExtractError{Entry: short(entry), Err: sentinel, Detail: fmt.Sprintf(format, args...)}
+	return &extractError{Entry: short(entry), Err: sentinel, Detail: fmt.Sprintf(format, args...)}
 }
 
-// ExtractStats describes what Extract wrote.
-type ExtractStats struct {
-	Format Format
+// extractStats describes what extract wrote.
+type extractStats struct {
+	format format
 	// Entries counts files, directories and links.
 	Entries int
 	// Bytes is the total size of the regular files written.
 	Bytes int64
 }
 
-// Extract unpacks the archive src (size bytes, .tar.gz or zip, told apart by
+// extract unpacks the archive src (size bytes, .tar.gz or zip, told apart by
 // its first bytes) into the directory dst, which must exist and should be
 // empty. Every write goes through an [os.Root] opened on dst (or on one of
 // the directories Extract created below it), and every entry is checked
@@ -218,32 +218,32 @@ type ExtractStats struct {
 // Extract trusts src no more than any other input: verify the digest first
 // (the agent does, with [VerifyReader]). File modes keep their execute bits;
 // setuid, setgid, sticky and group/other write bits are dropped.
-func Extract(ctx context.Context, src io.ReaderAt, size int64, dst string, lim Limits) (ExtractStats, error) {
+func extract(ctx context.Context, src io.ReaderAt, size int64, dst string, lim Limits) (extractStats, error) {
 	lim = lim.withDefaults()
 	var head [4]byte
 	if n, _ := src.ReadAt(head[:], 0); n < 2 {
-		return ExtractStats{}, reject("", ErrUnknownFormat, "archive has %d bytes", size)
+		return extractStats{}, reject("", errUnknownFormat, "archive has %d bytes", size)
 	}
-	format := DetectFormat(head[:])
-	if format == FormatUnknown {
-		return ExtractStats{}, reject("", ErrUnknownFormat, "starts with %q", head[:])
+	format := detectFormat(head[:])
+	if format == formatUnknown {
+		return extractStats{}, reject("", errUnknownFormat, "starts with %q", head[:])
 	}
 	root, err := os.OpenRoot(dst)
 	if err != nil {
-		return ExtractStats{}, fmt.Errorf("code: extract: %w", err)
+		return extractStats{}, fmt.Errorf("code: extract: %w", err)
 	}
 	w := newTreeWriter(ctx, root, lim, size)
 	defer w.close()
 	switch format {
-	case FormatTarGz:
+	case formatTarGz:
 		err = extractTarGz(w, io.NewSectionReader(src, 0, size))
-	case FormatZip:
+	case formatZip:
 		err = extractZip(w, src, size)
 	}
 	if err == nil {
 		err = w.finish()
 	}
-	return ExtractStats{Format: format, Entries: w.entries, Bytes: w.bytes}, err
+	return extractStats{format: format, Entries: w.entries, Bytes: w.bytes}, err
 }
 
 // treeWriter writes checked entries below root and enforces the limits;
@@ -272,20 +272,20 @@ const maxNameLen = 4096
 // symlink is checked against the tree, in [treeWriter.parentOf].
 func (w *treeWriter) cleanName(name string) (string, error) {
 	if len(name) > maxNameLen {
-		return "", reject(name, ErrUnsafePath, "name longer than %d bytes", maxNameLen)
+		return "", reject(name, errUnsafePath, "name longer than %d bytes", maxNameLen)
 	}
 	if strings.ContainsAny(name, "\\\x00") {
-		return "", reject(name, ErrUnsafePath, "name contains a backslash or NUL")
+		return "", reject(name, errUnsafePath, "name contains a backslash or NUL")
 	}
 	if strings.HasPrefix(name, "/") {
-		return "", reject(name, ErrUnsafePath, "absolute path")
+		return "", reject(name, errUnsafePath, "absolute path")
 	}
 	for elem := range strings.SplitSeq(name, "/") {
 		if elem == ".." {
-			return "", reject(name, ErrUnsafePath, "path has a \"..\" element")
+			return "", reject(name, errUnsafePath, "path has a \"..\" element")
 		}
 		if len(elem) > 255 {
-			return "", reject(name, ErrUnsafePath, "path element longer than 255 bytes")
+			return "", reject(name, errUnsafePath, "path element longer than 255 bytes")
 		}
 	}
 	clean := filepath.ToSlash(filepath.Clean(name))
@@ -293,10 +293,10 @@ func (w *treeWriter) cleanName(name string) (string, error) {
 		return "", nil
 	}
 	if !filepath.IsLocal(clean) {
-		return "", reject(name, ErrUnsafePath, "not a local path")
+		return "", reject(name, errUnsafePath, "not a local path")
 	}
 	if depth := strings.Count(clean, "/") + 1; depth > w.lim.MaxDepth {
-		return "", reject(name, ErrTooDeep, "%d path elements, limit %d", depth, w.lim.MaxDepth)
+		return "", reject(name, errTooDeep, "%d path elements, limit %d", depth, w.lim.MaxDepth)
 	}
 	return clean, nil
 }
@@ -313,7 +313,7 @@ func (w *treeWriter) admit(name string) error {
 // checkCount applies MaxFiles to the entries and the implied directories.
 func (w *treeWriter) checkCount(name string) error {
 	if w.entries+w.implied > w.lim.MaxFiles {
-		return reject(name, ErrTooManyFiles, "more than %d entries and implied directories", w.lim.MaxFiles)
+		return reject(name, errTooManyFiles, "more than %d entries and implied directories", w.lim.MaxFiles)
 	}
 	return nil
 }
@@ -321,7 +321,7 @@ func (w *treeWriter) checkCount(name string) error {
 // checkRatio applies the ratio limit to n unpacked bytes.
 func (w *treeWriter) checkRatio(name string, n int64) error {
 	if n > RatioFloor && float64(n) > w.lim.MaxRatio*float64(max(w.archiveSize, 1)) {
-		return reject(name, ErrCompressionRatio, "more than %.0f:1 (%d bytes from a %d-byte archive)", w.lim.MaxRatio, n, w.archiveSize)
+		return reject(name, errCompressionRatio, "more than %.0f:1 (%d bytes from a %d-byte archive)", w.lim.MaxRatio, n, w.archiveSize)
 	}
 	return nil
 }
@@ -341,7 +341,7 @@ func (w *treeWriter) copy(name string, f *os.File, r io.Reader) error {
 		if n > 0 {
 			w.bytes += int64(n)
 			if w.bytes > w.lim.MaxBytes {
-				return reject(name, ErrUnpackedTooLarge, "more than %d bytes", w.lim.MaxBytes)
+				return reject(name, errUnpackedTooLarge, "more than %d bytes", w.lim.MaxBytes)
 			}
 			if err := w.checkRatio(name, max(w.bytes, w.streamBytes)); err != nil {
 				return err
@@ -365,9 +365,9 @@ func (w *treeWriter) copy(name string, f *os.File, r io.Reader) error {
 // readErr classifies an error from a format reader: the limits' own
 // rejections and cancellation pass through; anything else is corruption.
 func (w *treeWriter) readErr(name string, err error) error {
-	var ee *ExtractError
+	var ee *extractError
 	if errors.As(err, &ee) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return reject(name, ErrCorruptArchive, "%v", err)
+	return reject(name, errCorruptArchive, "%v", err)
 }

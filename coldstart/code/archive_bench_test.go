@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"archive/zip"
@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/faasplane/faas/coldstart/code"
 )
 
 // benchBinary returns n bytes that compress roughly like a Go binary (about
@@ -58,7 +56,7 @@ func BenchmarkExtract(b *testing.B) {
 				if err := os.MkdirAll(dst, 0o755); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := code.Extract(context.Background(), bytes.NewReader(c.archive), int64(len(c.archive)), dst, code.Limits{}); err != nil {
+				if _, err := extract(context.Background(), bytes.NewReader(c.archive), int64(len(c.archive)), dst, Limits{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -76,7 +74,7 @@ func BenchmarkExtractTree(b *testing.B) {
 		wide = append(wide, pkgEntry{Name: fmt.Sprintf("dir%02d/file%04d.js", i%40, i), Body: "x"})
 	}
 	var deep []pkgEntry
-	prefix := strings.Repeat("d/", code.DefaultMaxDepth-1)
+	prefix := strings.Repeat("d/", DefaultMaxDepth-1)
 	for i := range 1000 {
 		deep = append(deep, pkgEntry{Name: prefix + "f" + strconv.Itoa(i)})
 	}
@@ -85,7 +83,7 @@ func BenchmarkExtractTree(b *testing.B) {
 		archive []byte
 		entries int
 	}{
-		{"deep/tar.gz", deepTarGz(b, 1000, code.DefaultMaxDepth), 1000},
+		{"deep/tar.gz", deepTarGz(b, 1000, DefaultMaxDepth), 1000},
 		{"deep/zip", pkgZip(b, zip.Store, deep...), 1000},
 		{"wide/tar.gz", pkgTarGz(b, wide...), 4000},
 		{"wide/zip", pkgZip(b, zip.Store, wide...), 4000},
@@ -102,7 +100,7 @@ func BenchmarkExtractTree(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				st, err := code.Extract(context.Background(), bytes.NewReader(c.archive), int64(len(c.archive)), dst, code.Limits{})
+				st, err := extract(context.Background(), bytes.NewReader(c.archive), int64(len(c.archive)), dst, Limits{})
 				if err != nil || st.Entries != c.entries {
 					b.Fatal(st, err)
 				}

@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"archive/tar"
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,20 +19,20 @@ import (
 // more is refused with ErrTooDeep before anything is written for it.
 func TestExtractDepthLimit(t *testing.T) {
 	dst, _ := pkgSandbox(t)
-	_, err := extractBytes(t, deepTarGz(t, 3, code.DefaultMaxDepth), dst, code.Limits{})
+	_, err := extractBytes(t, deepTarGz(t, 3, DefaultMaxDepth), dst, Limits{})
 	require.NoError(t, err)
-	_, err = os.Stat(filepath.Join(dst, strings.Repeat("d/", code.DefaultMaxDepth-1)+"f2"))
+	_, err = os.Stat(filepath.Join(dst, strings.Repeat("d/", DefaultMaxDepth-1)+"f2"))
 	require.NoError(t, err)
 
 	dst, _ = pkgSandbox(t)
-	_, err = extractBytes(t, deepTarGz(t, 3, code.DefaultMaxDepth+1), dst, code.Limits{})
-	require.ErrorIs(t, err, code.ErrTooDeep)
-	require.ErrorIs(t, err, code.ErrBadPackage)
+	_, err = extractBytes(t, deepTarGz(t, 3, DefaultMaxDepth+1), dst, Limits{})
+	require.ErrorIs(t, err, errTooDeep)
+	require.ErrorIs(t, err, ErrBadPackage)
 	require.ErrorContains(t, err, "65 path elements, limit 64")
 	require.Empty(t, pkgTree(t, dst))
 
 	dst, _ = pkgSandbox(t)
-	_, err = extractBytes(t, deepTarGz(t, 1, 200), dst, code.Limits{MaxDepth: 200})
+	_, err = extractBytes(t, deepTarGz(t, 1, 200), dst, Limits{MaxDepth: 200})
 	require.NoError(t, err, "a raised limit")
 }
 
@@ -42,15 +41,15 @@ func TestExtractDepthLimit(t *testing.T) {
 // an entry that names an implied directory later is not counted twice.
 func TestExtractCountsImpliedDirectories(t *testing.T) {
 	dst, _ := pkgSandbox(t)
-	_, err := extractBytes(t, pkgTarGz(t, pkgEntry{Name: "a/b/c/f", Body: "x"}), dst, code.Limits{MaxFiles: 3})
-	require.ErrorIs(t, err, code.ErrTooManyFiles)
+	_, err := extractBytes(t, pkgTarGz(t, pkgEntry{Name: "a/b/c/f", Body: "x"}), dst, Limits{MaxFiles: 3})
+	require.ErrorIs(t, err, errTooManyFiles)
 
 	dst, _ = pkgSandbox(t)
 	st, err := extractBytes(t, pkgTarGz(t,
 		pkgEntry{Name: "a/b/f", Body: "x"},
 		pkgEntry{Name: "a/", Type: tar.TypeDir},
 		pkgEntry{Name: "a/b/", Type: tar.TypeDir},
-	), dst, code.Limits{MaxFiles: 3})
+	), dst, Limits{MaxFiles: 3})
 	require.NoError(t, err)
 	require.Equal(t, 3, st.Entries)
 }
@@ -71,13 +70,13 @@ func TestExtractCostDoesNotGrowWithDepth(t *testing.T) {
 			i++
 			dst := filepath.Join(work, strconv.Itoa(i))
 			require.NoError(t, os.Mkdir(dst, 0o755))
-			_, err := extractBytes(t, pkg, dst, code.Limits{})
+			_, err := extractBytes(t, pkg, dst, Limits{})
 			require.NoError(t, err)
 		})
 		return allocs / files
 	}
-	shallow, deep := perFile(1), perFile(code.DefaultMaxDepth)
-	t.Logf("allocations per entry: %.1f at depth 1, %.1f at depth %d", shallow, deep, code.DefaultMaxDepth)
+	shallow, deep := perFile(1), perFile(DefaultMaxDepth)
+	t.Logf("allocations per entry: %.1f at depth 1, %.1f at depth %d", shallow, deep, DefaultMaxDepth)
 	require.Less(t, deep, 2*shallow, "an entry 64 deep costs much more than one at the top")
 }
 
@@ -107,7 +106,7 @@ func TestExtractManyDirectoriesRoundRobin(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dst, base := pkgSandbox(t)
-			_, err := extractBytes(t, archive, dst, code.Limits{})
+			_, err := extractBytes(t, archive, dst, Limits{})
 			require.NoError(t, err)
 			got := pkgTree(t, dst)
 			if name == "zip" {
@@ -129,8 +128,8 @@ func TestExtractManyDirectoriesRoundRobin(t *testing.T) {
 func TestExtractDeepAttackRefusedAtOnce(t *testing.T) {
 	pkg := deepTarGz(t, 1000, 2000)
 	dst, _ := pkgSandbox(t)
-	st, err := code.Extract(context.Background(), bytes.NewReader(pkg), int64(len(pkg)), dst, code.Limits{})
-	require.ErrorIs(t, err, code.ErrTooDeep)
+	st, err := extract(context.Background(), bytes.NewReader(pkg), int64(len(pkg)), dst, Limits{})
+	require.ErrorIs(t, err, errTooDeep)
 	require.Zero(t, st.Entries)
 	require.Empty(t, pkgTree(t, dst))
 }

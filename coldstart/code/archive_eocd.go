@@ -199,22 +199,22 @@ func countZipHeaders(br *bufio.Reader, r io.ReaderAt, size, start int64, maxFile
 func checkZipDirectory(r io.ReaderAt, size int64, maxFiles int) error {
 	d, err := readZipEnd(r, size)
 	if err != nil {
-		return reject("", ErrCorruptArchive, "zip: %v", err)
+		return reject("", errCorruptArchive, "zip: %v", err)
 	}
 	budget := zipDirectoryBudget(maxFiles)
 	if d.records > uint64(maxFiles) {
-		return reject("", ErrTooManyFiles, "central directory declares %d entries, limit %d", d.records, maxFiles)
+		return reject("", errTooManyFiles, "central directory declares %d entries, limit %d", d.records, maxFiles)
 	}
 	if d.size > uint64(budget) {
-		return reject("", ErrTooManyFiles, "central directory declares %d bytes, limit %d for %d entries", d.size, budget, maxFiles)
+		return reject("", errTooManyFiles, "central directory declares %d bytes, limit %d for %d entries", d.size, budget, maxFiles)
 	}
 	br := bufio.NewReaderSize(nil, zipReadBuffer)
 	for _, start := range d.starts {
 		if n, _, over := countZipHeaders(br, r, size, start, maxFiles, budget); over {
 			if n > maxFiles {
-				return reject("", ErrTooManyFiles, "central directory holds more than %d entries", maxFiles)
+				return reject("", errTooManyFiles, "central directory holds more than %d entries", maxFiles)
 			}
-			return reject("", ErrTooManyFiles, "central directory holds more than %d bytes in %d entries", budget, n)
+			return reject("", errTooManyFiles, "central directory holds more than %d bytes in %d entries", budget, n)
 		}
 	}
 	return nil

@@ -141,11 +141,11 @@ func TestZipDirectoryRefusedBeforeParsing(t *testing.T) {
 				if mkErr := os.Mkdir(dst, 0o755); mkErr != nil {
 					t.Fatal(mkErr)
 				}
-				_, err = Extract(context.Background(), bytes.NewReader(archive), int64(len(archive)), dst, lim)
+				_, err = extract(context.Background(), bytes.NewReader(archive), int64(len(archive)), dst, lim)
 			}
 			extract()
-			require.ErrorIs(t, err, ErrTooManyFiles)
-			var ee *ExtractError
+			require.ErrorIs(t, err, errTooManyFiles)
+			var ee *extractError
 			require.ErrorAs(t, err, &ee)
 			require.Contains(t, ee.Detail, "central directory")
 
@@ -193,7 +193,7 @@ func TestReadZipEnd(t *testing.T) {
 			require.Equal(t, uint64(ds), d.size)
 			require.Equal(t, c.starts, d.starts)
 			require.NoError(t, checkZipDirectory(bytes.NewReader(c.archive), int64(len(c.archive)), 3))
-			require.ErrorIs(t, checkZipDirectory(bytes.NewReader(c.archive), int64(len(c.archive)), 2), ErrTooManyFiles)
+			require.ErrorIs(t, checkZipDirectory(bytes.NewReader(c.archive), int64(len(c.archive)), 2), errTooManyFiles)
 		})
 	}
 	for name, archive := range map[string][]byte{
@@ -209,7 +209,7 @@ func TestReadZipEnd(t *testing.T) {
 			_, err := readZipEnd(bytes.NewReader(archive), int64(len(archive)))
 			require.Error(t, err)
 			err = checkZipDirectory(bytes.NewReader(archive), int64(len(archive)), 10)
-			require.ErrorIs(t, err, ErrCorruptArchive)
+			require.ErrorIs(t, err, errCorruptArchive)
 		})
 	}
 }
@@ -266,7 +266,7 @@ func FuzzZipEnd(f *testing.F) {
 			}
 			return
 		}
-		if !errors.Is(err, ErrTooManyFiles) && size <= zipEndLen+zipEndMaxComment {
+		if !errors.Is(err, errTooManyFiles) && size <= zipEndLen+zipEndMaxComment {
 			t.Fatalf("archive/zip reads %d entries, the check says %v", len(zr.File), err)
 		}
 	})

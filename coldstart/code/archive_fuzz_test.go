@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"archive/tar"
@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/faasplane/faas/coldstart/code"
 )
 
 // FuzzExtract unpacks arbitrary bytes with small limits. Whatever the input,
@@ -53,9 +51,9 @@ func FuzzExtract(f *testing.F) {
 		if err := os.Mkdir(dst, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		lim := code.Limits{MaxFiles: 64, MaxBytes: 1 << 20, MaxRatio: 100, MaxDepth: 8}
-		_, err := code.Extract(context.Background(), bytes.NewReader(archive), int64(len(archive)), dst, lim)
-		if err != nil && !errors.Is(err, code.ErrBadPackage) {
+		lim := Limits{MaxFiles: 64, MaxBytes: 1 << 20, MaxRatio: 100, MaxDepth: 8}
+		_, err := extract(context.Background(), bytes.NewReader(archive), int64(len(archive)), dst, lim)
+		if err != nil && !errors.Is(err, ErrBadPackage) {
 			t.Fatalf("error outside the package's set: %v", err)
 		}
 		entries, rerr := os.ReadDir(base)
@@ -73,10 +71,10 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte(`{"init_path":"/a/.."}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := code.ParseManifest(data)
+		m, err := ParseManifest(data)
 		if err != nil {
-			var me *code.ManifestError
-			if !errors.As(err, &me) || !errors.Is(err, code.ErrBadPackage) {
+			var me *ManifestError
+			if !errors.As(err, &me) || !errors.Is(err, ErrBadPackage) {
 				t.Fatalf("untyped error: %v", err)
 			}
 			return

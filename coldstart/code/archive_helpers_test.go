@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"archive/tar"

@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"archive/tar"
@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/stretchr/testify/require"
 )
 
@@ -39,7 +38,7 @@ func TestExtractKeepsLinksThatResolveInside(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dst, base := pkgSandbox(t)
-			st, err := extractBytes(t, archive, dst, code.Limits{})
+			st, err := extractBytes(t, archive, dst, Limits{})
 			require.NoError(t, err)
 			require.Equal(t, len(entries), st.Entries)
 			for p, want := range reads {
@@ -62,8 +61,8 @@ func TestExtractRemovesALinkFoundToEscapeAtTheEnd(t *testing.T) {
 		pkgEntry{Name: "x", Type: tar.TypeSymlink, Linkname: "m/../outside"},
 		pkgEntry{Name: "d/l", Type: tar.TypeSymlink, Linkname: ".."},
 		pkgEntry{Name: "m", Type: tar.TypeSymlink, Linkname: "d/l"},
-	), dst, code.Limits{})
-	require.ErrorIs(t, err, code.ErrUnsafeLink)
+	), dst, Limits{})
+	require.ErrorIs(t, err, errUnsafeLink)
 	require.ErrorContains(t, err, `entry "x"`)
 	_, statErr := os.Lstat(filepath.Join(dst, "x"))
 	require.True(t, os.IsNotExist(statErr), "the escaping link is removed")
@@ -87,8 +86,8 @@ func TestExtractRefusesWhatIsAlreadyOnDisk(t *testing.T) {
 		{Name: "lib", Body: "x"},
 		{Name: "lib", Type: tar.TypeSymlink, Linkname: "bin"},
 	} {
-		_, err := extractBytes(t, pkgTarGz(t, e), dst, code.Limits{})
-		require.ErrorIs(t, err, code.ErrDuplicateEntry, e.Name)
+		_, err := extractBytes(t, pkgTarGz(t, e), dst, Limits{})
+		require.ErrorIs(t, err, errDuplicateEntry, e.Name)
 	}
 	pkgAssertContained(t, base)
 	require.Empty(t, pkgTree(t, filepath.Join(base, "outside")))

@@ -12,7 +12,7 @@ import (
 func extractTarGz(w *treeWriter, r io.Reader) error {
 	zr, err := gzip.NewReader(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
-		return reject("", ErrCorruptArchive, "gzip: %v", err)
+		return reject("", errCorruptArchive, "gzip: %v", err)
 	}
 	// Concatenated gzip members after the tar's end would only be read
 	// past its end-of-archive marker, which this reader never does.
@@ -46,9 +46,9 @@ func extractTarGz(w *treeWriter, r io.Reader) error {
 		case tar.TypeXGlobalHeader:
 			// PAX global headers carry metadata only.
 		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			return reject(hdr.Name, ErrSpecialFile, "device or FIFO (tar type %q)", hdr.Typeflag)
+			return reject(hdr.Name, errSpecialFile, "device or FIFO (tar type %q)", hdr.Typeflag)
 		default:
-			return reject(hdr.Name, ErrSpecialFile, "unsupported tar entry type %q", hdr.Typeflag)
+			return reject(hdr.Name, errSpecialFile, "unsupported tar entry type %q", hdr.Typeflag)
 		}
 	}
 }
@@ -73,7 +73,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	// slack below only guards against streams that are nothing but
 	// headers or skipped bodies.
 	if c.w.streamBytes > c.w.lim.MaxBytes+int64(c.w.lim.MaxFiles)*(8<<10)+RatioFloor {
-		return n, reject("", ErrUnpackedTooLarge, "%v", errStreamTooLarge)
+		return n, reject("", errUnpackedTooLarge, "%v", errStreamTooLarge)
 	}
 	return n, err
 }

@@ -98,9 +98,9 @@ func (w *treeWriter) parentOf(rawName, name string) (*node, string, error) {
 			c = w.add(dir, elem, nodeDir)
 			c.implied = true
 		case c.kind == nodeLink:
-			return nil, "", reject(rawName, ErrUnsafePath, "path lies beneath the symlink %q", short(c.path()))
+			return nil, "", reject(rawName, errUnsafePath, "path lies beneath the symlink %q", short(c.path()))
 		case c.kind == nodeFile:
-			return nil, "", reject(rawName, ErrDuplicateEntry, "parent %q is a file", short(c.path()))
+			return nil, "", reject(rawName, errDuplicateEntry, "parent %q is a file", short(c.path()))
 		}
 		dir, name = c, rest
 	}
@@ -117,9 +117,9 @@ func (w *treeWriter) mkdir(rawName string, dir *node, elem string) error {
 	}
 	if err := h.Mkdir(elem, 0o755); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return reject(rawName, ErrDuplicateEntry, "%q already exists on disk (dst not empty, or a case-insensitive file system)", short(elem))
+			return reject(rawName, errDuplicateEntry, "%q already exists on disk (dst not empty, or a case-insensitive file system)", short(elem))
 		}
-		return reject(rawName, ErrDuplicateEntry, "directory: %v", err)
+		return reject(rawName, errDuplicateEntry, "directory: %v", err)
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ func (w *treeWriter) dir(rawName string) error {
 	}
 	if c := parent.children[base]; c != nil {
 		if c.kind != nodeDir {
-			return reject(rawName, ErrDuplicateEntry, "directory replaces a file or link")
+			return reject(rawName, errDuplicateEntry, "directory replaces a file or link")
 		}
 		return nil
 	}
@@ -175,7 +175,7 @@ func (w *treeWriter) file(rawName string, mode os.FileMode, r io.Reader) error {
 		return err
 	}
 	if name == "" {
-		return reject(rawName, ErrDuplicateEntry, "a file cannot replace the package root")
+		return reject(rawName, errDuplicateEntry, "a file cannot replace the package root")
 	}
 	if err := w.admit(name); err != nil {
 		return err
@@ -185,7 +185,7 @@ func (w *treeWriter) file(rawName string, mode os.FileMode, r io.Reader) error {
 		return err
 	}
 	if parent.children[base] != nil {
-		return reject(rawName, ErrDuplicateEntry, "already exists")
+		return reject(rawName, errDuplicateEntry, "already exists")
 	}
 	h, err := w.handle(parent)
 	if err != nil {
@@ -195,9 +195,9 @@ func (w *treeWriter) file(rawName string, mode os.FileMode, r io.Reader) error {
 	f, err := h.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm(mode))
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return reject(rawName, ErrDuplicateEntry, "already exists")
+			return reject(rawName, errDuplicateEntry, "already exists")
 		}
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
+		return reject(rawName, errDuplicateEntry, "%v", err)
 	}
 	w.add(parent, base, nodeFile)
 	// Set the mode exactly, whatever the agent's umask.
@@ -219,23 +219,23 @@ func (w *treeWriter) symlink(rawName, target string) error {
 		return err
 	}
 	if name == "" {
-		return reject(rawName, ErrUnsafeLink, "the package root cannot be a link")
+		return reject(rawName, errUnsafeLink, "the package root cannot be a link")
 	}
 	if err := w.admit(name); err != nil {
 		return err
 	}
 	if target == "" || len(target) > maxNameLen || strings.ContainsAny(target, "\\\x00") {
-		return reject(rawName, ErrUnsafeLink, "bad link target %q", short(target))
+		return reject(rawName, errUnsafeLink, "bad link target %q", short(target))
 	}
 	if strings.HasPrefix(target, "/") {
-		return reject(rawName, ErrUnsafeLink, "absolute target %q", short(target))
+		return reject(rawName, errUnsafeLink, "absolute target %q", short(target))
 	}
 	parent, base, err := w.parentOf(rawName, name)
 	if err != nil {
 		return err
 	}
 	if parent.children[base] != nil {
-		return reject(rawName, ErrDuplicateEntry, "already exists")
+		return reject(rawName, errDuplicateEntry, "already exists")
 	}
 	// The link is in the model while its own target is resolved, so that
 	// a link that reaches itself is seen to loop.
@@ -243,7 +243,7 @@ func (w *treeWriter) symlink(rawName, target string) error {
 	l.target = target
 	if err := w.resolveLink(l); err != nil {
 		w.remove(l)
-		return reject(rawName, ErrUnsafeLink, "target %q %v", short(target), err)
+		return reject(rawName, errUnsafeLink, "target %q %v", short(target), err)
 	}
 	h, err := w.handle(parent)
 	if err == nil {
@@ -251,7 +251,7 @@ func (w *treeWriter) symlink(rawName, target string) error {
 	}
 	if err != nil {
 		w.remove(l)
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
+		return reject(rawName, errDuplicateEntry, "%v", err)
 	}
 	w.links = append(w.links, l)
 	return nil
@@ -268,7 +268,7 @@ func (w *treeWriter) finish() error {
 			if h, herr := w.handle(l.parent); herr == nil {
 				_ = h.Remove(l.name)
 			}
-			return reject(l.path(), ErrUnsafeLink, "target %q %v once the package is complete", short(l.target), err)
+			return reject(l.path(), errUnsafeLink, "target %q %v once the package is complete", short(l.target), err)
 		}
 	}
 	return nil
@@ -289,17 +289,17 @@ func (w *treeWriter) hardlink(rawName, rawTarget string) error {
 		t = w.lookup(target)
 	}
 	if t == nil || t.kind != nodeFile {
-		return reject(rawName, ErrUnsafeLink, "hard link target %q is not an earlier file of the package", short(rawTarget))
+		return reject(rawName, errUnsafeLink, "hard link target %q is not an earlier file of the package", short(rawTarget))
 	}
 	if name == "" {
-		return reject(rawName, ErrUnsafeLink, "the package root cannot be a link")
+		return reject(rawName, errUnsafeLink, "the package root cannot be a link")
 	}
 	parent, base, err := w.parentOf(rawName, name)
 	if err != nil {
 		return err
 	}
 	if parent.children[base] != nil {
-		return reject(rawName, ErrDuplicateEntry, "already exists")
+		return reject(rawName, errDuplicateEntry, "already exists")
 	}
 	// linkat needs both names relative to one handle: that of the
 	// nearest common ancestor, so the walk is as short as it can be.
@@ -309,7 +309,7 @@ func (w *treeWriter) hardlink(rawName, rawTarget string) error {
 		return err
 	}
 	if err := h.Link(joinRel(oldRel, t.name), joinRel(newRel, base)); err != nil {
-		return reject(rawName, ErrDuplicateEntry, "%v", err)
+		return reject(rawName, errDuplicateEntry, "%v", err)
 	}
 	w.add(parent, base, nodeFile)
 	return nil

@@ -24,16 +24,16 @@ func extractZip(w *treeWriter, src io.ReaderAt, size int64) error {
 	if err != nil && err != zip.ErrInsecurePath {
 		// ErrInsecurePath comes with a usable reader; our own checks
 		// below reject those names with a precise error.
-		return reject("", ErrCorruptArchive, "zip: %v", err)
+		return reject("", errCorruptArchive, "zip: %v", err)
 	}
 	if len(zr.File) > w.lim.MaxFiles {
-		return reject("", ErrTooManyFiles, "%d entries, limit %d", len(zr.File), w.lim.MaxFiles)
+		return reject("", errTooManyFiles, "%d entries, limit %d", len(zr.File), w.lim.MaxFiles)
 	}
 	var declared uint64
 	for _, f := range zr.File {
 		declared += f.UncompressedSize64
 		if declared > uint64(w.lim.MaxBytes) {
-			return reject(f.Name, ErrUnpackedTooLarge, "declared sizes exceed %d bytes", w.lim.MaxBytes)
+			return reject(f.Name, errUnpackedTooLarge, "declared sizes exceed %d bytes", w.lim.MaxBytes)
 		}
 	}
 	if err := w.checkRatio("", int64(declared)); err != nil {
@@ -54,7 +54,7 @@ func extractZipEntry(w *treeWriter, f *zip.File) error {
 		return w.dir(f.Name)
 	case mode&fs.ModeSymlink != 0:
 		if f.UncompressedSize64 > maxLinkTarget {
-			return reject(f.Name, ErrUnsafeLink, "link target longer than %d bytes", maxLinkTarget)
+			return reject(f.Name, errUnsafeLink, "link target longer than %d bytes", maxLinkTarget)
 		}
 		rc, err := f.Open()
 		if err != nil {
@@ -74,6 +74,6 @@ func extractZipEntry(w *treeWriter, f *zip.File) error {
 		defer rc.Close()
 		return w.file(f.Name, mode, rc)
 	default:
-		return reject(f.Name, ErrSpecialFile, "mode %v", mode&os.ModeType)
+		return reject(f.Name, errSpecialFile, "mode %v", mode&os.ModeType)
 	}
 }

@@ -9,7 +9,7 @@ import (
 // BenchmarkDiskCacheHit measures Open and Close of a cached package: the
 // index lookup, the LRU update and the file open (target ≤ 20 µs).
 func BenchmarkDiskCacheHit(b *testing.B) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(1<<20, 1))
 	c, err := NewDiskCache(CacheConfig{Dir: b.TempDir(), MaxBytes: 1 << 30}, origin)
 	if err != nil {
@@ -34,7 +34,7 @@ func BenchmarkDiskCacheHit(b *testing.B) {
 
 // BenchmarkDiskCacheHitParallel is BenchmarkDiskCacheHit from every core.
 func BenchmarkDiskCacheHitParallel(b *testing.B) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(1<<20, 1))
 	c, err := NewDiskCache(CacheConfig{Dir: b.TempDir(), MaxBytes: 1 << 30}, origin)
 	if err != nil {
@@ -68,7 +68,7 @@ func BenchmarkTieredHit(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer local.Close()
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(1<<20, 1))
 	s, err := NewTiered(TieredConfig{Tiers: []Store{local, origin}})
 	if err != nil {
@@ -96,7 +96,7 @@ func BenchmarkTieredHit(b *testing.B) {
 // Each iteration drops the package from the index and from disk (damaged),
 // so that Open cannot adopt the file and every iteration is a real miss.
 func BenchmarkDiskCacheMiss(b *testing.B) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	data := ctBytes(64<<10, 1)
 	ref := origin.Add(data)
 	c, err := NewDiskCache(CacheConfig{Dir: b.TempDir(), MaxBytes: 1 << 30}, origin)
@@ -129,7 +129,7 @@ func BenchmarkDiskCacheMiss(b *testing.B) {
 // kept open (MaxOpenFiles < 0): every hit opens, checks and closes the
 // file.
 func BenchmarkDiskCacheHitUncachedFile(b *testing.B) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(1<<20, 1))
 	c, err := NewDiskCache(CacheConfig{Dir: b.TempDir(), MaxBytes: 1 << 30, MaxOpenFiles: -1}, origin)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/faasplane/faas/coldstart/code"
 )
 
@@ -18,7 +20,7 @@ func ExampleDiskCache() {
 	}
 	defer os.RemoveAll(dir)
 
-	origin := code.NewFakeStore() // stands for a directory or HTTP store
+	origin := faastest.NewCodeStore(faastest.CodeStoreConfig{}) // stands for a directory or HTTP store
 	ref := origin.Add([]byte("#!/bin/sh\necho hello\n"))
 
 	cache, err := code.NewDiskCache(code.CacheConfig{Dir: dir, MaxBytes: 1 << 30}, origin)

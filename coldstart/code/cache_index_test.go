@@ -102,7 +102,7 @@ func FuzzParseCacheIndex(f *testing.F) {
 }
 
 func TestDiskCacheDropsFilesDamagedWhileStopped(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(100, 1))
 	dir := t.TempDir()
 	c1 := ctNewCache(t, dir, 1000, origin, nil)

@@ -74,7 +74,7 @@ func TestNewDiskCacheRejectsBadConfig(t *testing.T) {
 }
 
 func TestDiskCacheMissFetchesThenHits(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	data := ctBytes(1000, 1)
 	ref := origin.Add(data)
 	dir := t.TempDir()
@@ -116,7 +116,7 @@ func TestDiskCacheBadInputCachesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			origin := NewFakeStore()
+			origin := newFakeStore()
 			if tt.serve != nil {
 				origin.PutRaw(tt.ref.Digest, tt.serve)
 			}
@@ -134,7 +134,7 @@ func TestDiskCacheBadInputCachesNothing(t *testing.T) {
 }
 
 func TestDiskCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	var refs []Ref
 	for i := range 4 {
 		refs = append(refs, origin.Add(ctBytes(100, byte(i))))
@@ -162,7 +162,7 @@ func TestDiskCacheEvictsLeastRecentlyUsed(t *testing.T) {
 }
 
 func TestDiskCachePackageLargerThanBudgetIsStreamedUncached(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	data := ctBytes(500, 1)
 	ref := origin.Add(data)
 	dir := t.TempDir()
@@ -181,7 +181,7 @@ func TestDiskCachePackageLargerThanBudgetIsStreamedUncached(t *testing.T) {
 }
 
 func TestDiskCacheSizeConflictIsAnError(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(100, 1))
 	c := ctNewCache(t, t.TempDir(), 1000, origin, nil)
 	ctReadAll(t, c, ref)
@@ -193,7 +193,7 @@ func TestDiskCacheSizeConflictIsAnError(t *testing.T) {
 
 func TestDiskCachePersistsUsageHistory(t *testing.T) {
 	clock := newCTClock()
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	var refs []Ref
 	for i := range 3 {
 		refs = append(refs, origin.Add(ctBytes(100, byte(i))))
@@ -235,7 +235,7 @@ func TestDiskCachePersistsUsageHistory(t *testing.T) {
 }
 
 func TestDiskCacheIgnoresDamagedHistoryAndForeignFiles(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(100, 1))
 	dir := t.TempDir()
 	c1 := ctNewCache(t, dir, 1000, origin, nil)
@@ -267,7 +267,7 @@ func TestDiskCacheRemovesStaleTemporaryFiles(t *testing.T) {
 }
 
 func TestDiskCacheSharedDirectoryAcrossInstances(t *testing.T) {
-	origin1, origin2 := NewFakeStore(), NewFakeStore()
+	origin1, origin2 := newFakeStore(), newFakeStore()
 	data := ctBytes(100, 7)
 	ref := origin1.Add(data)
 	origin2.Add(data)
@@ -294,7 +294,7 @@ func TestDiskCacheSharedDirectoryAcrossInstances(t *testing.T) {
 func TestDiskCacheDamagedFileIsNeverServed(t *testing.T) {
 	for _, open := range []int{-1, 64} {
 		t.Run(fmt.Sprintf("MaxOpenFiles=%d", open), func(t *testing.T) {
-			origin := NewFakeStore()
+			origin := newFakeStore()
 			data := ctBytes(100, 7)
 			ref := origin.Add(data)
 			dir := t.TempDir()
@@ -322,7 +322,7 @@ func TestDiskCacheDamagedFileIsNeverServed(t *testing.T) {
 }
 
 func TestDiskCacheReaderSeeksAndReadsAt(t *testing.T) {
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	data := ctBytes(1000, 3)
 	ref := origin.Add(data)
 	c := ctNewCache(t, t.TempDir(), 10000, origin, nil)
@@ -353,7 +353,7 @@ func TestDiskCacheReaderSeeksAndReadsAt(t *testing.T) {
 
 func TestDiskCacheCollapsesConcurrentMisses(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	data := ctBytes(4096, 1)
 	ref := origin.Add(data)
 	release := make(chan struct{})
@@ -398,7 +398,7 @@ func TestDiskCacheCollapsesConcurrentMisses(t *testing.T) {
 
 func TestDiskCacheCloseStopsFetches(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(100, 1))
 	entered := make(chan struct{})
 	origin.SetHook(func(ctx context.Context, _ Ref) error {
@@ -422,7 +422,7 @@ func TestDiskCacheCloseStopsFetches(t *testing.T) {
 
 func TestDiskCacheCallerContextBoundsItsWait(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(100, 1))
 	release := make(chan struct{})
 	origin.SetHook(func(ctx context.Context, _ Ref) error {
@@ -447,7 +447,7 @@ func TestDiskCacheCallerContextBoundsItsWait(t *testing.T) {
 
 func TestDiskCachePreload(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	var refs []Ref
 	for i := range 6 {
 		refs = append(refs, origin.Add(ctBytes(100, byte(i))))
@@ -475,7 +475,7 @@ func TestDiskCachePreload(t *testing.T) {
 // and every Open returns the package's exact bytes.
 func TestDiskCacheRandomOperations(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	var refs []Ref
 	for i := range 20 {
 		refs = append(refs, origin.Add(ctBytes(1+rng.IntN(300), byte(i))))

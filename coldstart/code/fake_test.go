@@ -69,7 +69,7 @@ func ctReadAll(t *testing.T, s Store, ref Ref) []byte {
 }
 
 func TestFakeStoreServesAndCounts(t *testing.T) {
-	f := NewFakeStore()
+	f := newFakeStore()
 	data := ctBytes(100, 1)
 	ref := f.Add(data)
 	require.NoError(t, ref.Validate())
@@ -80,7 +80,7 @@ func TestFakeStoreServesAndCounts(t *testing.T) {
 	_, err := f.Open(context.Background(), RefFor("fake:///x", ctBytes(10, 2)))
 	require.ErrorIs(t, err, ErrNotFound)
 
-	assert.Equal(t, FakeStats{Opens: 2, Hits: 1, Misses: 1}, f.Stats())
+	assert.Equal(t, fakeStats{Opens: 2, Hits: 1, Misses: 1}, f.Stats())
 	assert.True(t, f.Remove(ref.Digest))
 	assert.False(t, f.Remove(ref.Digest))
 	_, err = f.Open(context.Background(), ref)
@@ -88,7 +88,7 @@ func TestFakeStoreServesAndCounts(t *testing.T) {
 }
 
 func TestFakeStoreInjectsErrorsAndLatency(t *testing.T) {
-	f := NewFakeStore()
+	f := newFakeStore()
 	ref := f.Add(ctBytes(10, 1))
 	boom := errors.New("boom")
 	f.SetHook(func(context.Context, Ref) error { return boom })
@@ -107,7 +107,7 @@ func TestFakeStoreInjectsErrorsAndLatency(t *testing.T) {
 }
 
 func TestFakeStorePutRawServesBadBytesThatVerifyReaderCatches(t *testing.T) {
-	f := NewFakeStore()
+	f := newFakeStore()
 	good := ctBytes(64, 1)
 	ref := RefFor("fake:///p", good)
 	f.PutRaw(ref.Digest, ctBytes(64, 2))
@@ -118,7 +118,7 @@ func TestFakeStorePutRawServesBadBytesThatVerifyReaderCatches(t *testing.T) {
 }
 
 func TestFakeStorePutVerifies(t *testing.T) {
-	f := NewFakeStore()
+	f := newFakeStore()
 	data := ctBytes(50, 3)
 	ref := RefFor("", data)
 	require.ErrorIs(t, f.Put(context.Background(), ref, bytes.NewReader(ctBytes(50, 4))), ErrDigestMismatch)

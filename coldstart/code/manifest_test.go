@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/stretchr/testify/require"
 )
 
@@ -40,35 +39,35 @@ func TestParseManifest(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := code.ParseManifest([]byte(c.json))
+			_, err := ParseManifest([]byte(c.json))
 			if c.field == "" {
 				require.NoError(t, err)
 				return
 			}
-			require.ErrorIs(t, err, code.ErrBadManifest)
-			require.ErrorIs(t, err, code.ErrBadPackage)
-			require.NotErrorIs(t, err, code.ErrUnsafePath)
+			require.ErrorIs(t, err, ErrBadManifest)
+			require.ErrorIs(t, err, ErrBadPackage)
+			require.NotErrorIs(t, err, errUnsafePath)
 			require.Contains(t, err.Error(), c.field)
-			var me *code.ManifestError
+			var me *ManifestError
 			require.True(t, errors.As(err, &me))
 		})
 	}
 }
 
 func TestManifestInitHookPath(t *testing.T) {
-	require.Equal(t, "/_faas/init", (&code.Manifest{}).InitHookPath())
-	require.Equal(t, "/x", (&code.Manifest{InitPath: "/x"}).InitHookPath())
-	require.Equal(t, "", (&code.Manifest{InitPath: "/x", NoInit: true}).InitHookPath())
+	require.Equal(t, "/_faas/init", (&Manifest{}).InitHookPath())
+	require.Equal(t, "/x", (&Manifest{InitPath: "/x"}).InitHookPath())
+	require.Equal(t, "", (&Manifest{InitPath: "/x", NoInit: true}).InitHookPath())
 }
 
 func TestReadManifest(t *testing.T) {
 	dir := t.TempDir()
-	_, err := code.ReadManifest(dir)
-	require.ErrorIs(t, err, code.ErrNoManifest)
-	require.ErrorIs(t, err, code.ErrBadManifest)
+	_, err := ReadManifest(dir)
+	require.ErrorIs(t, err, ErrNoManifest)
+	require.ErrorIs(t, err, ErrBadManifest)
 
-	require.NoError(t, os.WriteFile(filepath.Join(dir, code.ManifestName), []byte(`{"command":"./run"}`), 0o644))
-	m, err := code.ReadManifest(dir)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ManifestName), []byte(`{"command":"./run"}`), 0o644))
+	m, err := ReadManifest(dir)
 	require.NoError(t, err)
 	require.Equal(t, "./run", m.Command)
 
@@ -76,10 +75,10 @@ func TestReadManifest(t *testing.T) {
 	outside := filepath.Join(t.TempDir(), "m.json")
 	require.NoError(t, os.WriteFile(outside, []byte(`{"command":"./run"}`), 0o644))
 	dir2 := t.TempDir()
-	require.NoError(t, os.Symlink(outside, filepath.Join(dir2, code.ManifestName)))
-	_, err = code.ReadManifest(dir2)
-	require.ErrorIs(t, err, code.ErrBadManifest)
-	require.NotErrorIs(t, err, code.ErrNoManifest)
+	require.NoError(t, os.Symlink(outside, filepath.Join(dir2, ManifestName)))
+	_, err = ReadManifest(dir2)
+	require.ErrorIs(t, err, ErrBadManifest)
+	require.NotErrorIs(t, err, ErrNoManifest)
 }
 
 func TestManifestResolve(t *testing.T) {
@@ -92,7 +91,7 @@ func TestManifestResolve(t *testing.T) {
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "escape")))
 
 	resolve := func(cmd string) (string, error) {
-		m := code.Manifest{Command: cmd}
+		m := Manifest{Command: cmd}
 		return m.Resolve(dir, exec.LookPath)
 	}
 	p, err := resolve("bin/run")
@@ -110,9 +109,9 @@ func TestManifestResolve(t *testing.T) {
 
 	for _, bad := range []string{"", "data", "bin", "escape", "bin/missing", "no-such-program-faas", "../x"} {
 		_, err := resolve(bad)
-		require.ErrorIs(t, err, code.ErrBadManifest, bad)
+		require.ErrorIs(t, err, ErrBadManifest, bad)
 	}
-	m := code.Manifest{Command: "sh"}
+	m := Manifest{Command: "sh"}
 	_, err = m.Resolve(dir, nil)
-	require.ErrorIs(t, err, code.ErrBadManifest, "no PATH lookup without lookPath")
+	require.ErrorIs(t, err, ErrBadManifest, "no PATH lookup without lookPath")
 }

@@ -46,7 +46,7 @@ func TestPackDirRoundTripsAndIsReproducible(t *testing.T) {
 	require.Equal(t, DigestOf(a), DigestOf(b), "reproducible")
 
 	out := t.TempDir()
-	_, err = Extract(context.Background(), bytes.NewReader(a), int64(len(a)), out, Limits{})
+	_, err = extract(context.Background(), bytes.NewReader(a), int64(len(a)), out, Limits{})
 	require.NoError(t, err)
 	got, err := os.ReadFile(filepath.Join(out, "data"))
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestPackGoBuildsARunnablePackage(t *testing.T) {
 	pkg, err := PackGo(context.Background(), "github.com/faasplane/faas/examples/functions/hello", Manifest{Env: map[string]string{"A": "1"}})
 	require.NoError(t, err)
 	out := t.TempDir()
-	_, err = Extract(context.Background(), bytes.NewReader(pkg), int64(len(pkg)), out, Limits{})
+	_, err = extract(context.Background(), bytes.NewReader(pkg), int64(len(pkg)), out, Limits{})
 	require.NoError(t, err)
 	m, err := ReadManifest(out)
 	require.NoError(t, err)

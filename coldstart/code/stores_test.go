@@ -1,4 +1,4 @@
-package code_test
+package code
 
 import (
 	"context"
@@ -11,19 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
-func readAllVerified(t *testing.T, st code.Store, ref code.Ref) ([]byte, error) {
+func readAllVerified(t *testing.T, st Store, ref Ref) ([]byte, error) {
 	t.Helper()
 	rc, err := st.Open(context.Background(), ref)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(code.VerifyReader(rc, ref))
+	return io.ReadAll(VerifyReader(rc, ref))
 }
 
 func TestDirStore(t *testing.T) {
@@ -35,11 +34,11 @@ func TestDirStore(t *testing.T) {
 	require.NoError(t, os.WriteFile(outside, data, 0o644))
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "escape")))
 
-	st, err := code.NewDirStore(dir)
+	st, err := NewDirStore(dir)
 	require.NoError(t, err)
 	defer st.Close()
 
-	ref := code.RefFor(st.URI("f.tar.gz"), data)
+	ref := RefFor(st.URI("f.tar.gz"), data)
 	require.Equal(t, "file://"+filepath.ToSlash(filepath.Join(dir, "f.tar.gz")), ref.URI)
 	got, err := readAllVerified(t, st, ref)
 	require.NoError(t, err)
@@ -53,19 +52,19 @@ func TestDirStore(t *testing.T) {
 
 	cases := []struct {
 		name string
-		ref  code.Ref
+		ref  Ref
 		want error
 	}{
-		{"missing", code.RefFor(st.URI("nope"), data), code.ErrNotFound},
-		{"directory", code.RefFor(st.URI("sub"), data), code.ErrNotFound},
-		{"outside by path", code.RefFor("file://"+outside, data), code.ErrNotFound},
-		{"outside by dot-dot", code.RefFor(st.URI("sub")+"/../../x", data), code.ErrNotFound},
-		{"outside by symlink", code.RefFor(st.URI("escape"), data), code.ErrNotFound},
-		{"size", code.Ref{URI: ref.URI, Digest: ref.Digest, Size: ref.Size + 1}, code.ErrSizeMismatch},
-		{"remote host", code.RefFor("file://example.com/x", data), code.ErrInvalidRef},
-		{"relative", code.RefFor("file:x", data), code.ErrInvalidRef},
-		{"http", code.RefFor("http://x/y", data), code.ErrInvalidRef},
-		{"bad ref", code.Ref{URI: ref.URI}, code.ErrInvalidRef},
+		{"missing", RefFor(st.URI("nope"), data), ErrNotFound},
+		{"directory", RefFor(st.URI("sub"), data), ErrNotFound},
+		{"outside by path", RefFor("file://"+outside, data), ErrNotFound},
+		{"outside by dot-dot", RefFor(st.URI("sub")+"/../../x", data), ErrNotFound},
+		{"outside by symlink", RefFor(st.URI("escape"), data), ErrNotFound},
+		{"size", Ref{URI: ref.URI, Digest: ref.Digest, Size: ref.Size + 1}, ErrSizeMismatch},
+		{"remote host", RefFor("file://example.com/x", data), ErrInvalidRef},
+		{"relative", RefFor("file:x", data), ErrInvalidRef},
+		{"http", RefFor("http://x/y", data), ErrInvalidRef},
+		{"bad ref", Ref{URI: ref.URI}, ErrInvalidRef},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -76,11 +75,11 @@ func TestDirStore(t *testing.T) {
 
 	// A wrong digest is caught by VerifyReader, not by Open.
 	bad := ref
-	bad.Digest = code.DigestOf([]byte("other"))
+	bad.Digest = DigestOf([]byte("other"))
 	_, err = readAllVerified(t, st, bad)
-	require.ErrorIs(t, err, code.ErrDigestMismatch)
+	require.ErrorIs(t, err, ErrDigestMismatch)
 
-	_, err = code.NewDirStore(filepath.Join(dir, "missing"))
+	_, err = NewDirStore(filepath.Join(dir, "missing"))
 	require.Error(t, err)
 }
 
@@ -121,12 +120,12 @@ func TestHTTPStore(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 
-	st, err := code.NewHTTPStore(code.HTTPConfig{
+	st, err := NewHTTPStore(HTTPConfig{
 		Timeout: 100 * time.Millisecond, MaxSize: 1 << 20,
 		Header: http.Header{"Authorization": {"Bearer t"}},
 	})
 	require.NoError(t, err)
-	ref := func(path string) code.Ref { return code.RefFor(srv.URL+path, data) }
+	ref := func(path string) Ref { return RefFor(srv.URL+path, data) }
 
 	got, err := readAllVerified(t, st, ref("/ok"))
 	require.NoError(t, err)
@@ -136,13 +135,13 @@ func TestHTTPStore(t *testing.T) {
 		path string
 		want error
 	}{
-		{"/missing", code.ErrNotFound},
-		{"/gone", code.ErrNotFound},
-		{"/error", code.ErrFetch},
-		{"/longer", code.ErrSizeMismatch},
-		{"/shorter", code.ErrSizeMismatch},
-		{"/length", code.ErrSizeMismatch},
-		{"/slow", code.ErrFetch},
+		{"/missing", ErrNotFound},
+		{"/gone", ErrNotFound},
+		{"/error", ErrFetch},
+		{"/longer", ErrSizeMismatch},
+		{"/shorter", ErrSizeMismatch},
+		{"/length", ErrSizeMismatch},
+		{"/slow", ErrFetch},
 	} {
 		t.Run(c.path, func(t *testing.T) {
 			_, err := readAllVerified(t, st, ref(c.path))
@@ -153,25 +152,25 @@ func TestHTTPStore(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "a timeout says so")
 
 	// The size cap applies before any request, and to Content-Length.
-	big := code.Ref{URI: srv.URL + "/ok", Digest: ref("/ok").Digest, Size: 2 << 20}
+	big := Ref{URI: srv.URL + "/ok", Digest: ref("/ok").Digest, Size: 2 << 20}
 	_, err = st.Open(context.Background(), big)
-	require.ErrorIs(t, err, code.ErrTooLarge)
+	require.ErrorIs(t, err, ErrTooLarge)
 	hugeRef := ref("/huge")
 	hugeRef.Size = 1000
 	_, err = st.Open(context.Background(), hugeRef)
-	require.ErrorIs(t, err, code.ErrTooLarge)
+	require.ErrorIs(t, err, ErrTooLarge)
 
-	_, err = st.Open(context.Background(), code.RefFor("ftp://x/y", data))
-	require.ErrorIs(t, err, code.ErrInvalidRef)
-	_, err = code.NewHTTPStore(code.HTTPConfig{Timeout: -1})
+	_, err = st.Open(context.Background(), RefFor("ftp://x/y", data))
+	require.ErrorIs(t, err, ErrInvalidRef)
+	_, err = NewHTTPStore(HTTPConfig{Timeout: -1})
 	require.Error(t, err)
 
 	// Connection refused is a fetch error.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
-	_, err = st.Open(context.Background(), code.RefFor(deadURL+"/x", data))
-	require.ErrorIs(t, err, code.ErrFetch)
+	_, err = st.Open(context.Background(), RefFor(deadURL+"/x", data))
+	require.ErrorIs(t, err, ErrFetch)
 	srv.CloseClientConnections()
 }
 
@@ -184,32 +183,32 @@ func TestOrigin(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(httpData) }))
 	defer srv.Close()
 
-	origin, err := code.NewOrigin(code.OriginConfig{Dir: dir})
+	origin, err := NewOrigin(OriginConfig{Dir: dir})
 	require.NoError(t, err)
 	defer origin.Close()
 
-	got, err := readAllVerified(t, origin, code.RefFor("file://"+filepath.Join(dir, "f"), fileData))
+	got, err := readAllVerified(t, origin, RefFor("file://"+filepath.Join(dir, "f"), fileData))
 	require.NoError(t, err)
 	require.Equal(t, fileData, got)
-	got, err = readAllVerified(t, origin, code.RefFor(srv.URL+"/p", httpData))
+	got, err = readAllVerified(t, origin, RefFor(srv.URL+"/p", httpData))
 	require.NoError(t, err)
 	require.Equal(t, httpData, got)
-	_, err = origin.Open(context.Background(), code.RefFor("s3://bucket/key", httpData))
-	require.ErrorIs(t, err, code.ErrUnsupportedScheme)
+	_, err = origin.Open(context.Background(), RefFor("s3://bucket/key", httpData))
+	require.ErrorIs(t, err, ErrUnsupportedScheme)
 
-	noFiles, err := code.NewOrigin(code.OriginConfig{})
+	noFiles, err := NewOrigin(OriginConfig{})
 	require.NoError(t, err)
-	_, err = noFiles.Open(context.Background(), code.RefFor("file://"+filepath.Join(dir, "f"), fileData))
-	require.ErrorIs(t, err, code.ErrUnsupportedScheme)
-	noHTTP, err := code.NewOrigin(code.OriginConfig{NoHTTP: true})
+	_, err = noFiles.Open(context.Background(), RefFor("file://"+filepath.Join(dir, "f"), fileData))
+	require.ErrorIs(t, err, ErrUnsupportedScheme)
+	noHTTP, err := NewOrigin(OriginConfig{NoHTTP: true})
 	require.NoError(t, err)
-	_, err = noHTTP.Open(context.Background(), code.RefFor(srv.URL+"/p", httpData))
-	require.ErrorIs(t, err, code.ErrUnsupportedScheme)
+	_, err = noHTTP.Open(context.Background(), RefFor(srv.URL+"/p", httpData))
+	require.ErrorIs(t, err, ErrUnsupportedScheme)
 
-	_, err = code.NewSchemeStore(map[string]code.Store{"HTTP": origin})
+	_, err = NewSchemeStore(map[string]Store{"HTTP": origin})
 	require.Error(t, err)
 	// A func store (not comparable) does not break Close.
-	fs, err := code.NewSchemeStore(map[string]code.Store{"x": code.StoreFunc(func(context.Context, code.Ref) (io.ReadCloser, error) { return nil, nil })})
+	fs, err := NewSchemeStore(map[string]Store{"x": StoreFunc(func(context.Context, Ref) (io.ReadCloser, error) { return nil, nil })})
 	require.NoError(t, err)
 	require.NoError(t, fs.Close())
 	srv.CloseClientConnections()

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/faasplane/faas/coldstart/code"
 )
 
@@ -23,8 +25,8 @@ func ExampleTiered() {
 		panic(err)
 	}
 	defer local.Close()
-	shared := code.NewFakeStore() // e.g. an HTTP cache that accepts uploads
-	origin := code.NewFakeStore()
+	shared := faastest.NewCodeStore(faastest.CodeStoreConfig{}) // e.g. an HTTP cache that accepts uploads
+	origin := faastest.NewCodeStore(faastest.CodeStoreConfig{})
 	ref := origin.Add([]byte("function code"))
 
 	store, err := code.NewTiered(code.TieredConfig{Tiers: []code.Store{local, shared, origin}})

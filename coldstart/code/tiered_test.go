@@ -16,15 +16,15 @@ import (
 
 type ctTiers struct {
 	local  *DiskCache
-	shared *FakeStore
-	origin *FakeStore
+	shared *fakeStore
+	origin *fakeStore
 	t      *Tiered
 }
 
 func ctNewTiers(t *testing.T, budget int64) ctTiers {
 	t.Helper()
 	local := ctNewCache(t, t.TempDir(), budget, nil, nil)
-	shared, origin := NewFakeStore(), NewFakeStore()
+	shared, origin := newFakeStore(), newFakeStore()
 	tt, err := NewTiered(TieredConfig{Tiers: []Store{local, shared, origin}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tt.Close() })
@@ -32,7 +32,7 @@ func ctNewTiers(t *testing.T, budget int64) ctTiers {
 }
 
 func TestNewTieredRejectsBadConfig(t *testing.T) {
-	f := NewFakeStore()
+	f := newFakeStore()
 	tests := []struct {
 		name string
 		cfg  TieredConfig
@@ -132,7 +132,7 @@ func TestTieredBadInput(t *testing.T) {
 }
 
 func TestTieredUnverifiedFirstTierIsVerified(t *testing.T) {
-	top, origin := NewFakeStore(), NewFakeStore()
+	top, origin := newFakeStore(), newFakeStore()
 	good := ctBytes(100, 1)
 	ref := RefFor("fake:///p", good)
 	top.PutRaw(ref.Digest, ctBytes(100, 2)) // a corrupt first tier
@@ -163,7 +163,7 @@ func TestTieredCollapsesConcurrentFetches(t *testing.T) {
 	var mu sync.Mutex
 	topMisses := 0
 	top := &ctCountingPutter{Putter: local, onMiss: func() { mu.Lock(); topMisses++; mu.Unlock() }}
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	data := ctBytes(8192, 9)
 	ref := origin.Add(data)
 	release := make(chan struct{})
@@ -226,7 +226,7 @@ func TestTieredCloseStopsFetches(t *testing.T) {
 	local, err := NewDiskCache(CacheConfig{Dir: t.TempDir(), MaxBytes: 1 << 20}, nil)
 	require.NoError(t, err)
 	defer local.Close()
-	origin := NewFakeStore()
+	origin := newFakeStore()
 	ref := origin.Add(ctBytes(10, 1))
 	entered := make(chan struct{})
 	origin.SetHook(func(ctx context.Context, _ Ref) error {
@@ -260,7 +260,7 @@ func TestTieredReadersAreVerifiedOrFromAVerifiedTier(t *testing.T) {
 	assert.True(t, isReaderAt, "a local hit is the cache's own reader: no second hash needed")
 
 	// An unverified first tier is wrapped: not a ReaderAt, checked at EOF.
-	top, origin := NewFakeStore(), NewFakeStore()
+	top, origin := newFakeStore(), newFakeStore()
 	ref2 := RefFor("", ctBytes(10, 2))
 	top.PutRaw(ref2.Digest, ctBytes(10, 3))
 	s, err := NewTiered(TieredConfig{Tiers: []Store{top, origin}})

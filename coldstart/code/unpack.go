@@ -29,7 +29,7 @@ type UnpackOptions struct {
 
 // UnpackStats reports what Unpack did and how long each step took.
 type UnpackStats struct {
-	ExtractStats
+	extractStats
 	// Fetch is the time to open, read and verify the package.
 	Fetch time.Duration
 	// Extract is the time to write the tree.
@@ -37,7 +37,7 @@ type UnpackStats struct {
 }
 
 // Unpack fetches ref from st, verifies its size and digest, and only then
-// extracts it into dst with [Extract]. A reader that is also an io.ReaderAt
+// extracts it into dst safely. A reader that is also an io.ReaderAt
 // (an *os.File of a directory store, a disk cache hit) is read twice, once
 // to verify and once to extract, without a copy, and a [DiskCache] hit is
 // not hashed again (the cache verified it before admitting it); any other
@@ -62,7 +62,7 @@ func Unpack(ctx context.Context, st Store, ref Ref, dst string, opt UnpackOption
 	defer cleanup()
 	stats.Fetch = time.Since(start)
 	start = time.Now()
-	stats.ExtractStats, err = Extract(ctx, src, ref.Size, dst, opt.Limits)
+	stats.extractStats, err = extract(ctx, src, ref.Size, dst, opt.Limits)
 	stats.Extract = time.Since(start)
 	return stats, err
 }

@@ -1,51 +1,52 @@
-package code
+package faastest
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/faasplane/faas/coldstart/code"
 	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// FakeStore is an in-memory [Store] and [Putter] for tests and simulations:
+// memStore is the in-memory code.Store and code.Putter inside a [CodeStore]:
 // it serves packages from a map keyed by digest, can add latency and inject
 // errors, and counts hits and misses. Unlike a real store it can also be told
 // to serve bytes that do not match their reference ([FakeStore.PutRaw]), so
 // that tests can check what the layers above do with bad data. It is safe for
 // concurrent use.
-type FakeStore struct {
+type memStore struct {
 	mu      sync.Mutex
 	pkgs    map[string][]byte
 	latency time.Duration
-	hook    func(ctx context.Context, ref Ref) error
+	hook    func(ctx context.Context, ref code.Ref) error
 
 	opens, hits, misses, puts atomic.Int64
 }
 
-// FakeStats counts a FakeStore's calls.
-type FakeStats struct {
+// CodeStoreCounts counts a FakeStore's calls.
+type CodeStoreCounts struct {
 	// Opens counts every call to Open.
 	Opens int64
 	// Hits counts Opens that returned a reader; Misses those that
-	// returned an error wrapping ErrNotFound.
+	// returned an error wrapping code.ErrNotFound.
 	Hits, Misses int64
 	// Puts counts packages stored through Put.
 	Puts int64
 }
 
-// NewFakeStore returns an empty FakeStore.
-func NewFakeStore() *FakeStore {
-	return &FakeStore{pkgs: make(map[string][]byte)}
+// newMemStore returns an empty memStore.
+func newMemStore() *memStore {
+	return &memStore{pkgs: make(map[string][]byte)}
 }
 
-// Add stores data and returns its Ref, whose URI is "fake:///" followed by
+// Add stores data and returns its code.Ref, whose URI is "fake:///" followed by
 // the digest's hex part.
-func (f *FakeStore) Add(data []byte) Ref {
-	ref := RefFor("", data)
-	ref.URI = "fake:///" + ref.Digest[len(DigestPrefix):]
+func (f *memStore) Add(data []byte) code.Ref {
+	ref := code.RefFor("", data)
+	ref.URI = "fake:///" + ref.Digest[len(code.DigestPrefix):]
 	f.PutRaw(ref.Digest, data)
 	return ref
 }
@@ -53,7 +54,7 @@ func (f *FakeStore) Add(data []byte) Ref {
 // PutRaw stores data under digest without checking that they match, so that
 // Open serves wrong bytes for that digest. Tests use it to play a corrupt or
 // malicious store.
-func (f *FakeStore) PutRaw(digest string, data []byte) {
+func (f *memStore) PutRaw(digest string, data []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pkgs[digest] = bytes.Clone(data)
@@ -61,7 +62,7 @@ func (f *FakeStore) PutRaw(digest string, data []byte) {
 
 // Remove deletes the package with the given digest and reports whether it
 // was there.
-func (f *FakeStore) Remove(digest string) bool {
+func (f *memStore) Remove(digest string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, ok := f.pkgs[digest]
@@ -70,7 +71,7 @@ func (f *FakeStore) Remove(digest string) bool {
 }
 
 // Has reports whether the store holds digest.
-func (f *FakeStore) Has(digest string) bool {
+func (f *memStore) Has(digest string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, ok := f.pkgs[digest]
@@ -79,7 +80,7 @@ func (f *FakeStore) Has(digest string) bool {
 
 // SetLatency makes every Open wait d (or until its context is done) before
 // answering. Zero removes the latency.
-func (f *FakeStore) SetLatency(d time.Duration) {
+func (f *memStore) SetLatency(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.latency = d
@@ -88,20 +89,20 @@ func (f *FakeStore) SetLatency(d time.Duration) {
 // SetHook installs a function called at the start of every Open, after the
 // latency; when it returns an error, Open returns that error. Tests use it
 // to inject failures or to block an Open on a channel. nil removes the hook.
-func (f *FakeStore) SetHook(hook func(ctx context.Context, ref Ref) error) {
+func (f *memStore) SetHook(hook func(ctx context.Context, ref code.Ref) error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hook = hook
 }
 
 // Stats returns the store's counters.
-func (f *FakeStore) Stats() FakeStats {
-	return FakeStats{Opens: f.opens.Load(), Hits: f.hits.Load(), Misses: f.misses.Load(), Puts: f.puts.Load()}
+func (f *memStore) Stats() CodeStoreCounts {
+	return CodeStoreCounts{Opens: f.opens.Load(), Hits: f.hits.Load(), Misses: f.misses.Load(), Puts: f.puts.Load()}
 }
 
 // Open serves the bytes stored under ref.Digest as they are, without
-// verifying them (like any Store; readers wrap it in [VerifyReader]).
-func (f *FakeStore) Open(ctx context.Context, ref Ref) (io.ReadCloser, error) {
+// verifying them (like any code.Store; readers wrap it in [code.VerifyReader]).
+func (f *memStore) Open(ctx context.Context, ref code.Ref) (io.ReadCloser, error) {
 	f.opens.Add(1)
 	f.mu.Lock()
 	latency, hook := f.latency, f.hook
@@ -128,7 +129,7 @@ func (f *FakeStore) Open(ctx context.Context, ref Ref) (io.ReadCloser, error) {
 	f.mu.Unlock()
 	if !ok {
 		f.misses.Add(1)
-		return nil, fmt.Errorf("%w: %s in fake store", ErrNotFound, short(ref.Digest))
+		return nil, fmt.Errorf("%w: %s in fake store", code.ErrNotFound, ref.Digest)
 	}
 	f.hits.Add(1)
 	return io.NopCloser(bytes.NewReader(data)), nil
@@ -136,11 +137,11 @@ func (f *FakeStore) Open(ctx context.Context, ref Ref) (io.ReadCloser, error) {
 
 // Put reads a package from r, verifies it against ref and stores it; a
 // package that does not match is not stored.
-func (f *FakeStore) Put(ctx context.Context, ref Ref, r io.Reader) error {
-	if err := validCacheRef(ref); err != nil {
+func (f *memStore) Put(ctx context.Context, ref code.Ref, r io.Reader) error {
+	if err := ref.Validate(); err != nil {
 		return err
 	}
-	data, err := io.ReadAll(VerifyReader(io.NopCloser(r), ref))
+	data, err := io.ReadAll(code.VerifyReader(io.NopCloser(r), ref))
 	if err != nil {
 		return err
 	}
