@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/internal/httpx"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
@@ -138,7 +140,7 @@ func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr str
 		// The owner may have run it: running it again here could run a
 		// non-idempotent request twice.
 		d.fwd.forwarded.Add(1)
-		lifecycle.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "owner node "+addr+": "+err.Error())
+		wire.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "owner node "+addr+": "+err.Error())
 		return true
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/internal/httpx"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
@@ -50,7 +52,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !d.running() {
 		closeUnread(w, r)
-		lifecycle.WriteError(w, rid, http.StatusServiceUnavailable, lifecycle.CodeNotReady, d.notRunning().Error())
+		wire.WriteError(w, rid, http.StatusServiceUnavailable, lifecycle.CodeNotReady, d.notRunning().Error())
 		return
 	}
 	rt, perr := parseRoute(r)
@@ -264,13 +266,13 @@ func writeInvokeError(w http.ResponseWriter, rid string, err error) {
 		// An instance's refusal that could not be retried elsewhere: to
 		// the client the function failed, it did not vanish (404) nor was
 		// the dataplane overloaded (503).
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, string(pe.Code)+": "+pe.Message)
+		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, string(pe.Code)+": "+pe.Message)
 	case errors.As(err, &pe):
-		lifecycle.WriteError(w, rid, pe.Status, pe.Code, pe.Message)
+		wire.WriteError(w, rid, pe.Status, pe.Code, pe.Message)
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
-		lifecycle.WriteError(w, rid, 499, lifecycle.CodeTimeout, "client closed the request")
+		wire.WriteError(w, rid, 499, lifecycle.CodeTimeout, "client closed the request")
 	default:
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInternal, err.Error())
+		wire.WriteError(w, rid, 0, lifecycle.CodeInternal, err.Error())
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
@@ -138,7 +140,7 @@ func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request
 	switch {
 	case err == nil:
 		return out, router.Success, nil
-	case errors.As(err, &pe) && lifecycle.FromFaasplane(resp):
+	case errors.As(err, &pe) && wire.FromFaasplane(resp):
 		return nil, router.OutcomeOf(pe), err // the agent's refusal
 	case errors.Is(err, errResponseTooLarge):
 		return nil, router.Success, err // the instance answered; the answer is too big
@@ -196,7 +198,7 @@ func invokePath(p string) string {
 // another gateway) answered with, or nil for a function's own response,
 // whatever X-Faas-Error-* headers the function set.
 func agentError(resp *http.Response) *lifecycle.Error {
-	if !lifecycle.FromFaasplane(resp) {
+	if !wire.FromFaasplane(resp) {
 		return nil
 	}
 	return lifecycle.ErrorFromResponse(resp)

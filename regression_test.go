@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/faastest"
 
 	"github.com/stretchr/testify/assert"
@@ -181,7 +183,7 @@ func TestDeployRejectsWhatTheAgentProtocolRejects(t *testing.T) {
 func TestInstanceLevelCodesLeaveTheGatewayAs502(t *testing.T) {
 	agents := newFakeAgents()
 	agents.handler = func(w http.ResponseWriter, r *http.Request, _ string) {
-		lifecycle.WriteError(w, "", 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
+		wire.WriteError(w, "", 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
 	}
 	e := newFakeEnv(t, agents, nil)
 	deployAndWarm(t, e, FunctionSpec{ID: "f", MinInstances: 1})
@@ -200,7 +202,7 @@ func TestInstancesTheRouterRetiresAreReplacedAndTheirPodsDeleted(t *testing.T) {
 	reassigned.Store(true)
 	agents.handler = func(w http.ResponseWriter, r *http.Request, _ string) {
 		if reassigned.Load() {
-			lifecycle.WriteError(w, "", 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
+			wire.WriteError(w, "", 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
 			return
 		}
 		_, _ = w.Write([]byte("ok"))

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -30,7 +32,7 @@ type Agent struct {
 	log    *slog.Logger
 	start  time.Time
 	trees  *treeCache
-	tokens lifecycle.TokenMatcher
+	tokens wire.TokenMatcher
 
 	// ctx is cancelled by Close, aborting loads in progress.
 	ctx    context.Context
@@ -70,7 +72,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, start: time.Now(), tokens: lifecycle.NewTokenMatcher(cfg.ControlToken), changed: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger, start: time.Now(), tokens: wire.NewTokenMatcher(cfg.ControlToken), changed: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if cfg.TreeDir != "" {
 		a.trees = &treeCache{dir: cfg.TreeDir, max: cfg.TreeCacheSize, log: cfg.Logger, link: cfg.RunAs != nil}
@@ -250,7 +252,7 @@ func (a *Agent) ControlHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.tokens.Match(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="faas-agent"`)
-			lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeUnauthorized, "this endpoint needs the pod's control token")
+			wire.WriteError(w, requestID(r), 0, lifecycle.CodeUnauthorized, "this endpoint needs the pod's control token")
 			return
 		}
 		switch r.URL.Path {
@@ -265,7 +267,7 @@ func (a *Agent) ControlHandler() http.Handler {
 		case lifecycle.PathWatch:
 			a.serveWatch(w, r)
 		default:
-			lifecycle.WriteError(w, requestID(r), http.StatusNotFound, lifecycle.CodeBadRequest, "no control endpoint "+r.URL.Path)
+			wire.WriteError(w, requestID(r), http.StatusNotFound, lifecycle.CodeBadRequest, "no control endpoint "+r.URL.Path)
 		}
 	})
 }
@@ -314,7 +316,7 @@ func onlyMethod(w http.ResponseWriter, r *http.Request, m string) bool {
 		return true
 	}
 	w.Header().Set("Allow", m)
-	lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeMethodNotAllowed, r.URL.Path+" takes "+m)
+	wire.WriteError(w, requestID(r), 0, lifecycle.CodeMethodNotAllowed, r.URL.Path+" takes "+m)
 	return false
 }
 

@@ -35,7 +35,7 @@ type Config struct {
 	// request for another runtime is refused. Required.
 	Runtime string
 	// ControlToken is the pod's control token: every request to the
-	// control listener must present it (lifecycle.SetControlToken), or
+	// control listener must present it (wire.SetControlToken), or
 	// it is refused with 401 unauthorized. The pod provider creates it
 	// with the pod (lifecycle.NewControlToken) and hands it to the agent
 	// out of band. Required; see lifecycle.ValidControlToken.

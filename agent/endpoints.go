@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/internal/latency"
 	"github.com/faasplane/faas/lifecycle"
 )
@@ -18,9 +20,9 @@ func (a *Agent) current(w http.ResponseWriter, r *http.Request) *function {
 	loading := a.loading
 	a.mu.Unlock()
 	if loading {
-		lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeNotReady, "a load is in progress")
+		wire.WriteError(w, requestID(r), 0, lifecycle.CodeNotReady, "a load is in progress")
 	} else {
-		lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeNoFunction, "no function is loaded on this pod")
+		wire.WriteError(w, requestID(r), 0, lifecycle.CodeNoFunction, "no function is loaded on this pod")
 	}
 	return nil
 }
@@ -33,9 +35,9 @@ func (a *Agent) serveInitialize(w http.ResponseWriter, r *http.Request) {
 	if !onlyMethod(w, r, http.MethodPost) {
 		return
 	}
-	req, err := lifecycle.DecodeInitializeRequest(http.MaxBytesReader(w, r.Body, lifecycle.MaxRequestBytes))
+	req, err := wire.DecodeInitializeRequest(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
 	if err != nil {
-		lifecycle.WriteErr(w, rid, err)
+		wire.WriteErr(w, rid, err)
 		return
 	}
 	f := a.current(w, r)
@@ -43,7 +45,7 @@ func (a *Agent) serveInitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.id != req.FunctionID {
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
+		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceReassigned, "this pod serves another function")
 		return
 	}
 	start := time.Now()
@@ -56,7 +58,7 @@ func (a *Agent) serveInitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.proc.exited.Load() {
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process has exited")
+		wire.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process has exited")
 		return
 	}
 	log := a.log.With("function_id", f.id)
@@ -68,11 +70,11 @@ func (a *Agent) serveInitialize(w http.ResponseWriter, r *http.Request) {
 		f.attempts++
 		if err := f.callInit(r.Context(), timeout); err != nil {
 			if err == errProcessExited {
-				lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process exited during init")
+				wire.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process exited during init")
 				return
 			}
 			log.Warn("init failed", "attempt", f.attempts, "err", err)
-			lifecycle.WriteError(w, rid, 0, lifecycle.CodeInitFailed, err.Error())
+			wire.WriteError(w, rid, 0, lifecycle.CodeInitFailed, err.Error())
 			return
 		}
 	}
@@ -99,7 +101,7 @@ func (a *Agent) servePing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.proc.exited.Load() {
-		lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeFunctionExited,
+		wire.WriteError(w, requestID(r), 0, lifecycle.CodeFunctionExited,
 			"the function process has exited ("+f.proc.state.String()+")")
 		return
 	}
@@ -144,7 +146,7 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("wait"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
-			lifecycle.WriteError(w, requestID(r), 0, lifecycle.CodeBadRequest, "wait: want a duration such as 30s")
+			wire.WriteError(w, requestID(r), 0, lifecycle.CodeBadRequest, "wait: want a duration such as 30s")
 			return
 		}
 		wait = min(d, lifecycle.MaxWatchWait)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 )
@@ -44,7 +46,7 @@ func FuzzLoadHandler(f *testing.F) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", lifecycle.PathLoad, bytes.NewReader(body))
 		req.Header.Set(lifecycle.HeaderRequestID, "fuzz")
-		lifecycle.SetControlToken(req.Header, fuzzToken)
+		wire.SetControlToken(req.Header, fuzzToken)
 		control.ServeHTTP(rec, req)
 		resp := rec.Result()
 		perr := lifecycle.ErrorFromResponse(resp)

@@ -18,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
+	"github.com/stretchr/testify/require"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
-	"github.com/stretchr/testify/require"
 )
 
 // harness is one agent under test with its origin directory of packages.
@@ -175,7 +178,7 @@ func (h *harness) invoke(ctx context.Context, id, method, path, body string) (in
 func (h *harness) control(ctx context.Context, token, method, path, body string) (invokeResult, error) {
 	return h.send(ctx, h.ctl.Addr, method, path, body, func(hd http.Header) {
 		if token != "" {
-			lifecycle.SetControlToken(hd, token)
+			wire.SetControlToken(hd, token)
 		}
 	})
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 )
@@ -25,22 +27,22 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 	if !onlyMethod(w, r, http.MethodPost) {
 		return
 	}
-	req, err := lifecycle.DecodeLoadRequest(http.MaxBytesReader(w, r.Body, lifecycle.MaxRequestBytes))
+	req, err := wire.DecodeLoadRequest(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
 	if err != nil {
-		lifecycle.WriteErr(w, rid, err)
+		wire.WriteErr(w, rid, err)
 		return
 	}
 	if req.Runtime != a.cfg.Runtime {
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest,
+		wire.WriteError(w, rid, 0, lifecycle.CodeBadRequest,
 			fmt.Sprintf("function needs runtime %q, this agent provides %q", req.Runtime, a.cfg.Runtime))
 		return
 	}
 	if _, ok := req.Env["PORT"]; ok {
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest, "env: PORT is set by the agent")
+		wire.WriteError(w, rid, 0, lifecycle.CodeBadRequest, "env: PORT is set by the agent")
 		return
 	}
 	if req.Limits.Concurrency > a.cfg.MaxConcurrency {
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeBadRequest,
+		wire.WriteError(w, rid, 0, lifecycle.CodeBadRequest,
 			fmt.Sprintf("limits.concurrency %d is above this agent's maximum %d", req.Limits.Concurrency, a.cfg.MaxConcurrency))
 		return
 	}
@@ -49,7 +51,7 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case a.closed:
 		a.mu.Unlock()
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeNotReady, "agent is shutting down")
+		wire.WriteError(w, rid, 0, lifecycle.CodeNotReady, "agent is shutting down")
 		return
 	case a.loading || a.fn.Load() != nil:
 		current := "a load in progress"
@@ -57,7 +59,7 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 			current = "function " + f.id
 		}
 		a.mu.Unlock()
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeAlreadyLoaded, "this pod already has "+current)
+		wire.WriteError(w, rid, 0, lifecycle.CodeAlreadyLoaded, "this pod already has "+current)
 		return
 	}
 	a.loading = true
@@ -89,7 +91,7 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = os.RemoveAll(dir)
 		log.Warn("load failed", "err", err)
-		lifecycle.WriteErr(w, rid, err)
+		wire.WriteErr(w, rid, err)
 		return
 	}
 	a.dirs = append(a.dirs, dir)
@@ -236,7 +238,7 @@ func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func writeJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		lifecycle.WriteError(w, "", 0, lifecycle.CodeInternal, err.Error())
+		wire.WriteError(w, "", 0, lifecycle.CodeInternal, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 )
@@ -76,7 +78,7 @@ func (a *Agent) serveInvoke(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) reject(w http.ResponseWriter, r *http.Request, c lifecycle.ErrorCode, msg string) {
 	a.rejected.Add(1)
-	lifecycle.WriteError(w, requestID(r), 0, c, msg)
+	wire.WriteError(w, requestID(r), 0, c, msg)
 }
 
 // proxyBufferSize is the size of the proxy's copy buffers.
@@ -139,18 +141,18 @@ func (f *function) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	rid := requestID(r)
 	switch {
 	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeTimeout, "the function did not answer within its timeout")
+		wire.WriteError(w, rid, 0, lifecycle.CodeTimeout, "the function did not answer within its timeout")
 	case notDelivered(err) && !replayable(r):
 		// The process does not take connections: it is dying or dead
 		// (its exit may not be reaped yet), and the request provably did
 		// not reach it, so the caller may send it elsewhere.
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process does not accept connections")
+		wire.WriteError(w, rid, 0, lifecycle.CodeFunctionExited, "the function process does not accept connections")
 	case f.proc.exited.Load():
 		// It may have died of this very request: the request reached it,
 		// so this is not function_exited (which promises it did not).
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "the function process exited during the request")
+		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "the function process exited during the request")
 	default:
-		lifecycle.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "function: "+err.Error())
+		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "function: "+err.Error())
 	}
 }
 

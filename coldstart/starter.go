@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"golang.org/x/sync/semaphore"
 
 	"github.com/faasplane/faas/clock"
@@ -268,7 +270,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	case err != nil:
 		return fail(StepLoad, 0, err)
 	case lr.FunctionID != fn.ID:
-		return fail(StepLoad, 0, fmt.Errorf("%w: load answered for function %q", ErrBadAgentResponse, lifecycle.SanitizeHeaderValue(lr.FunctionID, 80)))
+		return fail(StepLoad, 0, fmt.Errorf("%w: load answered for function %q", ErrBadAgentResponse, wire.SanitizeHeaderValue(lr.FunctionID, 80)))
 	}
 	if err := inst.Transition(t, lifecycle.Loaded, "loaded"); err != nil {
 		return fail(StepLoad, 0, err)
@@ -302,7 +304,7 @@ func (s *Starter) initialize(ctx context.Context, fn *Function, ctl lifecycle.Co
 		ir, err = s.agent.Initialize(ictx, ctl, req)
 		cancel()
 		if err == nil && ir.FunctionID != fn.ID {
-			return attempts, fmt.Errorf("%w: initialize answered for function %q", ErrBadAgentResponse, lifecycle.SanitizeHeaderValue(ir.FunctionID, 80))
+			return attempts, fmt.Errorf("%w: initialize answered for function %q", ErrBadAgentResponse, wire.SanitizeHeaderValue(ir.FunctionID, 80))
 		}
 		if err == nil {
 			return attempts, nil

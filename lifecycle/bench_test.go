@@ -1,9 +1,6 @@
 package lifecycle
 
 import (
-	"bytes"
-	"encoding/json"
-	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -39,23 +36,5 @@ func BenchmarkTransition(b *testing.B) {
 		if err := in.Transition(now, to, "flap"); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func BenchmarkDecodeLoadRequest(b *testing.B) {
-	body, _ := json.Marshal(goodLoad())
-	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		if _, err := DecodeLoadRequest(bytes.NewReader(body)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkWriteError(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		WriteError(httptest.NewRecorder(), "req-123", 0, CodeConcurrencyLimit, "instance at its limit of 8")
 	}
 }

@@ -244,7 +244,7 @@ func (c *Client) call(ctx context.Context, op string, ctl Control, method, path 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	SetControlToken(req.Header, ctl.Token)
+	req.Header.Set("Authorization", authScheme+ctl.Token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return &CallError{Op: op, Addr: addr, Reached: connected.Load(), Err: err}

@@ -33,9 +33,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 func TestClientSuccessPaths(t *testing.T) {
 	var gotLoad LoadRequest
 	var gotInit InitializeRequest
-	tokens := NewTokenMatcher(testToken)
+
 	addr := fakeAgent(t, func(w http.ResponseWriter, r *http.Request) {
-		require.True(t, tokens.Match(r), "every call presents the token")
+		require.Equal(t, "Bearer "+testToken, r.Header.Get("Authorization"), "every call presents the token")
 		switch r.Method + " " + r.URL.Path {
 		case "GET " + PathWatch:
 			require.Equal(t, AgentReady, r.URL.Query().Get("state"))
@@ -44,12 +44,12 @@ func TestClientSuccessPaths(t *testing.T) {
 		case "POST " + PathLoad:
 			require.Equal(t, "application/json", r.Header.Get("Content-Type"))
 			var err error
-			gotLoad, err = DecodeLoadRequest(r.Body)
+			err = json.NewDecoder(r.Body).Decode(&gotLoad)
 			require.NoError(t, err)
 			writeJSON(w, LoadResponse{FunctionID: gotLoad.FunctionID, PID: 42, Protocol: ProtocolHTTP1})
 		case "POST " + PathInitialize:
 			var err error
-			gotInit, err = DecodeInitializeRequest(r.Body)
+			err = json.NewDecoder(r.Body).Decode(&gotInit)
 			require.NoError(t, err)
 			writeJSON(w, InitializeResponse{FunctionID: gotInit.FunctionID, Attempts: 1})
 		case "GET " + PathPing:
@@ -57,7 +57,7 @@ func TestClientSuccessPaths(t *testing.T) {
 		case "GET " + PathStats:
 			writeJSON(w, Stats{FunctionID: "tenant/fn-1", Completed: 7, Uptime: time.Second})
 		default:
-			WriteError(w, "", 0, CodeBadRequest, "unexpected "+r.URL.Path)
+			writeError(w, "", CodeBadRequest, "unexpected "+r.URL.Path)
 		}
 	})
 	var c Client // the zero value works
@@ -100,7 +100,7 @@ func TestClientProtocolErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(string(c.code), func(t *testing.T) {
 			addr := fakeAgent(t, func(w http.ResponseWriter, r *http.Request) {
-				WriteError(w, "rid-7", 0, c.code, "because")
+				writeError(w, "rid-7", c.code, "because")
 			})
 			_, err := new(Client).Ping(context.Background(), addr)
 			require.ErrorIs(t, err, c.sentinel)
@@ -185,4 +185,13 @@ func TestNewClientRejectsNegative(t *testing.T) {
 	require.ErrorContains(t, err, "PingTimeout")
 	_, err = NewClient(ClientConfig{MaxResponseBytes: -1})
 	require.ErrorContains(t, err, "MaxResponseBytes")
+}
+
+// writeError answers as an agent refusing a request does, for the
+// client's point of view: the status and the error headers.
+func writeError(w http.ResponseWriter, rid string, c ErrorCode, msg string) {
+	w.Header().Set(HeaderErrorCode, string(c))
+	w.Header().Set(HeaderErrorMessage, msg)
+	w.Header().Set(HeaderRequestID, rid)
+	w.WriteHeader(c.Status())
 }

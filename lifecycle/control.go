@@ -2,12 +2,8 @@ package lifecycle
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"log/slog"
-	"net/http"
-	"strings"
 )
 
 // Control addresses the control protocol of one pod's agent: the host:port
@@ -68,25 +64,3 @@ func ValidControlToken(t string) bool {
 
 // authScheme is the scheme of the Authorization header of control calls.
 const authScheme = "Bearer "
-
-// SetControlToken sets the Authorization header that presents token on a
-// control call.
-func SetControlToken(h http.Header, token string) { h.Set("Authorization", authScheme+token) }
-
-// TokenMatcher checks the control token that a request presents, in time
-// that does not depend on how much of it matches.
-type TokenMatcher struct{ sum [sha256.Size]byte }
-
-// NewTokenMatcher returns a matcher for token.
-func NewTokenMatcher(token string) TokenMatcher {
-	return TokenMatcher{sum: sha256.Sum256([]byte(token))}
-}
-
-// Match reports whether r presents the token. Both sides are hashed first,
-// so that neither the comparison nor the lengths leak how close a guess
-// came.
-func (m TokenMatcher) Match(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), authScheme)
-	sum := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(sum[:], m.sum[:]) == 1 && ok
-}

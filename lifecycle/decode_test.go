@@ -1,9 +1,6 @@
 package lifecycle
 
 import (
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -64,60 +61,4 @@ func TestLoadRequestValidate(t *testing.T) {
 			require.Contains(t, err.Error(), c.field)
 		})
 	}
-}
-
-func TestDecodeLoadRequest(t *testing.T) {
-	good, err := json.Marshal(goodLoad())
-	require.NoError(t, err)
-	cases := []struct {
-		name string
-		body string
-		code ErrorCode // "" means success
-		msg  string
-	}{
-		{"valid", string(good), "", ""},
-		{"valid with spaces and unknown field", " \n" + strings.Replace(string(good), "{", `{"future_field":[1,2],`, 1) + "\n ", "", ""},
-		{"empty", "", CodeBadRequest, "JSON object"},
-		{"array", "[]", CodeBadRequest, "JSON object"},
-		{"null", "null", CodeBadRequest, "JSON object"},
-		{"truncated", string(good[:len(good)-3]), CodeBadRequest, "malformed"},
-		{"trailing object", string(good) + "{}", CodeBadRequest, "trailing"},
-		{"trailing garbage", string(good) + "x", CodeBadRequest, "trailing"},
-		{"wrong type", `{"function_id":5}`, CodeBadRequest, "malformed"},
-		{"invalid field", `{"function_id":"f"}`, CodeBadRequest, "code.uri"},
-		{"too large", `{"function_id":"` + strings.Repeat("a", MaxRequestBytes) + `"}`, CodeTooLarge, "larger"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			req, err := DecodeLoadRequest(strings.NewReader(c.body))
-			if c.code == "" {
-				require.NoError(t, err)
-				require.Equal(t, goodLoad(), req)
-				return
-			}
-			var pe *Error
-			require.ErrorAs(t, err, &pe)
-			require.Equal(t, c.code, pe.Code)
-			require.Contains(t, pe.Message, c.msg)
-			require.Equal(t, LoadRequest{}, req)
-		})
-	}
-}
-
-func TestDecodeUnderMaxBytesReader(t *testing.T) {
-	rec := httptest.NewRecorder()
-	r := httptest.NewRequest("POST", "/", strings.NewReader(`{"function_id":"f"}`))
-	body := http.MaxBytesReader(rec, r.Body, 4)
-	_, err := DecodeInitializeRequest(body)
-	require.ErrorIs(t, err, CodeTooLarge)
-}
-
-func TestDecodeInitializeRequest(t *testing.T) {
-	req, err := DecodeInitializeRequest(strings.NewReader(`{"function_id":"f","timeout_ms":5}`))
-	require.NoError(t, err)
-	require.Equal(t, InitializeRequest{FunctionID: "f", TimeoutMillis: 5}, req)
-	_, err = DecodeInitializeRequest(strings.NewReader(`{"function_id":"f","timeout_ms":-5}`))
-	require.ErrorIs(t, err, CodeBadRequest)
-	_, err = DecodeInitializeRequest(strings.NewReader(`{}`))
-	require.ErrorIs(t, err, CodeBadRequest)
 }

@@ -38,7 +38,7 @@ func ExampleInstance() {
 // *Error that matches the sentinel.
 func ExampleClient_Ping() {
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lifecycle.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeNoFunction, "generic warm pod")
+		writeError(w, lifecycle.CodeNoFunction, "generic warm pod")
 	}))
 	defer agent.Close()
 
@@ -57,23 +57,22 @@ func ExampleClient_Ping() {
 func ExampleClient_Initialize() {
 	attempts := 0
 	token := lifecycle.NewControlToken() // what the pod provider gave the agent
-	tokens := lifecycle.NewTokenMatcher(token)
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !tokens.Match(r) {
-			lifecycle.WriteError(w, "", 0, lifecycle.CodeUnauthorized, "wrong control token")
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			writeError(w, lifecycle.CodeUnauthorized, "wrong control token")
 			return
 		}
 		switch r.URL.Path {
 		case lifecycle.PathLoad:
-			req, err := lifecycle.DecodeLoadRequest(r.Body)
-			if err != nil {
-				lifecycle.WriteErr(w, "", err)
+			var req lifecycle.LoadRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				writeError(w, lifecycle.CodeBadRequest, err.Error())
 				return
 			}
 			_ = json.NewEncoder(w).Encode(lifecycle.LoadResponse{FunctionID: req.FunctionID, PID: 4242})
 		case lifecycle.PathInitialize:
 			if attempts++; attempts < 2 {
-				lifecycle.WriteError(w, "", 0, lifecycle.CodeInitFailed, "database not reachable yet")
+				writeError(w, lifecycle.CodeInitFailed, "database not reachable yet")
 				return
 			}
 			_ = json.NewEncoder(w).Encode(lifecycle.InitializeResponse{FunctionID: "resize", Attempts: attempts})
@@ -107,4 +106,12 @@ func ExampleClient_Initialize() {
 	// 4242 <nil>
 	// retrying: faas: init_failed: database not reachable yet
 	// ready after 2 attempts
+}
+
+// writeError answers as an agent that refuses a request: the status and
+// the error headers that the client turns into an *lifecycle.Error.
+func writeError(w http.ResponseWriter, c lifecycle.ErrorCode, msg string) {
+	w.Header().Set(lifecycle.HeaderErrorCode, string(c))
+	w.Header().Set(lifecycle.HeaderErrorMessage, msg)
+	w.WriteHeader(c.Status())
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
-	"unicode/utf8"
 )
 
 // HTTP headers of the protocol, shared by the gateway, the agent and the
@@ -210,46 +208,6 @@ func Errorf(c ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: c, Status: c.Status(), Message: fmt.Sprintf(format, args...)}
 }
 
-// maxMessageLen bounds X-Faas-Error-Message so that an error never makes a
-// response header large.
-const maxMessageLen = 512
-
-// WriteError writes an error response: the status, the three error headers
-// (X-Faas-Error-Code, X-Faas-Error-Message, X-Faas-Request-Id) and the
-// message as a text body. The message is reduced to one line of valid UTF-8
-// of at most 512 bytes, so no input can inject headers or make them large.
-// A zero status means code.Status().
-func WriteError(w http.ResponseWriter, requestID string, status int, code ErrorCode, message string) {
-	if !code.Valid() {
-		code, status = CodeInternal, 0
-	}
-	if status == 0 {
-		status = code.Status()
-	}
-	msg := SanitizeHeaderValue(message, maxMessageLen)
-	h := w.Header()
-	h.Set(HeaderErrorCode, string(code))
-	h.Set(HeaderErrorMessage, msg)
-	h.Set(HeaderRequestID, SanitizeHeaderValue(requestID, 128))
-	h.Set(HeaderErrorSource, ErrorSource)
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = fmt.Fprintln(w, string(code)+": "+msg)
-}
-
-// WriteErr writes err as an error response: an *Error (found with
-// errors.As) keeps its code and status; any other error becomes
-// CodeInternal.
-func WriteErr(w http.ResponseWriter, requestID string, err error) {
-	var pe *Error
-	if errors.As(err, &pe) {
-		WriteError(w, requestID, pe.Status, pe.Code, pe.Message)
-		return
-	}
-	WriteError(w, requestID, 0, CodeInternal, err.Error())
-}
-
 // ErrorFromResponse returns the *Error that resp carries in its headers, or
 // nil when resp is not an error response (status < 400). A 4xx/5xx without
 // a valid X-Faas-Error-Code (e.g. from a proxy in between) becomes
@@ -269,39 +227,4 @@ func ErrorFromResponse(resp *http.Response) *Error {
 		code = CodeInstanceFailure
 	}
 	return &Error{Code: code, Message: msg, Status: resp.StatusCode, RequestID: resp.Header.Get(HeaderRequestID)}
-}
-
-// FromFaasplane reports whether resp is an error response written by
-// faasplane (an agent or a gateway): status >= 400, a valid
-// X-Faas-Error-Code and the X-Faas-Error-Source marker. A function's own
-// error responses never pass, whatever headers the function set.
-func FromFaasplane(resp *http.Response) bool {
-	return resp.StatusCode >= 400 && resp.Header.Get(HeaderErrorSource) == ErrorSource &&
-		ErrorCode(resp.Header.Get(HeaderErrorCode)).Valid()
-}
-
-// SanitizeHeaderValue returns s as a single line of valid UTF-8 without
-// control characters, cut to at most max bytes on a rune boundary.
-func SanitizeHeaderValue(s string, max int) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f || c >= utf8.RuneSelf {
-			clean = false
-			break
-		}
-	}
-	if clean && len(s) <= max {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if r == utf8.RuneError || r < 0x20 || r == 0x7f {
-			r = ' '
-		}
-		if b.Len()+utf8.RuneLen(r) > max {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

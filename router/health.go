@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -176,7 +178,7 @@ func (c *HTTPChecker) Check(ctx context.Context, inst *lifecycle.Instance) error
 		return fmt.Errorf("router: ping %s: %w", addr, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	lifecycle.SetControlToken(req.Header, inst.Control.Token)
+	wire.SetControlToken(req.Header, inst.Control.Token)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("router: ping %s: %w", addr, err)
@@ -218,10 +220,10 @@ func checkPingResponse(functionID string, status int, header http.Header, body [
 		return fmt.Errorf("malformed ping response: %w", err)
 	}
 	if pr.FunctionID != functionID {
-		return fmt.Errorf("%w (agent serves function %q)", lifecycle.CodeInstanceReassigned, lifecycle.SanitizeHeaderValue(pr.FunctionID, 256))
+		return fmt.Errorf("%w (agent serves function %q)", lifecycle.CodeInstanceReassigned, wire.SanitizeHeaderValue(pr.FunctionID, 256))
 	}
 	if pr.State != "ready" {
-		return fmt.Errorf("%w (agent state %q)", lifecycle.CodeNotReady, lifecycle.SanitizeHeaderValue(pr.State, 64))
+		return fmt.Errorf("%w (agent state %q)", lifecycle.CodeNotReady, wire.SanitizeHeaderValue(pr.State, 64))
 	}
 	return nil
 }

@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
 func pingBody(fn, state string) []byte {
@@ -75,8 +78,8 @@ func agentStub(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)
 			http.NotFound(w, r)
 			return
 		}
-		if !lifecycle.NewTokenMatcher(stubToken).Match(r) {
-			lifecycle.WriteError(w, "", 0, lifecycle.CodeUnauthorized, "no token")
+		if !wire.NewTokenMatcher(stubToken).Match(r) {
+			wire.WriteError(w, "", 0, lifecycle.CodeUnauthorized, "no token")
 			return
 		}
 		answer(w, r)
@@ -100,13 +103,13 @@ func TestHTTPChecker(t *testing.T) {
 	stop()
 
 	inst, stop = agentStub(t, func(w http.ResponseWriter, r *http.Request) {
-		lifecycle.WriteError(w, "", 0, lifecycle.CodeNoFunction, "no function loaded")
+		wire.WriteError(w, "", 0, lifecycle.CodeNoFunction, "no function loaded")
 	})
 	assert.ErrorIs(t, c.Check(context.Background(), inst), lifecycle.CodeInstanceReassigned)
 	stop()
 
 	inst, stop = agentStub(t, func(w http.ResponseWriter, r *http.Request) {
-		lifecycle.WriteError(w, "", 0, lifecycle.CodeNotReady, "initializing")
+		wire.WriteError(w, "", 0, lifecycle.CodeNotReady, "initializing")
 	})
 	assert.ErrorIs(t, c.Check(context.Background(), inst), lifecycle.CodeNotReady)
 	stop()

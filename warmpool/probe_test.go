@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,8 +25,8 @@ func TestHTTPProber(t *testing.T) {
 	}{
 		{"generic pod", func(w http.ResponseWriter, r *http.Request) {
 			assert.Equal(t, lifecycle.PathPing, r.URL.Path)
-			assert.True(t, lifecycle.NewTokenMatcher(probeToken).Match(r), "the probe presents the pod's token")
-			lifecycle.WriteError(w, "", 0, lifecycle.CodeNoFunction, "no function loaded")
+			assert.True(t, wire.NewTokenMatcher(probeToken).Match(r), "the probe presents the pod's token")
+			wire.WriteError(w, "", 0, lifecycle.CodeNoFunction, "no function loaded")
 		}, nil},
 		{"function loaded", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`{"function_id":"f","state":"ready"}`))
@@ -33,7 +35,7 @@ func TestHTTPProber(t *testing.T) {
 			http.NotFound(w, r)
 		}, errAny},
 		{"500", func(w http.ResponseWriter, r *http.Request) {
-			lifecycle.WriteError(w, "", 0, lifecycle.CodeInternal, "boom")
+			wire.WriteError(w, "", 0, lifecycle.CodeInternal, "boom")
 		}, errAny},
 		{"endless body", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(lifecycle.HeaderErrorCode, string(lifecycle.CodeNoFunction))

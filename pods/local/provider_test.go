@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faasplane/faas/lifecycle"
-	"github.com/faasplane/faas/warmpool"
+	"github.com/faasplane/faas/internal/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/warmpool"
 )
 
 var agentPath string
@@ -57,7 +60,7 @@ func ping(t *testing.T, addr, token string) (int, string) {
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+lifecycle.PathPing, nil)
 	require.NoError(t, err)
 	if token != "" {
-		lifecycle.SetControlToken(req.Header, token)
+		wire.SetControlToken(req.Header, token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
