@@ -15,7 +15,6 @@ import (
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/loadshed"
 	"github.com/faasplane/faas/router"
-	"github.com/faasplane/faas/warmpool"
 )
 
 // newRoutedDataplane builds a Dataplane that is not started (no pools, no
@@ -26,8 +25,7 @@ func newRoutedDataplane(tb testing.TB, nfuncs, instances int, edit func(*Config)
 	store := faastest.NewCodeStore(faastest.CodeStoreConfig{})
 	ref := store.Add([]byte("a function package"))
 	ref.URI = "fake://hot"
-	pods, err := warmpool.NewStaticProvider(warmpool.StaticConfig{})
-	require.NoError(tb, err)
+	pods := faastest.NewPodProvider(faastest.PodProviderConfig{})
 	cfg := Config{Pods: pods, Code: store}
 	if edit != nil {
 		edit(&cfg)

@@ -17,7 +17,7 @@ import (
 // provider) and your package origin.
 func Example() {
 	ctx := context.Background()
-	pods, _ := warmpool.NewStaticProvider(warmpool.StaticConfig{})
+	pods := faastest.NewPodProvider(faastest.PodProviderConfig{})
 	store := faastest.NewCodeStore(faastest.CodeStoreConfig{})
 	ref := store.Add([]byte("a code package"))
 	ref.URI = "mem://hello"

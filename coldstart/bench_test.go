@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
@@ -71,10 +73,7 @@ func BenchmarkEnsure(b *testing.B) {
 // (in-memory provider and lease store) handing out the pods, with a
 // locality preference; the pool is refilled outside the timer.
 func BenchmarkStartFromWarmPool(b *testing.B) {
-	provider, err := warmpool.NewStaticProvider(warmpool.StaticConfig{Nodes: []string{"n1", "n2", "n3", "n4"}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	provider := faastest.NewPodProvider(faastest.PodProviderConfig{Nodes: []string{"n1", "n2", "n3", "n4"}})
 	const size = 64
 	m, err := warmpool.New(provider, warmpool.Config{
 		Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: size, Max: size}},

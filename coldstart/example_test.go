@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/faasplane/faas/coldstart"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
@@ -25,10 +27,7 @@ func (fakeAgent) Initialize(_ context.Context, _ lifecycle.Control, req lifecycl
 // of a function; concurrent requests for capacity collapse into the number
 // of cold starts asked for.
 func ExampleStarter_Ensure() {
-	provider, err := warmpool.NewStaticProvider(warmpool.StaticConfig{})
-	if err != nil {
-		panic(err)
-	}
+	provider := faastest.NewPodProvider(faastest.PodProviderConfig{})
 	pool, err := warmpool.New(provider, warmpool.Config{
 		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 8}},
 		ProbeInterval: -1, // the static provider's pods run no agent to probe

@@ -6,8 +6,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/faasplane/faas/internal/fnbuild"
 	"go.uber.org/goleak"
+
+	"github.com/faasplane/faas/internal/fnbuild"
 )
 
 // binDir holds the example functions that the end-to-end test runs, built

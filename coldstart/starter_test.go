@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faasplane/faas/faastest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -267,8 +269,7 @@ func TestQueueTimeoutUnderTheGlobalCap(t *testing.T) {
 }
 
 func TestStartWithTheWarmPool(t *testing.T) {
-	provider, err := warmpool.NewStaticProvider(warmpool.StaticConfig{Nodes: []string{"n1", "n2"}})
-	require.NoError(t, err)
+	provider := faastest.NewPodProvider(faastest.PodProviderConfig{Nodes: []string{"n1", "n2"}})
 	m, err := warmpool.New(provider, warmpool.Config{
 		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 4}},
 		ProbeInterval: -1,

@@ -59,12 +59,12 @@ type PodStats struct {
 // tests: creations take a latency drawn from a distribution (on a fake or a
 // real clock), fail at a given rate or on demand, land on nodes round robin
 // or where a function says, and pods can be crashed, which deletes them,
-// tells watchers, and makes their probe fail. Pods are stored in a
-// warmpool.StaticProvider, so listing and watching behave exactly as
+// tells watchers, and makes their probe fail. Pods are stored in
+// an in-memory store, so listing and watching behave exactly as
 // there. It is safe for concurrent use.
 type PodProvider struct {
 	cfg    PodProviderConfig
-	static *warmpool.StaticProvider
+	static *podStore
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -92,7 +92,7 @@ func NewPodProvider(cfg PodProviderConfig) *PodProvider {
 		now = cfg.Clock.Now
 	}
 	// A StaticProvider with valid defaults never fails to build.
-	static, _ := warmpool.NewStaticProvider(warmpool.StaticConfig{Nodes: cfg.Nodes, Addr: cfg.Addr, Now: now})
+	static, _ := newPodStore(podStoreConfig{Nodes: cfg.Nodes, Addr: cfg.Addr, Now: now})
 	return &PodProvider{cfg: cfg, static: static, rng: newRand(cfg.Seed), crashed: make(map[string]bool)}
 }
 
@@ -198,7 +198,9 @@ func (p *PodProvider) Watch(ctx context.Context) (<-chan warmpool.PodEvent, erro
 // Get returns the live pod with the given ID.
 func (p *PodProvider) Get(id string) (warmpool.Pod, bool) { return p.static.Get(id) }
 
-// Add records existing pods, as warmpool.StaticProvider.Add does.
+// Add records existing pods (agents started by hand): a pod needs an ID, an
+// address and a runtime; an ID already present is an error wrapping
+// warmpool.ErrPodExists, and then no pod is added.
 func (p *PodProvider) Add(pods ...warmpool.Pod) error { return p.static.Add(pods...) }
 
 // Crash makes the pod disappear as if its sandbox died: it is deleted,

@@ -12,7 +12,7 @@ import (
 // pool is refilled outside the timer.
 func BenchmarkTake(b *testing.B) {
 	clock := newWPClock()
-	sp, _ := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2", "n3", "n4"}, Now: clock.Now})
+	sp, _ := newStaticProvider(staticConfig{Nodes: []string{"n1", "n2", "n3", "n4"}, Now: clock.Now})
 	const pool = 64
 	m, err := New(sp, Config{
 		Runtimes:           map[string]RuntimeConfig{"go": {Min: pool, Max: pool}},
@@ -93,7 +93,7 @@ func BenchmarkMemLeaseStoreRenew(b *testing.B) {
 func BenchmarkTick(b *testing.B) {
 	clock := newWPClock()
 	store := NewMemLeaseStore(clock)
-	sp, _ := NewStaticProvider(StaticConfig{Now: clock.Now})
+	sp, _ := newStaticProvider(staticConfig{Now: clock.Now})
 	var mgrs []*Manager
 	for _, id := range []string{"a", "b", "c"} {
 		m, err := New(sp, Config{

@@ -14,13 +14,10 @@ import (
 // when one is idle, otherwise after its creation), and deletes it when its
 // instance ends.
 func ExampleManager() {
-	provider, err := warmpool.NewStaticProvider(warmpool.StaticConfig{Nodes: []string{"node-a", "node-b"}})
-	if err != nil {
-		panic(err)
-	}
+	provider := faastest.NewPodProvider(faastest.PodProviderConfig{Nodes: []string{"node-a", "node-b"}})
 	m, err := warmpool.New(provider, warmpool.Config{
-		Runtimes:      map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 8}},
-		ProbeInterval: -1, // the static provider's pods run no agent to probe
+		Runtimes: map[string]warmpool.RuntimeConfig{"go": {Min: 2, Max: 8}},
+		Prober:   provider, // its pods run no agent: the fake answers probes
 	})
 	if err != nil {
 		panic(err)

@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testProvider wraps a StaticProvider with failure injection and counters.
 type testProvider struct {
-	*StaticProvider
+	*staticProvider
 	mu        sync.Mutex
 	createErr error
 	creates   int
@@ -39,14 +39,14 @@ func (p *testProvider) Create(ctx context.Context, spec PodSpec) (Pod, error) {
 	if err != nil {
 		return Pod{}, err
 	}
-	return p.StaticProvider.Create(ctx, spec)
+	return p.staticProvider.Create(ctx, spec)
 }
 
 func (p *testProvider) Delete(ctx context.Context, id string) error {
 	p.mu.Lock()
 	p.deleted = append(p.deleted, id)
 	p.mu.Unlock()
-	return p.StaticProvider.Delete(ctx, id)
+	return p.staticProvider.Delete(ctx, id)
 }
 
 func (p *testProvider) set(f func(p *testProvider)) {
@@ -95,9 +95,9 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	clock := newWPClock()
-	sp, err := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2"}, Now: clock.Now})
+	sp, err := newStaticProvider(staticConfig{Nodes: []string{"n1", "n2"}, Now: clock.Now})
 	require.NoError(t, err)
-	return &env{clock: clock, prov: &testProvider{StaticProvider: sp}, store: NewMemLeaseStore(clock), prober: &testProber{}}
+	return &env{clock: clock, prov: &testProvider{staticProvider: sp}, store: NewMemLeaseStore(clock), prober: &testProber{}}
 }
 
 func (e *env) config(id string) Config {
@@ -409,7 +409,7 @@ func TestCloseCanKeepIdlePodsForOthers(t *testing.T) {
 }
 
 func TestBackgroundManager(t *testing.T) {
-	sp, err := NewStaticProvider(StaticConfig{})
+	sp, err := newStaticProvider(staticConfig{})
 	require.NoError(t, err)
 	m, err := New(sp, Config{
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 2, Max: 4}},
@@ -432,7 +432,7 @@ func TestBackgroundManager(t *testing.T) {
 }
 
 func TestBackgroundManagerWatchDropsDeletedPods(t *testing.T) {
-	sp, err := NewStaticProvider(StaticConfig{})
+	sp, err := newStaticProvider(staticConfig{})
 	require.NoError(t, err)
 	m, err := New(sp, Config{
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 1, Max: 1}},
@@ -459,7 +459,7 @@ func TestBackgroundManagerWatchDropsDeletedPods(t *testing.T) {
 // A Take's refill waits for RefillDelay (here: longer than the test), while
 // a Take that finds no idle pod still has one created at once.
 func TestRefillDelayDefersTheRefillButNotAWaitingTake(t *testing.T) {
-	prov, err := NewStaticProvider(StaticConfig{})
+	prov, err := newStaticProvider(staticConfig{})
 	require.NoError(t, err)
 	m, err := New(prov, Config{
 		Runtimes:      map[string]RuntimeConfig{"go": {Min: 1, Max: 1}},

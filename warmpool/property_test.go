@@ -15,7 +15,7 @@ import (
 
 // simProvider is a StaticProvider whose creations fail at random.
 type simProvider struct {
-	*StaticProvider
+	*staticProvider
 	mu       sync.Mutex
 	failNext bool
 }
@@ -27,7 +27,7 @@ func (p *simProvider) Create(ctx context.Context, spec PodSpec) (Pod, error) {
 	if fail {
 		return Pod{}, errors.New("simulated provider failure")
 	}
-	return p.StaticProvider.Create(ctx, spec)
+	return p.staticProvider.Create(ctx, spec)
 }
 
 type simManager struct {
@@ -72,9 +72,9 @@ func runShardedSimulation(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	clock := newWPClock()
 	store := NewMemLeaseStore(clock)
-	sp, err := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2", "n3"}, Now: clock.Now})
+	sp, err := newStaticProvider(staticConfig{Nodes: []string{"n1", "n2", "n3"}, Now: clock.Now})
 	require.NoError(t, err)
-	prov := &simProvider{StaticProvider: sp}
+	prov := &simProvider{staticProvider: sp}
 	prober := &testProber{}
 	var unhealthy sync.Map
 	health := NodeHealthFunc(func(n string) bool { _, bad := unhealthy.Load(n); return !bad })

@@ -11,7 +11,7 @@ import (
 func TestStaticProvider(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
-	p, err := NewStaticProvider(StaticConfig{Nodes: []string{"n1", "n2"}, Now: clock.Now},
+	p, err := newStaticProvider(staticConfig{Nodes: []string{"n1", "n2"}, Now: clock.Now},
 		Pod{ID: "manual", Node: "n9", Addr: "127.0.0.1:1", Runtime: "go"})
 	require.NoError(t, err)
 
@@ -56,9 +56,9 @@ func TestStaticProvider(t *testing.T) {
 }
 
 func TestStaticProviderRejectsBadPods(t *testing.T) {
-	_, err := NewStaticProvider(StaticConfig{}, Pod{ID: "x"})
+	_, err := newStaticProvider(staticConfig{}, Pod{ID: "x"})
 	require.Error(t, err)
-	p, err := NewStaticProvider(StaticConfig{}, Pod{ID: "x", Addr: "a:1", Runtime: "go"})
+	p, err := newStaticProvider(staticConfig{}, Pod{ID: "x", Addr: "a:1", Runtime: "go"})
 	require.NoError(t, err)
 	require.ErrorIs(t, p.Add(Pod{ID: "y", Addr: "a:1", Runtime: "go"}, Pod{ID: "y", Addr: "a:1", Runtime: "go"}), ErrPodExists)
 	assert.Equal(t, 1, p.Len(), "nothing is added when one pod is bad")
@@ -66,7 +66,7 @@ func TestStaticProviderRejectsBadPods(t *testing.T) {
 
 func TestStaticProviderWatcherThatFallsBehindIsClosed(t *testing.T) {
 	ctx := context.Background()
-	p, err := NewStaticProvider(StaticConfig{})
+	p, err := newStaticProvider(staticConfig{})
 	require.NoError(t, err)
 	events, err := p.Watch(ctx)
 	require.NoError(t, err)

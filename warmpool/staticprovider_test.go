@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// StaticConfig configures a [StaticProvider].
-type StaticConfig struct {
+// staticConfig configures a [StaticProvider].
+type staticConfig struct {
 	// Nodes are the nodes new pods are placed on, round robin. Default
 	// {"node-0"}.
 	Nodes []string
@@ -25,14 +25,14 @@ type StaticConfig struct {
 	Now func() time.Time
 }
 
-// StaticProvider is an in-memory [PodProvider] and [PodWatcher]: Create
+// staticProvider is an in-memory [PodProvider] and [PodWatcher]: Create
 // records a pod and returns it at once, Delete forgets it. No process runs
 // behind its pods unless the caller starts agents at the addresses its Addr
 // function gives (or adds pods for agents it started with
 // [StaticProvider.Add]). It serves tests and examples; it is safe for
 // concurrent use.
-type StaticProvider struct {
-	cfg StaticConfig
+type staticProvider struct {
+	cfg staticConfig
 
 	mu       sync.Mutex
 	pods     map[string]Pod
@@ -44,8 +44,8 @@ type StaticProvider struct {
 // channel is closed.
 const watchBuffer = 256
 
-// NewStaticProvider returns a provider holding pods.
-func NewStaticProvider(cfg StaticConfig, pods ...Pod) (*StaticProvider, error) {
+// newStaticProvider returns a provider holding pods.
+func newStaticProvider(cfg staticConfig, pods ...Pod) (*staticProvider, error) {
 	if len(cfg.Nodes) == 0 {
 		cfg.Nodes = []string{"node-0"}
 	}
@@ -55,7 +55,7 @@ func NewStaticProvider(cfg StaticConfig, pods ...Pod) (*StaticProvider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &StaticProvider{cfg: cfg, pods: make(map[string]Pod), watchers: make(map[chan PodEvent]struct{})}
+	p := &staticProvider{cfg: cfg, pods: make(map[string]Pod), watchers: make(map[chan PodEvent]struct{})}
 	if err := p.Add(pods...); err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func NewStaticProvider(cfg StaticConfig, pods ...Pod) (*StaticProvider, error) {
 // Add records existing pods, e.g. agents started by hand. A pod needs an ID,
 // an address and a runtime; an ID already present is an error wrapping
 // ErrPodExists, and then no pod is added.
-func (p *StaticProvider) Add(pods ...Pod) error {
+func (p *staticProvider) Add(pods ...Pod) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := map[string]bool{}
@@ -88,7 +88,7 @@ func (p *StaticProvider) Add(pods ...Pod) error {
 
 // Create records a new pod named spec.Name (or "pod-<n>" when the name is
 // empty) on the next node.
-func (p *StaticProvider) Create(ctx context.Context, spec PodSpec) (Pod, error) {
+func (p *staticProvider) Create(ctx context.Context, spec PodSpec) (Pod, error) {
 	if err := ctx.Err(); err != nil {
 		return Pod{}, err
 	}
@@ -118,7 +118,7 @@ func (p *StaticProvider) Create(ctx context.Context, spec PodSpec) (Pod, error) 
 }
 
 // Delete forgets the pod.
-func (p *StaticProvider) Delete(ctx context.Context, id string) error {
+func (p *staticProvider) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (p *StaticProvider) Delete(ctx context.Context, id string) error {
 }
 
 // List returns the pods sorted by ID.
-func (p *StaticProvider) List(ctx context.Context) ([]Pod, error) {
+func (p *staticProvider) List(ctx context.Context) ([]Pod, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (p *StaticProvider) List(ctx context.Context) ([]Pod, error) {
 }
 
 // Get returns the pod with the given ID.
-func (p *StaticProvider) Get(id string) (Pod, bool) {
+func (p *staticProvider) Get(id string) (Pod, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pod, ok := p.pods[id]
@@ -157,7 +157,7 @@ func (p *StaticProvider) Get(id string) (Pod, bool) {
 }
 
 // Len returns the number of pods.
-func (p *StaticProvider) Len() int {
+func (p *staticProvider) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.pods)
@@ -165,7 +165,7 @@ func (p *StaticProvider) Len() int {
 
 // Watch returns a channel of the changes after this call. It is closed
 // when ctx is done, or when the consumer falls more than 256 events behind.
-func (p *StaticProvider) Watch(ctx context.Context) (<-chan PodEvent, error) {
+func (p *staticProvider) Watch(ctx context.Context) (<-chan PodEvent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (p *StaticProvider) Watch(ctx context.Context) (<-chan PodEvent, error) {
 	return ch, nil
 }
 
-func (p *StaticProvider) notifyLocked(ev PodEvent) {
+func (p *staticProvider) notifyLocked(ev PodEvent) {
 	for ch := range p.watchers {
 		select {
 		case ch <- ev:
