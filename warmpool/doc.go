@@ -4,8 +4,8 @@
 // creating a pod, which is what makes a cold start from the pool fast. A
 // pod handed out never returns: once a function was loaded into it, it is
 // that function's instance until it is deleted. Pods come from a
-// [PodProvider] (local processes, Kubernetes, or the in-memory
-// [StaticProvider] of tests and examples).
+// [PodProvider] (local processes, Kubernetes, or the fake of package
+// faastest in tests and examples).
 //
 // A [Manager] keeps each runtime's pool at the target its [SizingPolicy]
 // sets. The default, [EWMASizing], applies Little's law in the spirit of
