@@ -116,6 +116,7 @@ type Dataplane struct {
 
 	coldStarts coldStartStats
 	unknown    atomic.Uint64 // requests for functions not deployed
+	rounds     atomic.Uint64 // scaling rounds run, for tests on virtual time
 
 	cluster atomic.Pointer[cluster] // nil: a single node
 	fwd     forwardStats
@@ -218,11 +219,8 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	}
 	d.pool, d.starter, d.health = pool, starter, health
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.scaleLoop()
-	}()
+	sample, scale := d.clock.NewTicker(d.cfg.Scaler.SampleInterval), d.clock.NewTicker(d.cfg.Scaler.Interval)
+	d.wg.Go(func() { d.scaleLoop(sample, scale) })
 	d.state.Store(stateRunning) // publishes pool, starter and health
 	d.unbindCt = context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)

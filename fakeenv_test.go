@@ -35,6 +35,8 @@ type fakeAgents struct {
 	gate     chan struct{} // when non-nil, Initialize waits for it
 	initCall chan string   // addr of each Initialize call (buffered)
 	invokes  atomic.Int64
+	loads    atomic.Int64
+	loadErr  error // when set, every Load fails with it
 	handler  func(w http.ResponseWriter, r *http.Request, digest string) // optional
 }
 
@@ -83,7 +85,12 @@ func (f *fakeAgents) control(p warmpool.Pod) lifecycle.Control {
 }
 
 func (f *fakeAgents) Load(ctx context.Context, ctl lifecycle.Control, req lifecycle.LoadRequest) (lifecycle.LoadResponse, error) {
+	f.loads.Add(1)
 	f.mu.Lock()
+	if err := f.loadErr; err != nil {
+		f.mu.Unlock()
+		return lifecycle.LoadResponse{}, err
+	}
 	f.loaded[ctl.Addr] = req.Code.Digest
 	f.mu.Unlock()
 	return lifecycle.LoadResponse{FunctionID: req.FunctionID}, nil

@@ -4,19 +4,19 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/lifecycle"
 	"github.com/faasplane/faas/warmpool"
 )
 
 // scaleLoop is the Dataplane's control loop, on its clock: it samples the
-// demand of every function for its meter, and at every scaling interval
-// runs a round of decisions (scale); it also drops the instances whose pods
-// the provider reports gone.
-func (d *Dataplane) scaleLoop() {
-	sample := d.clock.NewTicker(d.cfg.Scaler.SampleInterval)
+// demand of every function for its meter at every tick of sample, runs a
+// round of decisions (scale) at every tick of scale, and drops the
+// instances whose pods the provider reports gone. Start makes the tickers,
+// so that time that passes once Start returned is seen by the loop.
+func (d *Dataplane) scaleLoop(sample, scale clock.Ticker) {
 	defer sample.Stop()
-	scale := d.clock.NewTicker(d.cfg.Scaler.Interval)
 	defer scale.Stop()
 	var watch <-chan warmpool.PodEvent
 	watcher, _ := d.cfg.Pods.(warmpool.PodWatcher)
@@ -76,6 +76,7 @@ func (d *Dataplane) scale(now time.Time) {
 	for fn := range d.funcs.All() {
 		d.scaleFunction(fn, now)
 	}
+	d.rounds.Add(1)
 }
 
 // scaleFunction asks fn's policy how many instances it should have and
