@@ -36,7 +36,7 @@ type fakeAgents struct {
 	initCall chan string   // addr of each Initialize call (buffered)
 	invokes  atomic.Int64
 	loads    atomic.Int64
-	loadErr  error // when set, every Load fails with it
+	loadErr  error                                                       // when set, every Load fails with it
 	handler  func(w http.ResponseWriter, r *http.Request, digest string) // optional
 }
 
