@@ -91,7 +91,7 @@ func NewPodProvider(cfg PodProviderConfig) *PodProvider {
 	if cfg.Clock != nil {
 		now = cfg.Clock.Now
 	}
-	// A StaticProvider with valid defaults never fails to build.
+	// A pod store with valid defaults never fails to build.
 	static, _ := newPodStore(podStoreConfig{Nodes: cfg.Nodes, Addr: cfg.Addr, Now: now})
 	return &PodProvider{cfg: cfg, static: static, rng: newRand(cfg.Seed), crashed: make(map[string]bool)}
 }

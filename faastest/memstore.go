@@ -14,7 +14,7 @@ import (
 // memStore is the in-memory code.Store and code.Putter inside a [CodeStore]:
 // it serves packages from a map keyed by digest, can add latency and inject
 // errors, and counts hits and misses. Unlike a real store it can also be told
-// to serve bytes that do not match their reference ([FakeStore.PutRaw]), so
+// to serve bytes that do not match their reference (PutRaw), so
 // that tests can check what the layers above do with bad data. It is safe for
 // concurrent use.
 type memStore struct {
@@ -26,7 +26,7 @@ type memStore struct {
 	opens, hits, misses, puts atomic.Int64
 }
 
-// CodeStoreCounts counts a FakeStore's calls.
+// CodeStoreCounts counts the calls of a CodeStore.
 type CodeStoreCounts struct {
 	// Opens counts every call to Open.
 	Opens int64

@@ -57,7 +57,7 @@ type PodSpec struct {
 }
 
 // PodProvider creates, deletes and lists generic pods. Implementations:
-// [StaticProvider] (in memory, for tests and examples), pods/local (agents
+// faastest.PodProvider (in memory, for tests and examples), pods/local (agents
 // as local processes), contrib/kubernetes. They must be safe for concurrent
 // use.
 type PodProvider interface {

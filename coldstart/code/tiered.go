@@ -14,7 +14,7 @@ import (
 // from r and stores it only if its bytes match ref (Put verifies them, e.g.
 // with [VerifyReader]); otherwise it returns an error wrapping
 // ErrDigestMismatch or ErrSizeMismatch and stores nothing. [DiskCache] and
-// [FakeStore] are Putters; an HTTP cache that accepts uploads may be one.
+// faastest.CodeStore are Putters; an HTTP cache that accepts uploads may be one.
 type Putter interface {
 	Store
 	Put(ctx context.Context, ref Ref, r io.Reader) error
