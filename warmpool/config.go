@@ -22,10 +22,19 @@ type RuntimeConfig struct {
 // Config tunes a [Manager]. Only Runtimes is required; every other zero
 // field takes its default.
 type Config struct {
-	// ID names the manager among the managers sharing a pod population;
-	// it must be unique per process incarnation (e.g. node name plus
-	// start time), since leases are held in its name. Default "warmpool".
+	// ID names the manager among the members sharing a pod population:
+	// unique among them and stable across restarts (a node name), so that
+	// a restarted manager gets back the same shard of pods. Its leases are
+	// held in the name of an incarnation of it ([Manager.Holder]), so a
+	// restart never inherits the leases of the process it replaces: it
+	// adopts its pods once those leases lapse. Default "warmpool".
 	ID string
+	// Addr and Weight are published with the manager's heartbeats in the
+	// Membership: where the other members reach it (for a Dataplane, its
+	// gateway) and its share of the pods relative to the others (default
+	// 1).
+	Addr   string
+	Weight float64
 	// Runtimes are the pools, by runtime name. At least one is required.
 	Runtimes map[string]RuntimeConfig
 	// Sizing returns the sizing policy of a runtime's pool. Default: an
@@ -131,6 +140,9 @@ func (cfg *Config) withDefaults() error {
 		return err
 	}
 	cfg.Clock = clock.Or(cfg.Clock)
+	if cfg.Weight < 0 {
+		return errors.New("warmpool: Weight must not be negative")
+	}
 	if cfg.Prober == nil {
 		cfg.Prober = &HTTPProber{}
 	}
@@ -141,10 +153,15 @@ func (cfg *Config) withDefaults() error {
 		cfg.Leases = NewMemLeaseStore(cfg.Clock)
 	}
 	if cfg.Membership == nil {
-		cfg.Membership = soloMembership{id: cfg.ID}
+		cfg.Membership = soloMembership{self: cfg.self()}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// self is the manager as a member.
+func (cfg *Config) self() Member {
+	return Member{ID: cfg.ID, Addr: cfg.Addr, Weight: cmp.Or(cfg.Weight, 1)}
 }

@@ -66,20 +66,49 @@ type LeaseStore interface {
 	Claim(ctx context.Context, l Lease) error
 }
 
-// Membership tracks the live managers that share a pod population, through
-// heartbeats with a time to live.
+// Member is one live member of a [Membership]: a warm-pool manager, which
+// for a Dataplane is also a dataplane node.
+type Member struct {
+	// ID names the member; it is stable across restarts (a node name), so
+	// that a restarted member gets back the same shard of pods and of
+	// functions. Leases are held in the name of an incarnation of it (see
+	// [Manager.Holder]), so that a restart never inherits them.
+	ID string
+	// Addr is where the other members reach this one (a Dataplane node:
+	// its gateway's host:port); empty for a member nobody needs to reach.
+	Addr string
+	// Weight is the member's share relative to the others (default 1).
+	Weight float64
+}
+
+// Membership tracks the live members that share a pod population (and,
+// for Dataplanes, the functions), through heartbeats with a time to live.
+// Implementations: [MemLeaseStore] for one process, contrib/etcd and
+// Kubernetes Leases for many. They must be safe for concurrent use; the
+// conformance suite in package warmpool/leasetest states their semantics.
 type Membership interface {
-	// Heartbeat records id as live until ttl from now.
-	Heartbeat(ctx context.Context, id string, ttl time.Duration) error
+	// Heartbeat records m as live until ttl from now, with its metadata.
+	Heartbeat(ctx context.Context, m Member, ttl time.Duration) error
 	// Leave removes id at once (a graceful shutdown).
 	Leave(ctx context.Context, id string) error
-	// Members returns the IDs of the live managers, sorted.
-	Members(ctx context.Context) ([]string, error)
+	// Members returns the live members, sorted by ID.
+	Members(ctx context.Context) ([]Member, error)
+}
+
+// MembershipWatcher is implemented by memberships that push changes, so that
+// members learn of a join or a death as it happens rather than at their
+// next poll.
+type MembershipWatcher interface {
+	// Watch sends the live members (sorted by ID) at once, then again after
+	// every change, until ctx is done or the store fails; it then closes
+	// the channel (a consumer that falls behind may miss intermediate
+	// sets, never the latest).
+	Watch(ctx context.Context) (<-chan []Member, error)
 }
 
 // soloMembership is the membership of a Manager alone.
-type soloMembership struct{ id string }
+type soloMembership struct{ self Member }
 
-func (s soloMembership) Heartbeat(context.Context, string, time.Duration) error { return nil }
+func (s soloMembership) Heartbeat(context.Context, Member, time.Duration) error { return nil }
 func (s soloMembership) Leave(context.Context, string) error                    { return nil }
-func (s soloMembership) Members(context.Context) ([]string, error)              { return []string{s.id}, nil }
+func (s soloMembership) Members(context.Context) ([]Member, error)              { return []Member{s.self}, nil }

@@ -55,7 +55,7 @@ type Manager struct {
 	mu          sync.Mutex
 	closed      bool
 	table       *sharding.Table
-	members     []string
+	members     []Member
 	held        map[string]*entry // leased pods, idle or awaiting their first probe
 	taking      map[string]bool   // pods between pick and claim
 	claimed     map[string]claim  // pods handed out and not yet deleted
@@ -71,6 +71,7 @@ type Manager struct {
 	nextTickAt    time.Time
 	handedOver    int64
 	adopted       int64
+	holder        string // the name leases are held in: ID and an incarnation
 	leasesLost    int64
 	closeOnce     sync.Once
 	closeErr      error
@@ -141,8 +142,8 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 		claimed:     make(map[string]claim),
 		claimedSeen: make(map[string]bool),
 		deleting:    make(map[string]uint64),
-		members:     []string{cfg.ID},
-		table:       sharding.MustNew(sharding.Node{ID: cfg.ID, Weight: 1}),
+		members:     []Member{cfg.self()},
+		table:       sharding.MustNew(sharding.Node{ID: cfg.ID, Weight: cfg.self().Weight}),
 	}
 	m.backoff, _ = cfg.Backoff.withDefaults()
 	seed := cfg.Seed
@@ -150,6 +151,7 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 		seed = rand.Uint64()
 	}
 	m.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	m.holder = fmt.Sprintf("%s/%08x", cfg.ID, rand.Uint32()) // not from Seed: two incarnations must differ
 	for _, rt := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
 		rc := cfg.Runtimes[rt]
 		sizer, err := cfg.Sizing(rt, rc)
@@ -174,6 +176,18 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 
 // ID returns the manager's ID.
 func (m *Manager) ID() string { return m.cfg.ID }
+
+// Holder returns the name the manager holds its leases in: its ID and an
+// incarnation, random per Manager.
+func (m *Manager) Holder() string { return m.holder }
+
+// Members returns the members the manager shares the pods with, as of its
+// latest round (itself included), sorted by ID.
+func (m *Manager) Members() []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.members)
+}
 
 // ErrNoIdlePod reports a TryTake that found no idle pod.
 var ErrNoIdlePod = errors.New("warmpool: no idle pod")

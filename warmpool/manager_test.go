@@ -3,6 +3,7 @@ package warmpool
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,7 +189,8 @@ func TestTickFillsThePoolAndTakeIsImmediate(t *testing.T) {
 	l, claimed, ok := e.store.Get(pod.ID)
 	require.True(t, ok)
 	assert.True(t, claimed, "a taken pod is claimed in the store")
-	assert.Equal(t, "m1", l.Holder)
+	assert.Equal(t, m.Holder(), l.Holder)
+	assert.True(t, strings.HasPrefix(l.Holder, "m1/"), "held in the name of an incarnation of m1")
 	assert.Equal(t, 1, m.Stats().Runtimes["go"].Idle)
 
 	// The taken pod never comes back, even after rounds.
@@ -387,8 +389,8 @@ func TestCloseDeletesIdlePodsAndFailsWaiters(t *testing.T) {
 	_, err = m.TryTake(context.Background(), "go", nil)
 	require.ErrorIs(t, err, ErrClosed)
 	require.ErrorIs(t, m.Tick(context.Background()), ErrClosed)
-	ids, _ := e.store.Members(context.Background())
-	assert.Empty(t, ids, "a closed manager leaves the membership")
+	members, _ := e.store.Members(context.Background())
+	assert.Empty(t, members, "a closed manager leaves the membership")
 }
 
 func TestCloseCanKeepIdlePodsForOthers(t *testing.T) {

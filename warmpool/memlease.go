@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +21,15 @@ type MemLeaseStore struct {
 
 	mu        sync.Mutex
 	leases    map[string]*memLease
-	members   map[string]time.Time
+	members   map[string]memMember
+	watches   map[*memWatch]struct{}
 	nextToken uint64
 	lastSweep time.Time
+}
+
+type memMember struct {
+	m       Member
+	expires time.Time
 }
 
 type memLease struct {
@@ -39,7 +46,7 @@ const sweepEvery = time.Minute
 // NewMemLeaseStore returns an empty store on clock c (the system clock when
 // nil).
 func NewMemLeaseStore(c clock.Clock) *MemLeaseStore {
-	return &MemLeaseStore{now: clock.Or(c).Now, leases: make(map[string]*memLease), members: make(map[string]time.Time)}
+	return &MemLeaseStore{now: clock.Or(c).Now, leases: make(map[string]*memLease), members: make(map[string]memMember), watches: make(map[*memWatch]struct{})}
 }
 
 func (s *MemLeaseStore) live(l *memLease, now time.Time) bool {
@@ -148,24 +155,25 @@ func (s *MemLeaseStore) sweepLocked(now time.Time) {
 			delete(s.leases, k)
 		}
 	}
-	for id, exp := range s.members {
-		if !now.Before(exp) {
-			delete(s.members, id)
-		}
-	}
+	s.expireMembersLocked()
 }
 
 // Heartbeat implements [Membership].
-func (s *MemLeaseStore) Heartbeat(ctx context.Context, id string, ttl time.Duration) error {
+func (s *MemLeaseStore) Heartbeat(ctx context.Context, m Member, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if id == "" || ttl <= 0 {
-		return fmt.Errorf("warmpool: heartbeat needs an id and a ttl > 0")
+	if m.ID == "" || ttl <= 0 || m.Weight < 0 {
+		return fmt.Errorf("warmpool: heartbeat needs an ID, a ttl > 0 and a weight >= 0")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.members[id] = s.now().Add(ttl)
+	s.expireMembersLocked()
+	prev, had := s.members[m.ID]
+	s.members[m.ID] = memMember{m: m, expires: s.now().Add(ttl)}
+	if !had || prev.m != m || !s.now().Before(prev.expires) {
+		s.notifyLocked()
+	}
 	return nil
 }
 
@@ -176,24 +184,96 @@ func (s *MemLeaseStore) Leave(ctx context.Context, id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.members, id)
+	if _, ok := s.members[id]; ok {
+		delete(s.members, id)
+		s.notifyLocked()
+	}
 	return nil
 }
 
 // Members implements [Membership].
-func (s *MemLeaseStore) Members(ctx context.Context) ([]string, error) {
+func (s *MemLeaseStore) Members(ctx context.Context) ([]Member, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	out := make([]string, 0, len(s.members))
-	for id, exp := range s.members {
-		if now.Before(exp) {
-			out = append(out, id)
+	s.expireMembersLocked()
+	return s.liveMembersLocked(), nil
+}
+
+// expireMembersLocked drops the members whose heartbeat lapsed and tells
+// the watchers.
+func (s *MemLeaseStore) expireMembersLocked() {
+	now, gone := s.now(), false
+	for id, e := range s.members {
+		if !now.Before(e.expires) {
+			delete(s.members, id)
+			gone = true
 		}
 	}
-	slices.Sort(out)
-	return out, nil
+	if gone {
+		s.notifyLocked()
+	}
+}
+
+func (s *MemLeaseStore) liveMembersLocked() []Member {
+	now := s.now()
+	out := make([]Member, 0, len(s.members))
+	for _, e := range s.members {
+		if now.Before(e.expires) {
+			out = append(out, e.m)
+		}
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Watch implements [MembershipWatcher]. The store has no timer of its own:
+// a member whose heartbeat lapsed is reported gone at the next operation on
+// the store (as an etcd lease's expiry is reported when the server notices
+// it).
+func (s *MemLeaseStore) Watch(ctx context.Context) (<-chan []Member, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ch := make(chan []Member, 1)
+	s.mu.Lock()
+	w := &memWatch{ch: ch}
+	s.watches[w] = struct{}{}
+	s.expireMembersLocked()
+	w.send(s.liveMembersLocked())
+	s.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.watches[w]; ok {
+			delete(s.watches, w)
+			close(ch)
+		}
+	})
+	return ch, nil
+}
+
+// memWatch is one Watch of a MemLeaseStore.
+type memWatch struct{ ch chan []Member }
+
+// send replaces a set the watcher has not read yet with the latest.
+func (w *memWatch) send(m []Member) {
+	select {
+	case <-w.ch:
+	default:
+	}
+	w.ch <- m
+}
+
+// notifyLocked sends the live members to every watcher.
+func (s *MemLeaseStore) notifyLocked() {
+	if len(s.watches) == 0 {
+		return
+	}
+	live := s.liveMembersLocked()
+	for w := range s.watches {
+		w.send(live)
+	}
 }

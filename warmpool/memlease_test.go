@@ -119,7 +119,8 @@ func TestMemLeaseStoreRejectsBadInput(t *testing.T) {
 	require.Error(t, err)
 	_, err = s.Renew(ctx, nil, 0)
 	require.Error(t, err)
-	require.Error(t, s.Heartbeat(ctx, "", time.Second))
+	require.Error(t, s.Heartbeat(ctx, Member{}, time.Second))
+	require.Error(t, s.Heartbeat(ctx, Member{ID: "m", Weight: -1}, time.Second))
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	_, err = s.Acquire(cancelled, "k", "m", time.Second)
@@ -132,17 +133,36 @@ func TestMemLeaseStoreMembership(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
 	s := NewMemLeaseStore(clock)
-	require.NoError(t, s.Heartbeat(ctx, "b", 10*time.Second))
-	require.NoError(t, s.Heartbeat(ctx, "a", 20*time.Second))
-	ids, err := s.Members(ctx)
+	watchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	w, err := s.Watch(watchCtx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"a", "b"}, ids)
+	require.Empty(t, <-w, "the current set first")
+	a, b := Member{ID: "a", Addr: "10.0.0.1:80", Weight: 2}, Member{ID: "b"}
+	require.NoError(t, s.Heartbeat(ctx, b, 10*time.Second))
+	require.Equal(t, []Member{b}, <-w)
+	require.NoError(t, s.Heartbeat(ctx, a, 20*time.Second))
+	members, err := s.Members(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []Member{a, b}, members, "sorted by ID, with their metadata")
+	require.Equal(t, []Member{a, b}, <-w)
+	require.NoError(t, s.Heartbeat(ctx, b, 10*time.Second))
+	select {
+	case m := <-w:
+		t.Fatalf("a heartbeat that changes nothing is not a change: %v", m)
+	default:
+	}
 	clock.Advance(10 * time.Second)
-	ids, _ = s.Members(ctx)
-	assert.Equal(t, []string{"a"}, ids, "a heartbeat lapses after its ttl")
+	members, _ = s.Members(ctx)
+	assert.Equal(t, []Member{a}, members, "a heartbeat lapses after its ttl")
+	require.Equal(t, []Member{a}, <-w, "and the watchers hear of it")
 	require.NoError(t, s.Leave(ctx, "a"))
-	ids, _ = s.Members(ctx)
-	assert.Empty(t, ids)
+	members, _ = s.Members(ctx)
+	assert.Empty(t, members)
+	require.Empty(t, <-w)
+	stop()
+	_, open := <-w
+	require.False(t, open, "the channel closes with the context")
 }
 
 func TestMemLeaseStoreSweepsExpiredLeases(t *testing.T) {

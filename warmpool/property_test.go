@@ -276,13 +276,13 @@ func runShardedSimulation(t *testing.T, seed uint64, steps int) {
 				require.False(t, dup, "step %d: pod %s held by %s and %s", i, id, other, s.id)
 				holder[id] = s.id
 				l, claimed, ok := store.Get(id)
-				require.True(t, ok && !claimed && l.Holder == s.id && l.Token == lease.Token,
+				require.True(t, ok && !claimed && l.Holder == s.m.Holder() && l.Token == lease.Token,
 					"step %d: %s holds %s, store says %+v claimed=%v ok=%v", i, s.id, id, l, claimed, ok)
 			}
 		}
 		liveIDs := map[string]bool{}
 		for _, s := range liveMgrs() {
-			liveIDs[s.id] = true
+			liveIDs[s.m.Holder()] = true
 		}
 		pods, err := prov.List(ctx)
 		require.NoError(t, err)

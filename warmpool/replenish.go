@@ -67,7 +67,7 @@ func (m *Manager) create(p *pool) {
 	var l Lease
 	adoptedAlready := false
 	if err == nil {
-		l, err = m.leases.Acquire(ctx, pod.ID, m.cfg.ID, m.cfg.LeaseTTL)
+		l, err = m.leases.Acquire(ctx, pod.ID, m.holder, m.cfg.LeaseTTL)
 		// An upkeep round may have listed and adopted the new pod before
 		// this acquire (here or in another manager): it is in a pool
 		// already, not lost.

@@ -204,3 +204,40 @@ func TestRebalanceKeepsPodsAddedDuringTheList(t *testing.T) {
 	_, claimed, ok = e.store.Get(taken.ID)
 	assert.True(t, ok && claimed)
 }
+
+// TestRestartedManagerAdoptsItsPodsOnceTheOldLeasesLapse: a manager that
+// restarts under the same ID (a node's name) gets back the same shard, but
+// never the leases of the process it replaces: it takes over the old pods
+// only once those leases have lapsed (meanwhile it creates its own).
+func TestRestartedManagerAdoptsItsPodsOnceTheOldLeasesLapse(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("node-1")
+	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 2, Max: 2}}
+	old := e.manager(t, cfg)
+	tick(t, old)
+	tick(t, old)
+	oldPods := heldBy(old)
+	require.Len(t, oldPods, 2)
+	// The old process dies without a word: its leases stay until they lapse.
+
+	restarted := e.manager(t, cfg)
+	require.NotEqual(t, old.Holder(), restarted.Holder())
+	tick(t, restarted)
+	for id := range heldBy(restarted) {
+		assert.False(t, oldPods[id], "pod %s taken over while the old incarnation's lease is live", id)
+	}
+	e.clock.Advance(cfg.LeaseTTL)
+	tick(t, restarted)
+	tick(t, restarted)
+	live, err := e.prov.List(context.Background())
+	require.NoError(t, err)
+	exists := map[string]bool{}
+	for _, p := range live {
+		exists[p.ID] = true
+	}
+	held := heldBy(restarted)
+	for id := range oldPods {
+		assert.True(t, held[id] || !exists[id], "old pod %s adopted or deleted, not leaked", id)
+	}
+	assert.LessOrEqual(t, len(held), 2, "back within the pool's bounds")
+}

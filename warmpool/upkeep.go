@@ -1,10 +1,12 @@
 package warmpool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/faasplane/faas/clock"
@@ -113,32 +115,33 @@ func (m *Manager) isClosed() bool {
 // pods for nothing.
 func (m *Manager) syncMembership(ctx context.Context) error {
 	var errs []error
-	if err := m.membership.Heartbeat(ctx, m.cfg.ID, m.cfg.LeaseTTL); err != nil {
+	self := m.cfg.self()
+	if err := m.membership.Heartbeat(ctx, self, m.cfg.LeaseTTL); err != nil {
 		errs = append(errs, fmt.Errorf("warmpool: heartbeat: %w", err))
 	}
-	ids, err := m.membership.Members(ctx)
+	members, err := m.membership.Members(ctx)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("warmpool: members: %w", err))...)
 	}
-	if !slices.Contains(ids, m.cfg.ID) {
-		ids = append(ids, m.cfg.ID)
+	if !slices.ContainsFunc(members, func(x Member) bool { return x.ID == self.ID }) {
+		members = append(members, self)
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
+	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	members = slices.CompactFunc(members, func(a, b Member) bool { return a.ID == b.ID })
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if slices.Equal(ids, m.members) {
+	if slices.Equal(members, m.members) {
 		return errors.Join(errs...)
 	}
-	nodes := make([]sharding.Node, len(ids))
-	for i, id := range ids {
-		nodes[i] = sharding.Node{ID: id, Weight: 1}
+	nodes := make([]sharding.Node, len(members))
+	for i, x := range members {
+		nodes[i] = sharding.Node{ID: x.ID, Weight: cmp.Or(x.Weight, 1)}
 	}
 	t, err := sharding.New(nodes...)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("warmpool: members: %w", err))...)
 	}
-	m.table, m.members = t, ids
+	m.table, m.members = t, members
 	return errors.Join(errs...)
 }
 
@@ -256,7 +259,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 	}
 	var acquired []adoption
 	for _, pod := range adopt {
-		l, err := m.leases.Acquire(ctx, pod.ID, m.cfg.ID, m.cfg.LeaseTTL)
+		l, err := m.leases.Acquire(ctx, pod.ID, m.holder, m.cfg.LeaseTTL)
 		switch {
 		case errors.Is(err, ErrClaimed):
 			m.mu.Lock()
