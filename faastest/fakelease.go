@@ -100,16 +100,16 @@ func (s *LeaseStore) Claim(ctx context.Context, l warmpool.Lease) error {
 
 // Expire ends the key's lease now, as if its holder had stopped renewing
 // it: the next Acquire by anyone succeeds with a new token, and the old
-// holder's Renew, Claim and Release fail. A claimed key stays claimed. It
-// reports whether there was a live, unclaimed lease to end.
+// holder's Renew, Claim and Release fail. A claim ends too, as it would
+// when its holder dies. It reports whether there was a live lease to end.
 func (s *LeaseStore) Expire(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.expireLocked(key, "")
 }
 
-// ExpireHolder ends every live, unclaimed lease of holder, as if it had
-// died, and returns how many it ended.
+// ExpireHolder ends every live lease of holder, claims included, as if it
+// had died, and returns how many it ended.
 func (s *LeaseStore) ExpireHolder(holder string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,16 +122,16 @@ func (s *LeaseStore) ExpireHolder(holder string) int {
 	return n
 }
 
-// expireLocked ends key's live, unclaimed lease (of holder, unless holder
-// is empty) by releasing it with its own token, which leaves the store as
-// a lapse would. Under mu no operation can come in between.
+// expireLocked ends key's live lease (of holder, unless holder is empty)
+// by releasing it with its own token, which leaves the store as a lapse
+// would. Under mu no operation can come in between.
 func (s *LeaseStore) expireLocked(key, holder string) bool {
-	l, claimed, ok := s.mem.Get(key)
+	l, _, ok := s.mem.Get(key)
 	if !ok {
 		delete(s.keys, key) // lapsed or released: nothing left to expire
 		return false
 	}
-	if claimed || (holder != "" && l.Holder != holder) {
+	if holder != "" && l.Holder != holder {
 		return false
 	}
 	if s.mem.Release(context.Background(), l) != nil {

@@ -34,34 +34,46 @@ var (
 	// ErrLeaseLost reports an operation with a lease that expired, was
 	// released, or whose key changed hands since (the token differs).
 	ErrLeaseLost = errors.New("warmpool: lease lost")
-	// ErrClaimed reports an Acquire of a key that was claimed: its pod was
-	// handed to a function and is no longer a pool's.
+	// ErrClaimed reports an Acquire of a key whose live lease is claimed:
+	// its pod was handed to a function and is no longer a pool's.
 	ErrClaimed = errors.New("warmpool: pod claimed")
 )
 
 // LeaseStore grants leases on keys with fencing tokens. Every operation is
 // a compare-and-set on the key's current lease, atomic in the store.
 // Implementations: [MemLeaseStore] for one process; contrib/etcd and
-// Kubernetes Leases for several. They must be safe for concurrent use.
+// Kubernetes Leases for several. They must be safe for concurrent use; the
+// conformance suite in package warmpool/leasetest states their semantics.
+//
+// A claimed lease (a pod handed to a function) lives as long as any other:
+// its holder renews it, and when the holder dies the claim lapses with its
+// other leases, so that the pod, now an orphaned instance, can be adopted
+// and deleted by a live manager. A store may renew all the leases of one
+// holder together (the etcd store keeps them on one etcd lease, so that a
+// renewal is one request whatever the number of pods): a holder releases
+// the leases it gives up instead of letting them lapse.
 type LeaseStore interface {
-	// Acquire grants key to holder for ttl when the key is free or its
-	// lease has expired, with a token greater than every earlier token of
-	// the key. It fails with ErrLeaseHeld when the key has a live lease,
-	// even one of holder's (a restarted process must not inherit the
-	// leases of the incarnation it replaces: they are renewed with Renew
-	// or left to expire), and with ErrClaimed when the key is claimed.
+	// Acquire grants key to holder for ttl when the key has no live lease,
+	// with a token greater than every earlier token of the key. It fails
+	// with ErrClaimed when the key's live lease is claimed, and with
+	// ErrLeaseHeld when it is not, even when it is holder's own (a
+	// restarted process must not inherit the leases of the incarnation it
+	// replaces: they are renewed with Renew or left to expire).
 	Acquire(ctx context.Context, key, holder string, ttl time.Duration) (Lease, error)
-	// Renew extends each lease by ttl from now if it is still the key's
-	// live lease (same token, not expired), in one batch. It returns one
-	// Lease per input, in order; a lease that could not be renewed comes
-	// back with Token 0. The error reports a failure of the whole batch.
+	// Renew extends each lease, claimed or not, to at least ttl from now
+	// if it is still the key's live lease (same token, not expired), in
+	// one batch. It returns one Lease per input, in order; a lease that
+	// could not be renewed comes back with Token 0. The error reports a
+	// failure of the whole batch (the store unreachable): nothing is known
+	// then, and the holder must treat its leases as lapsing at the
+	// Expires it had.
 	Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]Lease, error)
-	// Release frees the key if l is its current lease (live or claimed);
+	// Release frees the key if l is its live lease (claimed or not);
 	// otherwise it returns ErrLeaseLost and changes nothing.
 	Release(ctx context.Context, l Lease) error
 	// Claim marks the key as claimed if l is its live lease: the pod was
-	// handed to a function, and no holder may acquire it until the claim
-	// is released. Claiming a key already claimed with l's token succeeds
+	// handed to a function, and no holder may acquire it while the claim
+	// lives. Claiming a key already claimed with l's token succeeds
 	// (retries are safe). Otherwise it returns ErrLeaseLost.
 	Claim(ctx context.Context, l Lease) error
 }

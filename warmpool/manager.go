@@ -26,7 +26,12 @@ type Preference func(Pod) int
 // replenishes, probes and shares pods with other managers. It is safe for
 // concurrent use.
 type Manager struct {
-	cfg        Config
+	cfg    Config
+	holder string // the name leases are held in: ID and an incarnation
+	// private is set when the lease store is the Manager's own default:
+	// nobody else can arbitrate the pods, so pods created by another
+	// manager are never adopted (see rebalance).
+	private    bool
 	log        *slog.Logger
 	now        func() time.Time
 	clock      clock.Clock
@@ -52,15 +57,18 @@ type Manager struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
-	mu          sync.Mutex
-	closed      bool
-	table       *sharding.Table
-	members     []Member
-	held        map[string]*entry // leased pods, idle or awaiting their first probe
-	taking      map[string]bool   // pods between pick and claim
-	claimed     map[string]claim  // pods handed out and not yet deleted
-	seq         uint64            // numbers additions to held and claimed
-	claimedSeen map[string]bool   // pods the store reported claimed (by anyone)
+	mu      sync.Mutex
+	closed  bool
+	table   *sharding.Table
+	members []Member
+	held    map[string]*entry // leased pods, idle or awaiting their first probe
+	taking  map[string]bool   // pods between pick and claim
+	claimed map[string]claim  // pods handed out and not yet deleted
+	seq     uint64            // numbers additions to held and claimed
+	// claimedSeen holds the pods the store reported claimed (by anyone),
+	// with when: they are not asked about again for LeaseTTL/2, the time
+	// a dead holder's claim may take to lapse being a TTL anyway.
+	claimedSeen map[string]time.Time
 	// deleting holds the pods Delete was asked to delete, with the seq at
 	// which it began: a List taken before the deletion still shows them,
 	// and with their claims released they would look adoptable. They are
@@ -71,7 +79,7 @@ type Manager struct {
 	nextTickAt    time.Time
 	handedOver    int64
 	adopted       int64
-	holder        string // the name leases are held in: ID and an incarnation
+	foreign       int // pods of other managers seen by the latest round (private leases)
 	leasesLost    int64
 	closeOnce     sync.Once
 	closeErr      error
@@ -123,11 +131,13 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 	if provider == nil {
 		return nil, errors.New("warmpool: a PodProvider is required")
 	}
+	private := cfg.Leases == nil
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
 	m := &Manager{
 		cfg:         cfg,
+		private:     private,
 		log:         cfg.Logger,
 		now:         cfg.Clock.Now,
 		clock:       cfg.Clock,
@@ -140,7 +150,7 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 		held:        make(map[string]*entry),
 		taking:      make(map[string]bool),
 		claimed:     make(map[string]claim),
-		claimedSeen: make(map[string]bool),
+		claimedSeen: make(map[string]time.Time),
 		deleting:    make(map[string]uint64),
 		members:     []Member{cfg.self()},
 		table:       sharding.MustNew(sharding.Node{ID: cfg.ID, Weight: cfg.self().Weight}),
@@ -151,14 +161,19 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 		seed = rand.Uint64()
 	}
 	m.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	m.holder = fmt.Sprintf("%s/%08x", cfg.ID, rand.Uint32()) // not from Seed: two incarnations must differ
+	m.holder = fmt.Sprintf("%s-%08x", cfg.ID, rand.Uint32()) // not from Seed: two incarnations must differ
 	for _, rt := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
 		rc := cfg.Runtimes[rt]
 		sizer, err := cfg.Sizing(rt, rc)
 		if err != nil {
 			return nil, fmt.Errorf("warmpool: runtime %q: %w", rt, err)
 		}
-		p := &pool{runtime: rt, labels: maps.Clone(rc.Labels), sizer: sizer, max: rc.Max}
+		labels := maps.Clone(rc.Labels)
+		if labels == nil {
+			labels = make(map[string]string, 1)
+		}
+		labels[HolderLabel] = m.holder
+		p := &pool{runtime: rt, labels: labels, sizer: sizer, max: rc.Max}
 		p.target = min(max(sizer.Target(m.now()), 0), rc.Max)
 		m.pools[rt] = p
 		m.poolList = append(m.poolList, p)
@@ -178,7 +193,8 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 func (m *Manager) ID() string { return m.cfg.ID }
 
 // Holder returns the name the manager holds its leases in: its ID and an
-// incarnation, random per Manager.
+// incarnation, random per Manager. The pods it creates carry it in their
+// [HolderLabel].
 func (m *Manager) Holder() string { return m.holder }
 
 // Members returns the members the manager shares the pods with, as of its
@@ -447,6 +463,10 @@ type RuntimeStats struct {
 type Stats struct {
 	// Members is the number of live managers this one knows of.
 	Members int
+	// ForeignPods counts the pods created by other managers that the
+	// latest round found in the population of a manager with a private
+	// lease store (see [ErrSharedPopulation]); they are never adopted.
+	ForeignPods int
 	// HandedOver counts pods released to another owner, Adopted the pods
 	// acquired from another owner or found unowned, LeasesLost the leases
 	// that could not be renewed or claimed.
@@ -459,7 +479,7 @@ type Stats struct {
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := Stats{Members: len(m.members), HandedOver: m.handedOver, Adopted: m.adopted, LeasesLost: m.leasesLost,
+	s := Stats{Members: len(m.members), ForeignPods: m.foreign, HandedOver: m.handedOver, Adopted: m.adopted, LeasesLost: m.leasesLost,
 		Runtimes: make(map[string]RuntimeStats, len(m.pools))}
 	for rt, p := range m.pools {
 		s.Runtimes[rt] = RuntimeStats{

@@ -190,7 +190,7 @@ func TestTickFillsThePoolAndTakeIsImmediate(t *testing.T) {
 	require.True(t, ok)
 	assert.True(t, claimed, "a taken pod is claimed in the store")
 	assert.Equal(t, m.Holder(), l.Holder)
-	assert.True(t, strings.HasPrefix(l.Holder, "m1/"), "held in the name of an incarnation of m1")
+	assert.True(t, strings.HasPrefix(l.Holder, "m1-"), "held in the name of an incarnation of m1")
 	assert.Equal(t, 1, m.Stats().Runtimes["go"].Idle)
 
 	// The taken pod never comes back, even after rounds.

@@ -50,7 +50,7 @@ func NewMemLeaseStore(c clock.Clock) *MemLeaseStore {
 }
 
 func (s *MemLeaseStore) live(l *memLease, now time.Time) bool {
-	return l.claimed || now.Before(l.expires)
+	return now.Before(l.expires)
 }
 
 // Acquire implements [LeaseStore].
@@ -66,7 +66,7 @@ func (s *MemLeaseStore) Acquire(ctx context.Context, key, holder string, ttl tim
 	now := s.now()
 	cur, ok := s.leases[key]
 	switch {
-	case ok && cur.claimed:
+	case ok && cur.claimed && s.live(cur, now):
 		return Lease{}, fmt.Errorf("warmpool: acquire %q: %w", key, ErrClaimed)
 	case ok && s.live(cur, now):
 		return Lease{}, fmt.Errorf("warmpool: acquire %q by %q: %w (holder %q)", key, holder, ErrLeaseHeld, cur.holder)
@@ -92,7 +92,7 @@ func (s *MemLeaseStore) Renew(ctx context.Context, leases []Lease, ttl time.Dura
 	now := s.now()
 	for i, l := range leases {
 		cur, ok := s.leases[l.Key]
-		if !ok || cur.claimed || cur.token != l.Token || !now.Before(cur.expires) {
+		if !ok || cur.token != l.Token || !now.Before(cur.expires) {
 			out[i] = Lease{Key: l.Key, Holder: l.Holder}
 			continue
 		}

@@ -87,15 +87,18 @@ func TestMemLeaseStoreLifecycle(t *testing.T) {
 	require.ErrorIs(t, s.Claim(ctx, a), ErrLeaseLost)
 	require.ErrorIs(t, s.Release(ctx, a), ErrLeaseLost)
 
-	// Claim: permanent, idempotent, blocks Acquire and Renew; Release frees.
+	// Claim: idempotent, blocks Acquire while it lives, renewed like any
+	// lease; Release frees.
 	require.NoError(t, s.Claim(ctx, b))
 	require.NoError(t, s.Claim(ctx, b))
-	clock.Advance(time.Hour)
+	clock.Advance(5 * time.Second)
 	_, err = s.Acquire(ctx, "p1", "m3", time.Second)
 	require.ErrorIs(t, err, ErrClaimed)
-	r, err = s.Renew(ctx, []Lease{b}, time.Second)
+	r, err = s.Renew(ctx, []Lease{b}, 10*time.Second)
 	require.NoError(t, err)
-	assert.Zero(t, r[0].Token)
+	require.Equal(t, b.Token, r[0].Token, "a claim is renewed")
+	b = r[0]
+	clock.Advance(9 * time.Second)
 	l, claimed, ok := s.Get("p1")
 	require.True(t, ok)
 	assert.True(t, claimed)
@@ -103,6 +106,13 @@ func TestMemLeaseStoreLifecycle(t *testing.T) {
 	require.NoError(t, s.Release(ctx, b))
 	_, _, ok = s.Get("p1")
 	assert.False(t, ok)
+	d, err := s.Acquire(ctx, "p1", "m4", time.Second)
+	require.NoError(t, err)
+	require.NoError(t, s.Claim(ctx, d))
+	clock.Advance(2 * time.Second)
+	_, _, ok = s.Get("p1")
+	assert.False(t, ok, "a claim that is not renewed lapses with its holder")
+	b = d
 	c, err := s.Acquire(ctx, "p1", "m3", time.Second)
 	require.NoError(t, err)
 	assert.Greater(t, c.Token, b.Token)
@@ -182,13 +192,13 @@ func TestMemLeaseStoreSweepsExpiredLeases(t *testing.T) {
 	s.mu.Lock()
 	n := len(s.leases)
 	s.mu.Unlock()
-	assert.Equal(t, 1, n, "only the claim survives the sweep")
+	assert.Zero(t, n, "expired leases are swept, claims too: a claim lapses with its holder")
 }
 
 // TestMemLeaseStoreMutualExclusion is a property test: holders race to
 // acquire, renew, claim and release random keys on a clock that moves; at
 // every instant at most one holder has a live lease on a key, tokens only
-// grow, and a claimed key is never acquired.
+// grow, and a key is never acquired while its claim lives.
 func TestMemLeaseStoreMutualExclusion(t *testing.T) {
 	ctx := context.Background()
 	clock := newWPClock()
@@ -207,14 +217,15 @@ func TestMemLeaseStoreMutualExclusion(t *testing.T) {
 		case 1:
 			l, err := s.Acquire(ctx, key, holder, 2*time.Second)
 			if err == nil {
-				require.False(t, claimed[key], "step %d: claimed key acquired", step)
 				if old, ok := held[key]; ok {
+					require.False(t, claimed[key] && old.Valid(clock.Now()), "step %d: key acquired under a live claim", step)
 					require.False(t, old.Valid(clock.Now()) && old.Holder != holder,
 						"step %d: %s acquired %s while %s's lease is live", step, holder, key, old.Holder)
 				}
 				require.Greater(t, l.Token, lastToken[key], "step %d: token did not grow", step)
 				lastToken[key] = l.Token
 				held[key] = l
+				delete(claimed, key)
 			}
 		case 2:
 			if l, ok := held[key]; ok {
@@ -227,7 +238,7 @@ func TestMemLeaseStoreMutualExclusion(t *testing.T) {
 			}
 		case 3:
 			if l, ok := held[key]; ok && s.Claim(ctx, l) == nil {
-				require.True(t, l.Valid(clock.Now()) || claimed[key], "step %d: claim with an expired lease", step)
+				require.True(t, l.Valid(clock.Now()), "step %d: claim with an expired lease", step)
 				claimed[key] = true
 			}
 		case 4, 5:

@@ -42,6 +42,12 @@ func (p Pod) Clone() Pod {
 	return p
 }
 
+// HolderLabel is the label a Manager sets on the pods it creates: its
+// [Manager.Holder]. A Manager with a private lease store tells by it that
+// another manager shares its pod population, which is unsafe: see
+// [ErrSharedPopulation].
+const HolderLabel = "faasplane.io/holder"
+
 // PodSpec is what a Manager asks a provider to create.
 type PodSpec struct {
 	// Name is the ID the Manager would like the pod to have. Providers
@@ -124,4 +130,10 @@ var (
 	// ErrNotIdle reports a pod whose agent answers the probe with a
 	// function loaded: it is specialized, not a warm pod.
 	ErrNotIdle = errors.New("warmpool: pod is not idle")
+	// ErrSharedPopulation reports pods created by another manager in the
+	// population of a manager whose lease store is private (the default):
+	// with nobody to arbitrate, both could hand out the same pod. Such
+	// pods are never adopted; managers that share a pod population must
+	// share a LeaseStore and a Membership.
+	ErrSharedPopulation = errors.New("warmpool: another manager shares this pod population, and the lease store is private")
 )

@@ -256,6 +256,8 @@ func runShardedSimulation(t *testing.T, seed uint64, steps int) {
 				require.False(t, dup, "step %d: pod %s handed out by %s and before by %s", i, r.pod.ID, r.s.id, prev)
 				takenEver[r.pod.ID] = r.s.id
 				takenBy[r.pod.ID] = r.s
+				// The pod now runs a function: its agent says so.
+				prober.kill(r.pod.ID, ErrNotIdle)
 				_, bad := unhealthy.Load(r.pod.Node)
 				require.False(t, bad, "step %d: pod %s on unhealthy node %s handed out", i, r.pod.ID, r.pod.Node)
 			}

@@ -2,6 +2,7 @@ package warmpool
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -240,4 +241,57 @@ func TestRestartedManagerAdoptsItsPodsOnceTheOldLeasesLapse(t *testing.T) {
 		assert.True(t, held[id] || !exists[id], "old pod %s adopted or deleted, not leaked", id)
 	}
 	assert.LessOrEqual(t, len(held), 2, "back within the pool's bounds")
+}
+
+// Two managers with private lease stores over one pod population could
+// hand out the same pods: each refuses the other's pods and says why.
+func TestPrivateLeasesRefuseAnotherManagersPods(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	private := func(id string, seed uint64) Config {
+		cfg := e.config(id)
+		cfg.Leases, cfg.Membership, cfg.Seed = nil, nil, seed
+		return cfg
+	}
+	a := e.manager(t, private("dataplane", 1))
+	require.NoError(t, a.Tick(ctx))
+	require.Equal(t, 2, a.Stats().Runtimes["go"].Idle)
+
+	// Same ID, as two Dataplanes with default config would have.
+	b := e.manager(t, private("dataplane", 2))
+	err := b.Tick(ctx)
+	require.ErrorIs(t, err, ErrSharedPopulation)
+	assert.Contains(t, err.Error(), a.Holder(), "the error names the other manager")
+	assert.Equal(t, 2, b.Stats().ForeignPods)
+	require.Equal(t, 2, b.Stats().Runtimes["go"].Idle, "b fills its pool with pods of its own")
+	require.ErrorIs(t, a.Tick(ctx), ErrSharedPopulation, "and a sees them")
+
+	seen := map[string]string{}
+	for _, m := range []*Manager{a, b} {
+		for {
+			pod, err := m.TryTake(ctx, "go", nil)
+			if errors.Is(err, ErrNoIdlePod) {
+				break
+			}
+			require.NoError(t, err)
+			require.Empty(t, seen[pod.ID], "pod %s handed out twice", pod.ID)
+			seen[pod.ID] = m.Holder()
+			assert.Equal(t, m.Holder(), pod.Labels[HolderLabel], "a manager hands out only its own pods")
+		}
+	}
+	assert.Len(t, seen, 4)
+}
+
+// With a shared store and membership, pods of other managers are the
+// normal case: no error.
+func TestSharedLeasesAdoptOtherManagersPods(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	a := e.manager(t, e.config("a"))
+	require.NoError(t, a.Tick(ctx))
+	b := e.manager(t, e.config("b"))
+	require.NoError(t, b.Tick(ctx))
+	require.NoError(t, a.Tick(ctx))
+	assert.Zero(t, a.Stats().ForeignPods)
+	assert.Zero(t, b.Stats().ForeignPods)
 }

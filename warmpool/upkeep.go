@@ -28,7 +28,9 @@ func (m *Manager) run() {
 			due := !m.now().Before(m.nextTickAt)
 			m.mu.Unlock()
 			if due {
-				_ = m.Tick(m.ctx)
+				if err := m.Tick(m.ctx); err != nil && m.ctx.Err() == nil {
+					m.log.Warn("warmpool: upkeep round", "err", err)
+				}
 			} else {
 				m.replenish(false)
 			}
@@ -152,13 +154,18 @@ func (m *Manager) ownsLocked(id string) bool {
 	return ok && n.ID == m.cfg.ID
 }
 
-// renew extends the leases of the held pods in one batch and drops the pods
-// whose lease was lost.
+// renew extends the leases of the held and the claimed pods in one batch,
+// and forgets the pods whose lease was lost. A claim must be renewed too: it
+// lapses with its holder, so that the instances of a dead manager can be
+// adopted and deleted.
 func (m *Manager) renew(ctx context.Context) {
 	m.mu.Lock()
-	leases := make([]Lease, 0, len(m.held))
+	leases := make([]Lease, 0, len(m.held)+len(m.claimed))
 	for _, e := range m.held {
 		leases = append(leases, e.lease)
+	}
+	for _, c := range m.claimed {
+		leases = append(leases, c.lease)
 	}
 	m.mu.Unlock()
 	if len(leases) == 0 {
@@ -166,14 +173,28 @@ func (m *Manager) renew(ctx context.Context) {
 	}
 	renewed, err := m.leases.Renew(ctx, leases, m.cfg.LeaseTTL)
 	if err != nil || len(renewed) != len(leases) {
+		// The leases lapse at the Expires they had: until the store
+		// answers again, no pod is handed out past it.
 		m.log.Warn("warmpool: lease renewal failed", "leases", len(leases), "err", err)
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, l := range renewed {
-		e := m.held[leases[i].Key]
-		if e == nil || e.lease.Token != leases[i].Token {
+		key, token := leases[i].Key, leases[i].Token
+		if c, ok := m.claimed[key]; ok && c.lease.Token == token {
+			if l.Token == 0 {
+				delete(m.claimed, key)
+				m.leasesLost++
+				m.log.Warn("warmpool: the claim on a pod in use lapsed; another manager may delete it", "pod", key)
+				continue
+			}
+			c.lease = l
+			m.claimed[key] = c
+			continue
+		}
+		e := m.held[key]
+		if e == nil || e.lease.Token != token {
 			continue // taken or dropped meanwhile
 		}
 		if l.Token == 0 {
@@ -187,7 +208,9 @@ func (m *Manager) renew(ctx context.Context) {
 
 // rebalance compares the held pods with the provider's: it releases the
 // pods that vanished or that another manager owns now, and acquires the
-// unowned pods this manager owns.
+// unowned pods this manager owns. With a private lease store it never
+// adopts a pod another manager created, and reports it (an error wrapping
+// ErrSharedPopulation).
 func (m *Manager) rebalance(ctx context.Context) error {
 	// Pods added to held or claimed after this point may be missing from
 	// the list (created or taken concurrently): only those added before
@@ -217,8 +240,9 @@ func (m *Manager) rebalance(ctx context.Context) error {
 			m.handedOver++
 		}
 	}
-	for id := range m.claimedSeen {
-		if !exists[id] {
+	now := m.now()
+	for id, at := range m.claimedSeen {
+		if !exists[id] || now.Sub(at) >= m.cfg.LeaseTTL/2 {
 			delete(m.claimedSeen, id)
 		}
 	}
@@ -236,16 +260,29 @@ func (m *Manager) rebalance(ctx context.Context) error {
 			gone = append(gone, c.lease)
 		}
 	}
+	var foreign []string
 	for _, pod := range pods {
-		if _, gone := m.deleting[pod.ID]; gone || m.pools[pod.Runtime] == nil || m.held[pod.ID] != nil || m.taking[pod.ID] || m.claimedSeen[pod.ID] {
+		if _, gone := m.deleting[pod.ID]; gone || m.pools[pod.Runtime] == nil || m.held[pod.ID] != nil || m.taking[pod.ID] {
 			continue
 		}
 		if _, ok := m.claimed[pod.ID]; ok || !m.ownsLocked(pod.ID) {
 			continue
 		}
+		if _, seen := m.claimedSeen[pod.ID]; seen {
+			continue
+		}
+		if h := pod.Labels[HolderLabel]; m.private && h != "" && h != m.holder {
+			foreign = append(foreign, pod.ID+" (created by "+h+")")
+			continue
+		}
 		adopt = append(adopt, pod)
 	}
+	m.foreign = len(foreign)
 	m.mu.Unlock()
+	var errForeign error
+	if len(foreign) > 0 {
+		errForeign = fmt.Errorf("%w: %d pods were created by other managers, e.g. %s; give every manager of the population the same LeaseStore and Membership", ErrSharedPopulation, len(foreign), foreign[0])
+	}
 
 	for _, e := range release {
 		_ = m.leases.Release(ctx, e.lease) // a lost lease needs no release
@@ -263,7 +300,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		switch {
 		case errors.Is(err, ErrClaimed):
 			m.mu.Lock()
-			m.claimedSeen[pod.ID] = true
+			m.claimedSeen[pod.ID] = m.now()
 			m.mu.Unlock()
 			continue
 		case errors.Is(err, ErrLeaseHeld):
@@ -275,7 +312,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		acquired = append(acquired, adoption{pod, l})
 	}
 	if len(acquired) == 0 {
-		return nil
+		return errForeign
 	}
 	// The list above may predate a deletion: a pod handed out and deleted
 	// since (by this or another manager, which then released its claim)
@@ -286,7 +323,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		for _, a := range acquired {
 			_ = m.leases.Release(ctx, a.lease)
 		}
-		return fmt.Errorf("warmpool: list pods: %w", err)
+		return errors.Join(errForeign, fmt.Errorf("warmpool: list pods: %w", err))
 	}
 	still := make(map[string]bool, len(again))
 	for _, p := range again {
@@ -317,7 +354,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		}
 		m.mu.Unlock()
 	}
-	return nil
+	return errForeign
 }
 
 // probeDue probes the held pods whose probe is due: adopted pods before
@@ -359,9 +396,9 @@ func (m *Manager) probeDue() {
 }
 
 // probe probes one pod and acts on the answer: a pending pod that passes
-// joins the pool; a pod that fails leaves it, and is deleted unless it
-// answered with a function loaded (then it is somebody's instance, and only
-// its lease is released).
+// joins the pool; a pod that fails leaves it and is deleted, unless it was
+// idle in the pool and answered with a function loaded (then only its lease
+// is released).
 func (m *Manager) probe(e *entry) {
 	err := m.prober.Probe(m.ctx, e.pod)
 	m.mu.Lock()
@@ -386,11 +423,16 @@ func (m *Manager) probe(e *entry) {
 		m.mu.Unlock() // closing: not the pod's fault
 		return
 	}
+	adopted := !e.idle
 	m.dropLocked(e)
 	e.pool.probeFailures++
 	m.mu.Unlock()
 	m.log.Warn("warmpool: probe failed; pod leaves the pool", "pod", e.pod.ID, "err", err)
-	m.retire(e, !errors.Is(err, ErrNotIdle))
+	// A pod that answers with a function loaded is somebody's instance,
+	// and is left alone, unless it was just adopted: its lease was free,
+	// so the claim of the manager that handed it out lapsed, and nobody
+	// routes to it any more.
+	m.retire(e, adopted || !errors.Is(err, ErrNotIdle))
 }
 
 // retire deletes a pod that left the pool (when del) and releases its
