@@ -1,23 +1,19 @@
 package faas
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strconv"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/faasplane/faas/internal/wire"
-
-	"github.com/faasplane/faas/internal/httpx"
-	"github.com/faasplane/faas/lifecycle"
-	"github.com/faasplane/faas/loadshed"
-	"github.com/faasplane/faas/router"
+	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/sharding"
+	"github.com/faasplane/faas/warmpool"
 )
 
 // ClusterNode is one dataplane node of a multi-node deployment.
@@ -32,6 +28,71 @@ type ClusterNode struct {
 	Weight float64
 }
 
+// ClusterConfig makes a Dataplane one node of several that share the
+// functions and, with a membership, one pod population.
+//
+// Every function is owned by one node, chosen by weighted rendezvous
+// hashing of its ID among the live nodes (package sharding), so that its
+// counters, its queue, its limits and its instances live in one place; a
+// request that arrives at another node is forwarded to the owner once
+// (marked with X-Faas-Forwarded-By, so it is never forwarded again). When
+// the owner cannot be reached, the request goes to the next node of the
+// function's rendezvous order (its successor, which is also where the
+// function moves if the owner leaves), so the function still has one home;
+// the unreachable node is passed over for SuspectTimeout, doubling while it
+// keeps refusing, and the membership removes it for good once its
+// heartbeat lapses. Deploy every function on every node.
+//
+// Two forms: a static list of Nodes, for simple setups where each node has
+// pods of its own; or a Membership with a shared lease store, for nodes
+// over one pod population (contrib/etcd, contrib/kubernetes). Then the node
+// joins the membership through its warm pool's heartbeats (with Advertise
+// and Weight), the warm pools shard the pods by the same membership, and
+// the Dataplane follows the membership's changes. When the membership
+// cannot be read, the node keeps the last view it had (fail static).
+type ClusterConfig struct {
+	// Nodes is a static list of the nodes, this one included. It cannot be
+	// combined with Membership. [Dataplane.SetCluster] replaces it.
+	Nodes []ClusterNode
+	// Membership tracks the live nodes. It must be shared by every node,
+	// and comes with Leases and Advertise.
+	Membership warmpool.Membership
+	// Leases arbitrates the shared pod population between the nodes' warm
+	// pools: they claim a pod with a fencing token before handing it out.
+	Leases warmpool.LeaseStore
+	// Advertise is the host:port where the other nodes reach this node's
+	// gateway, published with its heartbeats.
+	Advertise string
+	// Weight is this node's share of functions and of pods relative to
+	// the others (default 1).
+	Weight float64
+	// SuspectTimeout is how long a node that refused a connection is
+	// passed over before it is tried again; it doubles while the node
+	// keeps refusing, up to 32 times. Default 1 s.
+	SuspectTimeout time.Duration
+}
+
+// DefaultSuspectTimeout is the default of ClusterConfig.SuspectTimeout.
+const DefaultSuspectTimeout = time.Second
+
+func (c ClusterConfig) validate(nodeID string) error {
+	switch {
+	case c.Membership != nil && len(c.Nodes) > 0:
+		return errors.New("Cluster: Nodes and Membership are exclusive")
+	case (c.Membership == nil) != (c.Leases == nil):
+		return errors.New("Cluster: Membership and Leases go together (nodes that share a membership share their pods)")
+	case c.Membership != nil && c.Advertise == "":
+		return errors.New("Cluster: Advertise (this node's gateway host:port) is required with a Membership")
+	case c.Weight < 0 || c.SuspectTimeout < 0:
+		return errors.New("Cluster: Weight and SuspectTimeout must not be negative")
+	}
+	if len(c.Nodes) > 0 {
+		_, err := newCluster(c.Nodes, nodeID)
+		return err
+	}
+	return nil
+}
+
 // cluster is an immutable view of the nodes: who owns which function.
 type cluster struct {
 	table *sharding.Table
@@ -41,44 +102,62 @@ type cluster struct {
 // ErrUnknownNode reports a cluster that does not contain this node.
 var ErrUnknownNode = errors.New("faas: this node is not in the cluster")
 
-// SetCluster declares the dataplane nodes that share the functions. Every
-// function is owned by one node, chosen by weighted rendezvous hashing of
-// its ID (package sharding), so that its counters, its queue and its
-// instances live in one place; a request that arrives at another node is
-// forwarded to the owner once (marked with X-Faas-Forwarded-By, so it is
-// never forwarded again). When the membership changes, only the functions
-// of the nodes that joined or left move. Deploy every function on every
-// node: a node serves a function locally when the owner cannot be reached.
-// An empty list turns forwarding off. It is safe to call at any time.
+// ErrMembership reports a SetCluster on a Dataplane whose membership
+// decides the nodes.
+var ErrMembership = errors.New("faas: the cluster follows a membership")
+
+func newCluster(nodes []ClusterNode, self string) (*cluster, error) {
+	members := make([]sharding.Node, len(nodes))
+	addrs := make(map[string]string, len(nodes))
+	found := false
+	for i, n := range nodes {
+		members[i] = sharding.Node{ID: n.ID, Weight: cmp.Or(n.Weight, 1)}
+		if n.ID == self {
+			found = true
+		} else if n.Addr == "" {
+			return nil, fmt.Errorf("%w: node %q has no address", ErrInvalidConfig, n.ID)
+		}
+		addrs[n.ID] = n.Addr
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownNode, self)
+	}
+	table, err := sharding.New(members...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return &cluster{table: table, addrs: addrs}, nil
+}
+
+// SetCluster replaces the static list of the nodes that share the
+// functions, this one included (see [ClusterConfig]); only the functions of
+// the nodes that joined or left move. An empty list makes this node alone.
+// It is safe to call at any time, and fails with ErrMembership when
+// Config.Cluster has a Membership.
 func (d *Dataplane) SetCluster(nodes []ClusterNode) error {
+	if d.cfg.Cluster.Membership != nil {
+		return ErrMembership
+	}
+	return d.setNodes(nodes)
+}
+
+func (d *Dataplane) setNodes(nodes []ClusterNode) error {
 	if len(nodes) == 0 {
 		d.cluster.Store(nil)
 		return nil
 	}
-	members := make([]sharding.Node, len(nodes))
-	addrs := make(map[string]string, len(nodes))
-	self := false
-	for i, n := range nodes {
-		w := n.Weight
-		if w == 0 {
-			w = 1
-		}
-		members[i] = sharding.Node{ID: n.ID, Weight: w}
-		if n.ID == d.cfg.NodeID {
-			self = true
-		} else if n.Addr == "" {
-			return fmt.Errorf("%w: node %q has no address", ErrInvalidConfig, n.ID)
-		}
-		addrs[n.ID] = n.Addr
-	}
-	if !self {
-		return fmt.Errorf("%w: %q", ErrUnknownNode, d.cfg.NodeID)
-	}
-	table, err := sharding.New(members...)
+	c, err := newCluster(nodes, d.cfg.NodeID)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return err
 	}
-	d.cluster.Store(&cluster{table: table, addrs: addrs})
+	old := d.cluster.Swap(c)
+	if old != nil {
+		for id, addr := range old.addrs {
+			if c.addrs[id] != addr {
+				d.suspects.clear(id) // gone for good, or back elsewhere: a fresh start
+			}
+		}
+	}
 	return nil
 }
 
@@ -93,94 +172,192 @@ func (d *Dataplane) Owner(functionID string) (node, addr string, ok bool) {
 	return n.ID, c.addrs[n.ID], true
 }
 
-// ownerElsewhere returns the gateway address of the function's owner when
-// it is another node and the request was not forwarded already.
-func (d *Dataplane) ownerElsewhere(functionID string, forwardedBy string) (string, bool) {
-	if forwardedBy != "" {
-		return "", false
+// Nodes returns the nodes of the cluster as this node sees them now,
+// sorted by ID; nil without a cluster.
+func (d *Dataplane) Nodes() []ClusterNode {
+	c := d.cluster.Load()
+	if c == nil {
+		return nil
 	}
-	node, addr, ok := d.Owner(functionID)
-	if !ok || node == d.cfg.NodeID {
-		return "", false
+	out := make([]ClusterNode, 0, c.table.Len())
+	for _, n := range c.table.Nodes() {
+		out = append(out, ClusterNode{ID: n.ID, Addr: c.addrs[n.ID], Weight: n.Weight})
 	}
-	return addr, true
+	return out
 }
 
-// forwardStats count requests forwarded to their owner, and those served
-// locally because the owner could not be reached.
+// peer is a node a request may be forwarded to.
+type peer struct{ id, addr string }
+
+// forwardTargets returns the nodes to try, in order, before serving the
+// function here: the nodes ahead of this one in the function's rendezvous
+// order, without the suspects. It is empty when this node owns the
+// function, when there is no cluster, and for a request already forwarded
+// (forwardedBy set), which is never forwarded again.
+func (d *Dataplane) forwardTargets(functionID, forwardedBy string, dst []peer) []peer {
+	c := d.cluster.Load()
+	if c == nil || forwardedBy != "" {
+		return dst
+	}
+	var buf [8]sharding.Node
+	order := c.table.Rank(functionID, c.table.Len(), buf[:0])
+	now := time.Time{}
+	for _, n := range order {
+		if n.ID == d.cfg.NodeID {
+			break
+		}
+		if d.suspects.any() {
+			if now.IsZero() {
+				now = d.clock.Now()
+			}
+			if d.suspects.is(n.ID, now) {
+				d.fwd.passedOver.Add(1)
+				continue
+			}
+		}
+		dst = append(dst, peer{n.ID, c.addrs[n.ID]})
+	}
+	return dst
+}
+
+// forwardStats count the requests forwarded to another node, those that
+// found a node unreachable (or passed over a suspect one) and went on down
+// the function's rendezvous order, and the passes over suspects.
 type forwardStats struct {
-	forwarded, fallbacks atomic.Uint64
+	forwarded, failovers, passedOver atomic.Uint64
 }
 
-// forwardHTTP sends r (whose body is already read) to the owner's gateway
-// and relays its answer, whatever it is, and reports whether it did; false
-// means the owner could not be reached and nothing was written, so the
-// caller serves r itself. A request that may have reached the owner is
-// never served here too: it could run twice.
-func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, addr string, body []byte) bool {
-	ctx := r.Context()
-	out := httpx.Outgoing(ctx, r, addr, r.URL.EscapedPath(), func() io.ReadCloser { return io.NopCloser(bytes.NewReader(body)) }, int64(len(body)))
-	out.Header.Set(lifecycle.HeaderForwardedBy, d.cfg.NodeID)
-	resp, err := d.cfg.Agents.Transport.RoundTrip(out)
+// suspects are the nodes that refused a connection recently.
+type suspects struct {
+	initial time.Duration
+	n       atomic.Int32 // len(m), read without the lock on the hot path
+	mu      sync.Mutex
+	m       map[string]suspect
+}
+
+type suspect struct {
+	until   time.Time
+	backoff time.Duration
+}
+
+func newSuspects(initial time.Duration) *suspects {
+	return &suspects{initial: initial, m: make(map[string]suspect)}
+}
+
+func (s *suspects) any() bool { return s.n.Load() > 0 }
+
+// is reports whether id is suspect at now. Once its window ends it is
+// tried again; the entry stays so that a new refusal doubles the window.
+func (s *suspects) is(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[id]
+	return ok && now.Before(e.until)
+}
+
+// mark records a refusal by id at now and returns how long it is passed
+// over.
+func (s *suspects) mark(id string, now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[id]
 	switch {
-	case err == nil:
-		d.fwd.forwarded.Add(1)
-		if cerr := httpx.CopyResponse(w, resp, nil); cerr != nil {
-			panic(http.ErrAbortHandler) // the answer broke off after it started
-		}
-		return true
-	case ctx.Err() == nil && router.OutcomeOf(err) == router.ConnectFailed:
-		// The owner never got the request: serving it here is safe.
-		d.fwd.fallbacks.Add(1)
-		d.log.Warn("owner unreachable; serving locally", "owner", addr, "err", err)
-		return false
-	case ctx.Err() != nil:
-		return true // the client went away; nobody reads an answer
+	case !ok:
+		e.backoff = s.initial
+	case !now.Before(e.until):
+		e.backoff = min(2*e.backoff, 32*s.initial) // refused again after its window
 	default:
-		// The owner may have run it: running it again here could run a
-		// non-idempotent request twice.
-		d.fwd.forwarded.Add(1)
-		wire.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "owner node "+addr+": "+err.Error())
-		return true
+		return e.until.Sub(now) // concurrent refusals of one outage count once
+	}
+	e.until = now.Add(e.backoff)
+	s.m[id] = e
+	s.n.Store(int32(len(s.m)))
+	return e.backoff
+}
+
+// clear forgets id: it answered, or the membership replaced it.
+func (s *suspects) clear(id string) {
+	if !s.any() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	s.n.Store(int32(len(s.m)))
+}
+
+// unreachable records that p refused a connection.
+func (d *Dataplane) unreachable(p peer, err error) {
+	d.fwd.failovers.Add(1)
+	if w := d.suspects.mark(p.id, d.clock.Now()); w > 0 {
+		d.log.Warn("node unreachable; passing it over", "node", p.id, "addr", p.addr, "for", w, "err", err)
 	}
 }
 
-// forwardInvoke sends an in-process invocation to the owner's gateway.
-// ok is false when the owner could not be reached (serve locally).
-func (d *Dataplane) forwardInvoke(ctx context.Context, addr string, req *Request, method, rid string) (*Response, bool, error) {
-	hreq, err := newInvokeRequest(ctx, addr, req, method, rid)
-	if err != nil {
-		return nil, true, err
-	}
-	h := hreq.Header
-	h.Set(lifecycle.HeaderFunctionID, req.FunctionID)
-	h.Set(lifecycle.HeaderForwardedBy, d.cfg.NodeID)
-	if req.Caller != "" {
-		h.Set(lifecycle.HeaderCaller, req.Caller)
-	}
-	if req.Idempotent {
-		h.Set(lifecycle.HeaderIdempotent, "true")
-	}
-	if req.Priority != loadshed.Default {
-		h.Set(lifecycle.HeaderPriority, req.Priority.String())
-	}
-	resp, err := d.cfg.Agents.Transport.RoundTrip(hreq)
-	if err != nil {
-		if ctx.Err() == nil && router.OutcomeOf(err) == router.ConnectFailed {
-			d.fwd.fallbacks.Add(1) // never reached the owner: serve locally
-			return nil, false, nil
+// followMembership keeps the cluster in step with the membership until the
+// Dataplane stops: pushed changes when it is a MembershipWatcher, otherwise
+// a poll every warm-pool round. When the membership cannot be read the last
+// view stays (fail static), and the node always counts itself in.
+func (d *Dataplane) followMembership(m warmpool.Membership) {
+	every := d.cfg.Pool.RenewInterval
+	if w, ok := m.(warmpool.MembershipWatcher); ok {
+		retry := time.Second
+		for d.ctx.Err() == nil {
+			ch, err := w.Watch(d.ctx)
+			if err == nil {
+				retry = time.Second
+				for members := range ch {
+					d.applyMembers(members)
+				}
+			} else if d.ctx.Err() == nil {
+				d.log.Warn("watching the membership failed; keeping the last view", "err", err)
+			}
+			if clock.Sleep(d.ctx, d.clock, retry) != nil {
+				return
+			}
+			retry = min(2*retry, every)
 		}
-		d.fwd.forwarded.Add(1)
-		return nil, true, transportError(ctx, "owner "+addr, err)
+		return
 	}
-	d.fwd.forwarded.Add(1)
-	retryAfter := resp.Header.Get("Retry-After")
-	out, err := d.readResponse(ctx, resp, "owner "+addr)
-	var pe *lifecycle.Error
-	if errors.As(err, &pe) && pe.Code == lifecycle.CodeShed {
-		// Keep the owner's back-pressure hint for RetryAfter.
-		secs, _ := strconv.Atoi(retryAfter)
-		return nil, true, &retryAfterError{err: pe, after: time.Duration(max(secs, 1)) * time.Second}
+	t := d.clock.NewTicker(every)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(d.ctx, every)
+		members, err := m.Members(ctx)
+		cancel()
+		if err == nil {
+			d.applyMembers(members)
+		} else if d.ctx.Err() == nil {
+			d.log.Warn("reading the membership failed; keeping the last view", "err", err)
+		}
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C():
+		}
 	}
-	return out, true, err
+}
+
+// applyMembers makes members (plus this node) the cluster.
+func (d *Dataplane) applyMembers(members []warmpool.Member) {
+	nodes := make([]ClusterNode, 0, len(members)+1)
+	self := false
+	for _, m := range members {
+		switch {
+		case m.ID == d.cfg.NodeID:
+			self = true
+		case m.Addr == "":
+			continue // a warm-pool manager that is no dataplane: it owns pods, not functions
+		}
+		nodes = append(nodes, ClusterNode{ID: m.ID, Addr: m.Addr, Weight: m.Weight})
+	}
+	if !self {
+		nodes = append(nodes, ClusterNode{ID: d.cfg.NodeID, Addr: d.cfg.Cluster.Advertise, Weight: d.cfg.Cluster.Weight})
+	}
+	slices.SortFunc(nodes, func(a, b ClusterNode) int { return strings.Compare(a.ID, b.ID) })
+	if err := d.setNodes(nodes); err != nil {
+		d.log.Warn("membership ignored", "err", err)
+		return
+	}
+	d.log.Info("cluster membership", "nodes", len(nodes))
 }

@@ -54,7 +54,7 @@ func TestClusterForwardsToTheOwnerOnce(t *testing.T) {
 	a.dp.cfg.Agents.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 	status, _, _ = a.do(http.MethodPost, "/invoke/"+id, nil, "fallback")
 	require.Equal(t, http.StatusOK, status)
-	assert.EqualValues(t, 1, a.dp.Stats().ForwardFallbacks)
+	assert.EqualValues(t, 1, a.dp.Stats().Failovers)
 	fa = a.statsAfter(id, 1)
 	assert.EqualValues(t, 1, fa.Requests)
 }
@@ -64,6 +64,7 @@ func TestSetClusterValidates(t *testing.T) {
 	assert.ErrorIs(t, d.SetCluster([]ClusterNode{{ID: "other", Addr: "x:1"}}), ErrUnknownNode)
 	assert.ErrorIs(t, d.SetCluster([]ClusterNode{{ID: "me"}, {ID: "other"}}), ErrInvalidConfig)
 	assert.ErrorIs(t, d.SetCluster([]ClusterNode{{ID: "me"}, {ID: "me", Addr: "x:1"}}), ErrInvalidConfig)
+	assert.ErrorIs(t, d.SetCluster([]ClusterNode{{ID: "me"}, {ID: "other", Addr: "x:1", Weight: -1}}), ErrInvalidConfig)
 	require.NoError(t, d.SetCluster([]ClusterNode{{ID: "me"}, {ID: "other", Addr: "x:1", Weight: 2}}))
 	owners := map[string]int{}
 	for i := range 3000 {

@@ -37,11 +37,10 @@ type Config struct {
 	// NodeID names this dataplane node in logs, stats and leases, and in
 	// Cluster. Default "dataplane".
 	NodeID string
-	// Cluster lists the dataplane nodes that share the functions, this one
-	// included; each function is owned by one of them and requests for it
-	// are forwarded there once (see [Dataplane.SetCluster]). Empty means a
-	// single node.
-	Cluster []ClusterNode
+	// Cluster makes this node one of several that share the functions
+	// (and, with a Membership, the pods): see [ClusterConfig]. The zero
+	// value is a single node.
+	Cluster ClusterConfig
 	// Limits bound what requests may take.
 	Limits Limits
 	// DrainTimeout bounds how long a draining instance may finish its
@@ -60,8 +59,11 @@ type Config struct {
 	// requests are contexts, on real time. Default: the system clock.
 	Clock clock.Clock
 
-	// Pool tunes the warm pools (package warmpool). Runtimes defaults to
-	// one runtime, "go", with a pool of 1 to 8 idle pods; ID to NodeID;
+	// Pool tunes the warm pools (package warmpool). Its Leases,
+	// Membership, Addr and Weight come from Cluster, and must be left
+	// zero here. Runtimes defaults to one runtime, "go", with a pool of 1
+	// to 8 idle pods; ID to NodeID (it must equal NodeID with a
+	// membership);
 	// RefillDelay to DefaultRefillDelay (warmpool's own default is 0), so
 	// that the pod that replaces a taken one starts after the cold start
 	// that took it rather than during it, when both would compete for the
@@ -188,7 +190,21 @@ func (c Config) withDefaults() (Config, error) {
 		c.Pool.Runtimes = map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 8}}
 	}
 	c.Pool.RefillDelay = cmp.Or(c.Pool.RefillDelay, DefaultRefillDelay)
+	if err := c.Cluster.validate(c.NodeID); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Pool.Leases != nil || c.Pool.Membership != nil || c.Pool.Addr != "" || c.Pool.Weight != 0 {
+		return c, fmt.Errorf("%w: Pool.Leases, Membership, Addr and Weight come from Cluster; set them there", ErrInvalidConfig)
+	}
 	logger(&c.Pool.Logger, "warmpool")
+	if c.Cluster.Membership != nil {
+		if c.Pool.ID != c.NodeID {
+			return c, fmt.Errorf("%w: with a membership, Pool.ID must be NodeID (the node is one member)", ErrInvalidConfig)
+		}
+		c.Pool.Leases, c.Pool.Membership = c.Cluster.Leases, c.Cluster.Membership
+		c.Pool.Addr, c.Pool.Weight = c.Cluster.Advertise, c.Cluster.Weight
+	}
+	c.Cluster.SuspectTimeout = cmp.Or(c.Cluster.SuspectTimeout, DefaultSuspectTimeout)
 	clk(&c.Pool.Clock)
 	logger(&c.ColdStart.Logger, "coldstart")
 	clk(&c.ColdStart.Clock)

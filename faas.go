@@ -118,8 +118,9 @@ type Dataplane struct {
 	unknown    atomic.Uint64 // requests for functions not deployed
 	rounds     atomic.Uint64 // scaling rounds run, for tests on virtual time
 
-	cluster atomic.Pointer[cluster] // nil: a single node
-	fwd     forwardStats
+	cluster  atomic.Pointer[cluster] // nil: a single node
+	suspects *suspects               // nodes that refused a connection recently
+	fwd      forwardStats
 }
 
 // The Dataplane's states.
@@ -161,7 +162,8 @@ func New(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: Routing: %w", ErrInvalidConfig, err)
 	}
-	if err := d.SetCluster(cfg.Cluster); err != nil {
+	d.suspects = newSuspects(cfg.Cluster.SuspectTimeout)
+	if err := d.setNodes(cfg.Cluster.Nodes); err != nil {
 		return nil, err
 	}
 	// Until Start, the background context is a done one: nothing runs.
@@ -192,6 +194,14 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("faas: warm pool: %w", err)
 	}
+	// The first round now: it joins the membership, and finds out whether
+	// another Dataplane uses these pods without sharing their leases.
+	if err := pool.Tick(ctx); errors.Is(err, warmpool.ErrSharedPopulation) {
+		_ = pool.Close()
+		return fmt.Errorf("faas: warm pool: %w (several Dataplanes over one pod population need Config.Cluster with a shared Membership and Leases)", err)
+	} else if err != nil {
+		d.log.Warn("the warm pool's first round failed", "err", err)
+	}
 	cs := d.cfg.ColdStart
 	if cs.Locality == nil {
 		cs.Locality = coldstart.LocalityFunc(func(node, digest string) bool {
@@ -221,6 +231,9 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	sample, scale := d.clock.NewTicker(d.cfg.Scaler.SampleInterval), d.clock.NewTicker(d.cfg.Scaler.Interval)
 	d.wg.Go(func() { d.scaleLoop(sample, scale) })
+	if m := d.cfg.Cluster.Membership; m != nil {
+		d.wg.Go(func() { d.followMembership(m) })
+	}
 	d.state.Store(stateRunning) // publishes pool, starter and health
 	d.unbindCt = context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)

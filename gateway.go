@@ -69,14 +69,15 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(fn, lifecycle.Errorf(lifecycle.CodeTooLarge, "body of %d bytes exceeds %d", r.ContentLength, d.cfg.Limits.MaxBodyBytes))
 		return
 	}
-	if addr, ok := d.ownerElsewhere(rt.functionID, r.Header.Get(lifecycle.HeaderForwardedBy)); ok {
+	var buf [4]peer
+	if targets := d.forwardTargets(rt.functionID, r.Header.Get(lifecycle.HeaderForwardedBy), buf[:0]); len(targets) > 0 {
 		body, err := d.readBody(w, r, start.Add(d.forwardTimeout(fn)))
 		if err != nil {
 			refuse(nil, err)
 			return
 		}
 		r.Header.Set(lifecycle.HeaderRequestID, rid)
-		if d.forwardHTTP(w, r, addr, body) {
+		if d.forwardHTTP(w, r, targets, body) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body)) // served here after all

@@ -77,8 +77,9 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 	if !validMethod(method) {
 		return nil, withRequestID(lifecycle.Errorf(lifecycle.CodeBadRequest, "invalid method %q", method), rid)
 	}
-	if addr, ok := d.ownerElsewhere(req.FunctionID, ""); ok {
-		if resp, reached, err := d.forwardInvoke(ctx, addr, req, method, rid); reached {
+	var buf [4]peer
+	if targets := d.forwardTargets(req.FunctionID, "", buf[:0]); len(targets) > 0 {
+		if resp, reached, err := d.forwardInvoke(ctx, targets, req, method, rid); reached {
 			if err != nil {
 				return nil, withRequestID(err, rid)
 			}

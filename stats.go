@@ -186,10 +186,12 @@ type Stats struct {
 	Functions []FunctionStats
 	// UnknownFunction counts requests for functions not deployed.
 	UnknownFunction uint64
-	// Forwarded counts requests sent to the function's owner node;
-	// ForwardFallbacks those served here because the owner was
-	// unreachable.
-	Forwarded, ForwardFallbacks uint64
+	// Forwarded counts requests sent to another node (the function's
+	// owner, or its successor); Failovers the nodes that refused a
+	// forward, after which the request went on down the function's
+	// rendezvous order (to this node, in the end); PassedOver the times
+	// a suspect node was skipped without a dial (see ClusterConfig).
+	Forwarded, Failovers, PassedOver uint64
 	// ColdStarts summarizes every cold start.
 	ColdStarts ColdStartStats
 	// Shedding reports whether the load shedder is refusing requests now;
@@ -204,7 +206,7 @@ type Stats struct {
 func (d *Dataplane) Stats() Stats {
 	s := Stats{
 		Node: d.cfg.NodeID, UnknownFunction: d.unknown.Load(), ColdStarts: d.coldStarts.snapshot(),
-		Forwarded: d.fwd.forwarded.Load(), ForwardFallbacks: d.fwd.fallbacks.Load(),
+		Forwarded: d.fwd.forwarded.Load(), Failovers: d.fwd.failovers.Load(), PassedOver: d.fwd.passedOver.Load(),
 	}
 	if d.shed != nil {
 		s.Shedding, s.ShedLimit = d.shed.Shedding(), d.shed.Limit()

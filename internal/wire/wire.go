@@ -25,12 +25,12 @@ import (
 // own error responses.
 const ErrorSource = "faasplane"
 
-// maxMessageLen bounds X-Faas-lifecycle.Error-Message so that an error never makes a
+// maxMessageLen bounds X-Faas-Error-Message so that an error never makes a
 // response header large.
 const maxMessageLen = 512
 
 // WriteError writes an error response: the status, the three error headers
-// (X-Faas-lifecycle.Error-Code, X-Faas-lifecycle.Error-Message, X-Faas-Request-Id) and the
+// (X-Faas-Error-Code, X-Faas-Error-Message, X-Faas-Request-Id) and the
 // message as a text body. The message is reduced to one line of valid UTF-8
 // of at most 512 bytes, so no input can inject headers or make them large.
 // A zero status means code.Status().
@@ -67,7 +67,7 @@ func WriteErr(w http.ResponseWriter, requestID string, err error) {
 
 // FromFaasplane reports whether resp is an error response written by
 // faasplane (an agent or a gateway): status >= 400, a valid
-// X-Faas-lifecycle.Error-Code and the X-Faas-lifecycle.Error-Source marker. A function's own
+// X-Faas-Error-Code and the X-Faas-Error-Source marker. A function's own
 // error responses never pass, whatever headers the function set.
 func FromFaasplane(resp *http.Response) bool {
 	return resp.StatusCode >= 400 && resp.Header.Get(lifecycle.HeaderErrorSource) == ErrorSource &&

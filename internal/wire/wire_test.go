@@ -200,7 +200,7 @@ func TestFromFaasplaneTrustsOnlyMarkedErrors(t *testing.T) {
 
 	fn := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{}}
 	fn.Header.Set(lifecycle.HeaderErrorCode, string(lifecycle.CodeConcurrencyLimit))
-	require.False(t, FromFaasplane(fn), "a function's own X-Faas-lifecycle.Error-Code is not faasplane's")
+	require.False(t, FromFaasplane(fn), "a function's own X-Faas-Error-Code is not faasplane's")
 
 	ok := &http.Response{StatusCode: http.StatusOK, Header: marked.Header.Clone()}
 	require.False(t, FromFaasplane(ok), "a success is never an error")
