@@ -168,8 +168,7 @@ func TestMembershipSharesFunctionsAndPods(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.EqualValues(t, 1, a.dp.Stats().Forwarded, "dp-a forwarded to the owner")
-	fb, _ := b.dp.FunctionStats(id)
-	assert.EqualValues(t, 1, fb.Requests, "dp-b served it")
+	requireServed(t, b.dp, id, 1, "dp-b served it")
 
 	// No pod is held by both nodes' warm pools.
 	require.Eventually(t, func() bool {
@@ -186,8 +185,17 @@ func TestMembershipSharesFunctionsAndPods(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	fa, _ := a.dp.FunctionStats(id)
-	assert.EqualValues(t, 1, fa.Requests)
+	requireServed(t, a.dp, id, 1, "dp-a serves dp-b's function")
+}
+
+// requireServed waits until d has recorded n requests of the function (a
+// request is recorded once its answer is written).
+func requireServed(t *testing.T, d *Dataplane, id string, n uint64, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		st, _ := d.FunctionStats(id)
+		return st.Requests == n
+	}, 10*time.Second, 2*time.Millisecond, msg)
 }
 
 // When the owner refuses connections, the request goes to the owner's
