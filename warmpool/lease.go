@@ -60,13 +60,16 @@ type LeaseStore interface {
 	// restarted process must not inherit the leases of the incarnation it
 	// replaces: they are renewed with Renew or left to expire).
 	Acquire(ctx context.Context, key, holder string, ttl time.Duration) (Lease, error)
-	// Renew extends each lease, claimed or not, to at least ttl from now
-	// if it is still the key's live lease (same token, not expired), in
-	// one batch. It returns one Lease per input, in order; a lease that
-	// could not be renewed comes back with Token 0. The error reports a
-	// failure of the whole batch (the store unreachable): nothing is known
-	// then, and the holder must treat its leases as lapsing at the
-	// Expires it had.
+	// Renew extends each lease, claimed or not, if it is still the key's
+	// live lease (same token, not expired), in one batch, through the
+	// store handle that acquired it (a lease acquired through another
+	// handle may come back lost). The new expiry is ttl from now, or the
+	// TTL the store granted the lease with, for stores whose TTLs are fixed
+	// at grant (etcd); Expires says which. It returns one Lease per input,
+	// in order; a lease that could not be renewed comes back with Token 0.
+	// The error reports a failure of the whole batch (the store
+	// unreachable): nothing is known then, and the holder must treat its
+	// leases as lapsing at the Expires it had.
 	Renew(ctx context.Context, leases []Lease, ttl time.Duration) ([]Lease, error)
 	// Release frees the key if l is its live lease (claimed or not);
 	// otherwise it returns ErrLeaseLost and changes nothing.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/faasplane/faas/clock"
 	"github.com/faasplane/faas/sharding"
 )
@@ -160,7 +162,10 @@ func New(provider PodProvider, cfg Config) (*Manager, error) {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	m.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	// The manager's ID is mixed in so that managers given the same Seed
+	// still name their pods differently (a shared population would see
+	// their names collide).
+	m.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15^xxhash.Sum64String(cfg.ID)))
 	m.holder = fmt.Sprintf("%s-%08x", cfg.ID, rand.Uint32()) // not from Seed: two incarnations must differ
 	for _, rt := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
 		rc := cfg.Runtimes[rt]
@@ -532,13 +537,13 @@ func (m *Manager) Close() error {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				if !m.cfg.KeepIdleOnClose {
-					if err := m.provider.Delete(ctx, e.pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
-						errs[i] = fmt.Errorf("warmpool: close: delete pod %s: %w", e.pod.ID, err)
-						return
-					}
+				if m.cfg.KeepIdleOnClose {
+					_ = m.leases.Release(ctx, e.lease)
+					return
 				}
-				_ = m.leases.Release(ctx, e.lease)
+				if err := m.deleteLeased(ctx, e); err != nil {
+					errs[i] = fmt.Errorf("warmpool: close: delete pod %s: %w", e.pod.ID, err)
+				}
 			})
 		}
 		wg.Wait()

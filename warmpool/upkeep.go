@@ -441,11 +441,32 @@ func (m *Manager) retire(e *entry, del bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), m.cfg.CreateTimeout)
 	defer cancel()
 	if del {
-		if err := m.provider.Delete(ctx, e.pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
+		if err := m.deleteLeased(ctx, e); err != nil {
 			m.log.Warn("warmpool: deleting a pod failed", "pod", e.pod.ID, "err", err)
 		}
+		return
 	}
 	_ = m.leases.Release(ctx, e.lease)
+}
+
+// deleteLeased deletes a pod the manager holds, if its lease is still the
+// manager's: the lease is claimed first, so that nobody can adopt the pod
+// between the check and the deletion, then released. A manager that lost
+// the lease (paused past its TTL, cut off from the store) must not delete
+// a pod another manager may have adopted since; when the store cannot say,
+// the pod is left to its lease's lapse and its next owner.
+func (m *Manager) deleteLeased(ctx context.Context, e *entry) error {
+	if err := m.leases.Claim(ctx, e.lease); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return nil // not ours any more: its new owner decides
+		}
+		return fmt.Errorf("claiming it before the deletion: %w", err)
+	}
+	if err := m.provider.Delete(ctx, e.pod.ID); err != nil && !errors.Is(err, ErrPodNotFound) {
+		return err // the claim lapses unless released; keep it until then
+	}
+	_ = m.leases.Release(ctx, e.lease)
+	return nil
 }
 
 // watch drops the pods the provider reports deleted as the events come,
