@@ -78,13 +78,13 @@ const DefaultSuspectTimeout = time.Second
 func (c ClusterConfig) validate(nodeID string) error {
 	switch {
 	case c.Membership != nil && len(c.Nodes) > 0:
-		return errors.New("Cluster: Nodes and Membership are exclusive")
+		return errors.New("cluster: Nodes and Membership are exclusive")
 	case (c.Membership == nil) != (c.Leases == nil):
-		return errors.New("Cluster: Membership and Leases go together (nodes that share a membership share their pods)")
+		return errors.New("cluster: Membership and Leases go together (nodes that share a membership share their pods)")
 	case c.Membership != nil && c.Advertise == "":
-		return errors.New("Cluster: Advertise (this node's gateway host:port) is required with a Membership")
+		return errors.New("cluster: Advertise (this node's gateway host:port) is required with a Membership")
 	case c.Weight < 0 || c.SuspectTimeout < 0:
-		return errors.New("Cluster: Weight and SuspectTimeout must not be negative")
+		return errors.New("cluster: Weight and SuspectTimeout must not be negative")
 	}
 	if len(c.Nodes) > 0 {
 		_, err := newCluster(c.Nodes, nodeID)

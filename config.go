@@ -95,6 +95,11 @@ type Config struct {
 	Scaler ScalerConfig
 	// Agents configures how the Dataplane reaches the pods' agents.
 	Agents AgentsConfig
+	// Usage sends a usage record of every finished invocation (caller,
+	// billed duration, memory size, GB-seconds, cold or warm, outcome) to
+	// a sink, through a bounded buffer drained by one goroutine. Default:
+	// no sink, no records (see [UsageConfig] for the buffer's defaults).
+	Usage UsageConfig
 }
 
 // Limits bound what requests may take. Zero fields take the defaults.
@@ -185,18 +190,13 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 
-	c.Pool.ID = cmp.Or(c.Pool.ID, c.NodeID)
-	if c.Pool.Runtimes == nil {
-		c.Pool.Runtimes = map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 8}}
-	}
-	c.Pool.RefillDelay = cmp.Or(c.Pool.RefillDelay, DefaultRefillDelay)
 	if err := c.Cluster.validate(c.NodeID); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Pool.Leases != nil || c.Pool.Membership != nil || c.Pool.Addr != "" || c.Pool.Weight != 0 {
 		return c, fmt.Errorf("%w: Pool.Leases, Membership, Addr and Weight come from Cluster; set them there", ErrInvalidConfig)
 	}
-	logger(&c.Pool.Logger, "warmpool")
+	c.Pool.ID = cmp.Or(c.Pool.ID, c.NodeID)
 	if c.Cluster.Membership != nil {
 		if c.Pool.ID != c.NodeID {
 			return c, fmt.Errorf("%w: with a membership, Pool.ID must be NodeID (the node is one member)", ErrInvalidConfig)
@@ -205,6 +205,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.Pool.Addr, c.Pool.Weight = c.Cluster.Advertise, c.Cluster.Weight
 	}
 	c.Cluster.SuspectTimeout = cmp.Or(c.Cluster.SuspectTimeout, DefaultSuspectTimeout)
+	if c.Pool.Runtimes == nil {
+		c.Pool.Runtimes = map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 8}}
+	}
+	c.Pool.RefillDelay = cmp.Or(c.Pool.RefillDelay, DefaultRefillDelay)
+	logger(&c.Pool.Logger, "warmpool")
 	clk(&c.Pool.Clock)
 	logger(&c.ColdStart.Logger, "coldstart")
 	clk(&c.ColdStart.Clock)
@@ -250,6 +255,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Agents.Transport == nil {
 		c.Agents.Transport = newAgentTransport()
+	}
+	if err := c.Usage.init(); err != nil {
+		return c, fmt.Errorf("%w: Usage: %w", ErrInvalidConfig, err)
 	}
 	return c, nil
 }

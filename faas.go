@@ -118,6 +118,7 @@ type Dataplane struct {
 	unknown    atomic.Uint64 // requests for functions not deployed
 	rounds     atomic.Uint64 // scaling rounds run, for tests on virtual time
 
+	usage    *usageMeter             // nil without a usage sink
 	cluster  atomic.Pointer[cluster] // nil: a single node
 	suspects *suspects               // nodes that refused a connection recently
 	fwd      forwardStats
@@ -163,6 +164,7 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("%w: Routing: %w", ErrInvalidConfig, err)
 	}
 	d.suspects = newSuspects(cfg.Cluster.SuspectTimeout)
+	d.usage = newUsageMeter(cfg.Usage, cfg.Logger.With("component", "usage"))
 	if err := d.setNodes(cfg.Cluster.Nodes); err != nil {
 		return nil, err
 	}
@@ -234,6 +236,7 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	if m := d.cfg.Cluster.Membership; m != nil {
 		d.wg.Go(func() { d.followMembership(m) })
 	}
+	d.usage.start()
 	d.state.Store(stateRunning) // publishes pool, starter and health
 	d.unbindCt = context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
@@ -301,6 +304,7 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 		errs = append(errs, d.drainAll(ctx, fn, "dataplane shut down"))
 	}
 	d.cleanup.Wait()
+	errs = append(errs, d.usage.stop()) // the requests have ended: their records are in
 	if prev == stateRunning {
 		errs = append(errs, d.pool.Close())
 	}

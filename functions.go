@@ -252,7 +252,7 @@ func scalingChanged(a, b FunctionSpec) bool {
 // them, so that instances of a must be replaced.
 func rollNeeded(a, b FunctionSpec) bool {
 	return a.Code != b.Code || a.Runtime != b.Runtime || a.Command != b.Command || a.Protocol != b.Protocol ||
-		a.Mode != b.Mode || a.Concurrency != b.Concurrency ||
+		a.Mode != b.Mode || a.Concurrency != b.Concurrency || a.MemoryBytes != b.MemoryBytes || a.MilliCPU != b.MilliCPU ||
 		!slices.Equal(a.Args, b.Args) || !maps.Equal(a.Env, b.Env)
 }
 
@@ -269,6 +269,8 @@ func coldstartFunction(s FunctionSpec, gen uint64) coldstart.Function {
 		Protocol:   s.Protocol,
 		Limits: lifecycle.Limits{
 			Concurrency:   s.Concurrency,
+			MemoryBytes:   s.MemoryBytes,
+			MilliCPU:      s.MilliCPU,
 			TimeoutMillis: s.RequestTimeout.Milliseconds(),
 		},
 		InitTimeout:  s.InitTimeout,

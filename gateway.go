@@ -98,6 +98,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		caller = fn.id
 	}
 	c := d.newCall(fn, caller, prio, start)
+	c.rid = rid
 	if err := c.admitShed(); err != nil {
 		refuse(fn, err)
 		return
@@ -119,6 +120,7 @@ func (d *Dataplane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := exchange{d: d, w: w, in: r, path: rt.path, rid: rid, body: body}
 	_, err = send(ctx, &c, idempotent, func(route router.Route) (struct{}, router.Outcome, error) {
 		o, err := ex.try(ctx, route)
+		c.bill(ex.trailer) // the agent's billed duration, when the request reached the function
 		return struct{}{}, o, err
 	})
 	c.finish(err)
@@ -140,6 +142,8 @@ type exchange struct {
 	path string // escaped, for the function
 	rid  string
 	body []byte
+	// trailer is the trailers of the last answer, read after its body.
+	trailer http.Header
 }
 
 // try sends the request to the instance of route and, unless its agent
@@ -149,6 +153,7 @@ type exchange struct {
 // off (InstanceFailed).
 func (ex *exchange) try(ctx context.Context, route router.Route) (router.Outcome, error) {
 	inst := route.Instance()
+	ex.trailer = nil
 	out := httpx.Outgoing(ctx, ex.in, inst.Addr, ex.path, ex.bodyReader, int64(len(ex.body)))
 	out.Header.Set(lifecycle.HeaderFunctionID, inst.FunctionID)
 	out.Header.Set(lifecycle.HeaderRequestID, ex.rid)
@@ -158,9 +163,11 @@ func (ex *exchange) try(ctx context.Context, route router.Route) (router.Outcome
 	}
 	if pe := agentError(resp); pe != nil {
 		drain(resp.Body)
+		ex.trailer = resp.Trailer
 		return router.OutcomeOf(pe), pe
 	}
 	err = httpx.CopyResponse(ex.w, resp, http.Header{lifecycle.HeaderRequestID: {ex.rid}})
+	ex.trailer = resp.Trailer
 	var ae *httpx.AbortError
 	switch {
 	case errors.As(err, &ae) && ae.Upstream && ctx.Err() == nil:

@@ -107,6 +107,7 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		caller = req.FunctionID
 	}
 	c := d.newCall(fn, caller, req.Priority, start)
+	c.rid = rid
 	ctx, cancel := context.WithTimeout(ctx, c.v.spec.RequestTimeout)
 	defer cancel()
 	if err := c.admit(ctx); err != nil {
@@ -114,7 +115,7 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 		return nil, withRequestID(err, rid)
 	}
 	resp, err := send(ctx, &c, req.Idempotent, func(rt router.Route) (*Response, router.Outcome, error) {
-		return d.roundTrip(ctx, rt, req, method, rid)
+		return d.roundTrip(ctx, &c, rt, req, method, rid)
 	})
 	c.finish(err)
 	if err != nil {
@@ -124,8 +125,8 @@ func (d *Dataplane) Invoke(ctx context.Context, req *Request) (*Response, error)
 	return resp, nil
 }
 
-// roundTrip sends one in-process request to the instance of rt.
-func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request, method, rid string) (*Response, router.Outcome, error) {
+// roundTrip sends one in-process request of c to the instance of rt.
+func (d *Dataplane) roundTrip(ctx context.Context, c *call, rt router.Route, req *Request, method, rid string) (*Response, router.Outcome, error) {
 	inst := rt.Instance()
 	hreq, err := newInvokeRequest(ctx, inst.Addr, req, method, rid)
 	if err != nil {
@@ -137,6 +138,7 @@ func (d *Dataplane) roundTrip(ctx context.Context, rt router.Route, req *Request
 		return nil, outcomeOfTransport(ctx, err), transportError(ctx, "instance "+inst.ID, err)
 	}
 	out, err := d.readResponse(ctx, resp, "instance "+inst.ID)
+	c.bill(resp.Trailer) // the agent's billed duration, when the request reached the function
 	var pe *lifecycle.Error
 	switch {
 	case err == nil:

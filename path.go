@@ -1,6 +1,7 @@
 package faas
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,16 @@ type call struct {
 	route   router.Route    // the slot on an instance; zero when none
 
 	waited bool // the call waited for capacity
+
+	// What the statistics, usage records and traces read at the end.
+	rid      string              // the request ID
+	queuedAt time.Time           // when the call began to wait for capacity (zero: never)
+	gotSlot  time.Time           // when the last wait ended with a slot
+	sent     time.Time           // when the first attempt went to an instance
+	ended    time.Time           // when the last attempt's answer ended
+	inst     *lifecycle.Instance // the instance of the last attempt
+	billed   time.Duration       // the agents' billed durations (X-Faas-Billed-Ms), summed over attempts
+	metered  bool                // an agent reported a billed duration
 }
 
 // newCall returns the call of a request for fn that arrived at start. It
@@ -114,13 +125,14 @@ func (c *call) startTicket(now time.Time) {
 func (c *call) wait(ctx context.Context) error {
 	fn, v, d := c.fn, c.v, c.d
 	c.waited = true
+	c.queuedAt = cmp.Or(c.queuedAt, d.clock.Now())
 	d.wantCapacity(fn, v, fn.queue.Len()+1)
 	qctx, cancel := context.WithTimeout(ctx, v.spec.QueueTimeout)
 	rt, err := fn.queue.Acquire(qctx)
 	cancel()
 	end := d.clock.Now()
 	if err == nil {
-		c.route = rt
+		c.route, c.gotSlot = rt, end
 		c.startTicket(end)
 		return nil
 	}
@@ -152,6 +164,7 @@ func (c *call) wait(ctx context.Context) error {
 // new request would, within its queue time, rather than failing. send ends
 // the call: whatever admission took is given back when it returns.
 func send[T any](ctx context.Context, c *call, idempotent bool, try func(router.Route) (T, router.Outcome, error)) (T, error) {
+	c.sent, c.inst = c.d.clock.Now(), c.route.Instance()
 	res, o, err := try(c.route)
 	if err == nil || !router.Retryable(o, idempotent) {
 		c.end(c.d.clock.Now(), o)
@@ -172,7 +185,7 @@ func send[T any](ctx context.Context, c *call, idempotent bool, try func(router.
 		c.end(c.d.clock.Now(), o) // no retry; the slot is already released
 		return res, err
 	}
-	c.route = next
+	c.route, c.inst = next, next.Instance()
 	res, o, err = try(next)
 	c.end(c.d.clock.Now(), o)
 	return res, err
@@ -183,6 +196,7 @@ func send[T any](ctx context.Context, c *call, idempotent bool, try func(router.
 // slot to the function's longest waiter), the function-wide limit, the
 // function's demand, and the shedder's ticket with what o means to it.
 func (c *call) end(now time.Time, o router.Outcome) {
+	c.ended = now
 	if !c.route.IsZero() {
 		c.route.Release(now, o)
 		c.route = router.Route{}
@@ -218,7 +232,7 @@ func (c *call) abandon(now time.Time, o loadshed.Outcome) {
 // finish records the call's end: the statistics of its function and the
 // observer. err is nil when the function answered, whatever its status.
 func (c *call) finish(err error) {
-	c.d.recordErr(c.fn, c.start, err, c.waited)
+	c.d.recordCall(c, err)
 }
 
 // wantCapacity makes sure enough cold starts are under way for the
@@ -254,8 +268,9 @@ func (d *Dataplane) ensure(fn *function, v *version, n int) {
 
 // retryAfterError carries the shedder's retry hint with the wire error.
 type retryAfterError struct {
-	err   *lifecycle.Error
-	after time.Duration
+	err    *lifecycle.Error
+	after  time.Duration
+	reason loadshed.Reason // why the shedder refused it, for the statistics
 }
 
 func (e *retryAfterError) Error() string { return e.err.Error() }
@@ -274,10 +289,14 @@ func RetryAfter(err error) (time.Duration, bool) {
 func shedError(err error) error {
 	after, _ := loadshed.RetryAfter(err)
 	after = max(after, time.Second)
-	return &retryAfterError{
+	ra := &retryAfterError{
 		err:   lifecycle.Errorf(lifecycle.CodeShed, "dataplane overloaded, retry after %v", after),
 		after: after,
 	}
+	if se := (*loadshed.ShedError)(nil); errors.As(err, &se) {
+		ra.reason = se.Reason
+	}
+	return ra
 }
 
 func errFunctionLimit(id string, limit int) error {

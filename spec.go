@@ -65,6 +65,17 @@ type FunctionSpec struct {
 	// InitAttempts is how many times the init hook is tried in the same
 	// process before the cold start fails (default 3).
 	InitAttempts int
+
+	// MemoryBytes is the memory size of one instance: the limit the agent
+	// enforces on the function process and the size its invocations are
+	// billed at (GB-seconds). A multiple of 1 MiB in [MinMemoryBytes,
+	// MaxMemoryBytes]; default DefaultMemoryBytes (128 MiB, AWS Lambda's
+	// default size).
+	MemoryBytes int64
+	// MilliCPU is the CPU share of one instance in thousandths of a core
+	// (1000 = one core), in [MinMilliCPU, MaxMilliCPU]; default 0: no CPU
+	// limit. It is not billed: GB-seconds measure memory over time.
+	MilliCPU int64
 }
 
 // Defaults applied by [FunctionSpec.withDefaults].
@@ -76,12 +87,23 @@ const (
 	DefaultQueueTimeout   = 30 * time.Second
 	DefaultInitTimeout    = 30 * time.Second
 	DefaultInitAttempts   = 3
+	DefaultMemoryBytes    = 128 << 20
 )
 
 // Limits of specs, to keep outside input bounded.
 const (
 	MaxInstancesLimit = 10_000
 	maxEnvVars        = 1024
+	// MinMemoryBytes and MaxMemoryBytes bound FunctionSpec.MemoryBytes:
+	// below 16 MiB no runtime starts, and no node has a terabyte for one
+	// instance. Sizes are whole MiB, so that usage sums exactly in
+	// MiB-milliseconds.
+	MinMemoryBytes = 16 << 20
+	MaxMemoryBytes = 1 << 40
+	// MinMilliCPU and MaxMilliCPU bound a set FunctionSpec.MilliCPU
+	// (cgroup v2's cpu.max cannot go below a hundredth of a core).
+	MinMilliCPU = 10
+	MaxMilliCPU = 1024 * 1000
 )
 
 func (s FunctionSpec) withDefaults() FunctionSpec {
@@ -108,6 +130,9 @@ func (s FunctionSpec) withDefaults() FunctionSpec {
 	}
 	if s.InitAttempts == 0 {
 		s.InitAttempts = DefaultInitAttempts
+	}
+	if s.MemoryBytes == 0 {
+		s.MemoryBytes = DefaultMemoryBytes
 	}
 	s.Args = slices.Clone(s.Args)
 	s.Env = maps.Clone(s.Env)
@@ -215,6 +240,12 @@ func (s FunctionSpec) Validate() error {
 	}
 	if s.InitAttempts < 0 || s.InitAttempts > 100 {
 		bad("InitAttempts", "must be in [0, 100], got %d", s.InitAttempts)
+	}
+	if m := s.MemoryBytes; m != 0 && (m < MinMemoryBytes || m > MaxMemoryBytes || m%(1<<20) != 0) {
+		bad("MemoryBytes", "must be 0 (default) or a multiple of 1 MiB in [%d, %d], got %d", int64(MinMemoryBytes), int64(MaxMemoryBytes), m)
+	}
+	if c := s.MilliCPU; c != 0 && (c < MinMilliCPU || c > MaxMilliCPU) {
+		bad("MilliCPU", "must be 0 (no limit) or in [%d, %d], got %d", MinMilliCPU, MaxMilliCPU, c)
 	}
 	if len(fe) == 0 {
 		return nil

@@ -15,7 +15,20 @@ const (
 	PathPing       = "/v1/ping"
 	PathStats      = "/v1/stats"
 	PathWatch      = "/v1/watch"
+	// PathMetrics serves the agent's statistics in the Prometheus text
+	// exposition format (version 0.0.4), for scrapers that present the
+	// control token.
+	PathMetrics = "/v1/metrics"
 )
+
+// HeaderBilledMillis is the HTTP trailer in which an agent reports the
+// billed duration of an invocation that reached the function: the time
+// from the moment the agent started proxying it to the end of the
+// response body, rounded up to whole milliseconds, as a decimal integer.
+// The agent declares it with the Trailer mechanism, so it follows the
+// body on HTTP/1.1 (chunked) and HTTP/2 alike; refused invocations carry
+// none. The sum over an agent's invocations is [Stats.BilledMillis].
+const HeaderBilledMillis = "X-Faas-Billed-Ms"
 
 // The states an agent reports (PingResponse.State, WatchResponse.State).
 const (
@@ -30,6 +43,44 @@ const (
 	// AgentExited: the function process has exited; the pod is of no
 	// further use.
 	AgentExited = "exited"
+	// AgentFailed: the pod is unusable without a function loaded: a hot
+	// load failed, or the runtime's bootstrap process exited before any
+	// load. It is never reused; the dataplane deletes it.
+	AgentFailed = "failed"
+)
+
+// How an agent enforces an instance's memory limit (LoadResponse.MemoryLimit,
+// Stats.MemoryLimit).
+const (
+	// MemoryLimitCgroup2: a cgroup v2 child of the agent's cgroup with
+	// memory.max; the kernel's OOM killer ends the function beyond it.
+	MemoryLimitCgroup2 = "cgroup2"
+	// MemoryLimitCgroup1: a cgroup v1 child in the memory hierarchy with
+	// memory.limit_in_bytes (hosts that still mount the v1 controller,
+	// when the agent is configured to use it).
+	MemoryLimitCgroup1 = "cgroup1"
+	// MemoryLimitRlimit: a process limit (RLIMIT_DATA, set with prlimit
+	// once the function serves, to its data size then plus the limit):
+	// allocations beyond fail instead of the kernel killing it.
+	MemoryLimitRlimit = "rlimit"
+	// MemoryLimitNone: not enforced (no limit asked, or the agent is
+	// configured not to enforce it).
+	MemoryLimitNone = "none"
+)
+
+// Where an instance's protocol came from (LoadResponse.ProtocolSource,
+// Stats.ProtocolSource).
+const (
+	// ProtocolFromRequest: the load request named it (the function spec).
+	ProtocolFromRequest = "request"
+	// ProtocolFromManifest: the package manifest named it.
+	ProtocolFromManifest = "manifest"
+	// ProtocolFromRuntime: the runtime's bootstrap declared it when it
+	// became ready.
+	ProtocolFromRuntime = "runtime"
+	// ProtocolDetected: nobody named it; the agent probed the function's
+	// port with the HTTP/2 connection preface.
+	ProtocolDetected = "detected"
 )
 
 // Protocols a function process may speak; the agent's proxy uses the
@@ -53,12 +104,19 @@ type Limits struct {
 	// Concurrency is the instance's concurrency limit: requests in flight
 	// on the agent beyond it get 429. Zero means 1.
 	Concurrency int `json:"concurrency,omitempty"`
-	// MemoryBytes is advisory for the agent (it may set RLIMIT_AS or pass
-	// it to the function); zero means unlimited.
+	// MemoryBytes bounds the instance's memory; zero means unlimited. The
+	// agent enforces it with a cgroup where it can create one, else with a
+	// process limit (LoadResponse.MemoryLimit says which), and passes it to
+	// the function as FAAS_MEMORY_BYTES.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 	// TimeoutMillis bounds one invocation on the agent; zero means no
 	// bound beyond the caller's.
 	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
+	// MilliCPU bounds the instance's CPU time in thousandths of a core
+	// (1000: one core); the agent enforces it with a cgroup's CPU quota
+	// where it can (LoadResponse.CPULimit says whether it did). Zero means
+	// unlimited.
+	MilliCPU int64 `json:"milli_cpu,omitempty"`
 }
 
 // LoadRequest is the body of POST /v1/load: it turns a generic warm pod into
@@ -175,7 +233,7 @@ func (r *LoadRequest) Validate() error {
 	default:
 		return invalid("protocol: want %q or %q, got %q", ProtocolHTTP1, ProtocolH2C, truncate(r.Protocol, 80))
 	}
-	if r.Limits.Concurrency < 0 || r.Limits.MemoryBytes < 0 || r.Limits.TimeoutMillis < 0 || r.StartTimeoutMillis < 0 {
+	if r.Limits.Concurrency < 0 || r.Limits.MemoryBytes < 0 || r.Limits.TimeoutMillis < 0 || r.Limits.MilliCPU < 0 || r.StartTimeoutMillis < 0 {
 		return invalid("limits and timeouts must not be negative")
 	}
 	return nil
@@ -206,16 +264,35 @@ func truncate(s string, n int) string {
 type Timings struct {
 	FetchMillis  float64 `json:"fetch_ms"`
 	UnpackMillis float64 `json:"unpack_ms"`
-	StartMillis  float64 `json:"start_ms"`
+	// StartMillis is the time until the function served: starting its
+	// process until it listened, or, for a hot load, telling the running
+	// bootstrap to load it until it answered.
+	StartMillis float64 `json:"start_ms"`
+	// ProbeMillis is the part of StartMillis spent detecting the
+	// protocol (zero when it was named).
+	ProbeMillis float64 `json:"probe_ms,omitempty"`
 }
 
 // LoadResponse is the body of a successful POST /v1/load.
 type LoadResponse struct {
-	FunctionID string  `json:"function_id"`
-	PID        int     `json:"pid"`
-	Protocol   string  `json:"protocol"`
-	CacheHit   bool    `json:"cache_hit"`
-	Timings    Timings `json:"timings"`
+	FunctionID string `json:"function_id"`
+	PID        int    `json:"pid"`
+	Protocol   string `json:"protocol"`
+	// ProtocolSource says where Protocol came from: one of the
+	// Protocol... sources (ProtocolDetected when the agent probed).
+	ProtocolSource string  `json:"protocol_source,omitempty"`
+	CacheHit       bool    `json:"cache_hit"`
+	Timings        Timings `json:"timings"`
+	// HotLoad is true when the function was loaded into the runtime's
+	// bootstrap process that was already running in the pod, false when a
+	// process was started for it.
+	HotLoad bool `json:"hot_load,omitempty"`
+	// MemoryLimit is how the memory limit is enforced: one of the
+	// MemoryLimit... mechanisms.
+	MemoryLimit string `json:"memory_limit,omitempty"`
+	// CPULimit is how Limits.MilliCPU is enforced: "cgroup2", "cgroup1"
+	// or "none".
+	CPULimit string `json:"cpu_limit,omitempty"`
 }
 
 // InitializeRequest is the body of POST /v1/initialize.
@@ -276,6 +353,42 @@ type Stats struct {
 	Rejected   int64          `json:"rejected"`
 	Latency    LatencySummary `json:"latency"`
 	Uptime     time.Duration  `json:"uptime_ns"`
+
+	// Runtime is the agent's runtime; Instance the pod it serves, when the
+	// pod provider named it.
+	Runtime  string `json:"runtime,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// State is the agent's state (one of the Agent... states).
+	State string `json:"state,omitempty"`
+	// HotLoad is true when the function was hot-loaded into the runtime's
+	// bootstrap.
+	HotLoad bool `json:"hot_load,omitempty"`
+	// Protocol is the protocol the agent speaks to the function, and
+	// ProtocolSource where it came from (ProtocolDetected: probed).
+	Protocol       string `json:"protocol,omitempty"`
+	ProtocolSource string `json:"protocol_source,omitempty"`
+	// BilledMillis is the sum of the billed durations of the invocations
+	// that reached the function (each rounded up to a millisecond): the
+	// sum of the HeaderBilledMillis trailers the agent sent, plus those of
+	// responses that could not carry one (aborted, or without a body).
+	BilledMillis int64 `json:"billed_ms"`
+	// MemoryLimitBytes is the memory limit asked for (0: none) and
+	// MemoryLimit how it is enforced (one of the MemoryLimit...
+	// mechanisms); MilliCPU and CPULimit likewise for the CPU.
+	MemoryLimitBytes int64  `json:"memory_limit_bytes,omitempty"`
+	MemoryLimit      string `json:"memory_limit,omitempty"`
+	MilliCPU         int64  `json:"milli_cpu,omitempty"`
+	CPULimit         string `json:"cpu_limit,omitempty"`
+	// MemoryLimitKills counts the function processes ended for exceeding
+	// their memory limit (the kernel's OOM kill in the cgroup, or an
+	// allocation refused under RLIMIT_AS that made the process exit).
+	MemoryLimitKills int64 `json:"memory_limit_kills"`
+	// LogLines counts the lines of function output passed to the log
+	// sink; LogLinesDropped those dropped by the per-instance rate limit;
+	// LogLinesTruncated those cut to the agent's maximum line size.
+	LogLines          int64 `json:"log_lines"`
+	LogLinesDropped   int64 `json:"log_lines_dropped"`
+	LogLinesTruncated int64 `json:"log_lines_truncated"`
 }
 
 // WatchResponse is the body of GET /v1/watch?state=S: the agent answers as
