@@ -100,7 +100,8 @@ func TestShutdownThatRunsOutOfTimeStillCleansUp(t *testing.T) {
 // given to Start is done, then shuts itself down.
 func TestStartContextEndsTheDataplane(t *testing.T) {
 	agents := newFakeAgents()
-	pods := newFakeEnv(t, agents, nil).pods // a provider to share
+	t.Cleanup(agents.close)
+	pods := faastest.NewPodProvider(faastest.PodProviderConfig{Addr: agents.addr, Control: agents.control})
 	d, err := New(Config{Pods: pods, Code: faastest.NewCodeStore(faastest.CodeStoreConfig{}), Agents: AgentsConfig{Client: agents}})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
