@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -70,6 +71,12 @@ type ClusterConfig struct {
 	// passed over before it is tried again; it doubles while the node
 	// keeps refusing, up to 32 times. Default 1 s.
 	SuspectTimeout time.Duration
+	// Transport carries the forwarded requests to the other nodes'
+	// gateways. Default: an http.Transport of its own with keep-alive,
+	// apart from the agents' (Agents.Transport), so that the connections
+	// to a node that failed can be dropped at once without touching the
+	// agents'.
+	Transport http.RoundTripper
 }
 
 // DefaultSuspectTimeout is the default of ClusterConfig.SuspectTimeout.
@@ -286,9 +293,17 @@ func (s *suspects) clear(id string) {
 	s.n.Store(int32(len(s.m)))
 }
 
-// unreachable records that p refused a connection.
-func (d *Dataplane) unreachable(p peer, err error) {
-	d.fwd.failovers.Add(1)
+// unreachable records that p refused a connection (failover) or broke one
+// off (a request that may have run there): p is passed over for a while,
+// and the idle connections to the nodes are dropped, since those to p are
+// dead and a request sent on one could not tell whether p read it.
+func (d *Dataplane) unreachable(p peer, err error, failover bool) {
+	if failover {
+		d.fwd.failovers.Add(1)
+	}
+	if c, ok := d.cfg.Cluster.Transport.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 	if w := d.suspects.mark(p.id, d.clock.Now()); w > 0 {
 		d.log.Warn("node unreachable; passing it over", "node", p.id, "addr", p.addr, "for", w, "err", err)
 	}

@@ -229,7 +229,7 @@ func TestFailoverGoesToTheSuccessor(t *testing.T) {
 	}
 	a, b, c := envs["dp-a"], envs["dp-b"], envs["dp-c"]
 	b.gw.Close()
-	a.dp.cfg.Agents.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	a.dp.cfg.Cluster.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 
 	status, _, body := a.do(http.MethodPost, "/invoke/"+id, nil, "first")
 	require.Equal(t, http.StatusOK, status, body)
@@ -251,7 +251,7 @@ func TestFailoverGoesToTheSuccessor(t *testing.T) {
 
 	// Every node down the order refuses: the last one serves it itself.
 	c.gw.Close()
-	a.dp.cfg.Agents.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	a.dp.cfg.Cluster.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 	status, _, body = a.do(http.MethodPost, "/invoke/"+id, nil, "third")
 	require.Equal(t, http.StatusOK, status, body)
 	a.statsAfter(id, 1)
@@ -292,7 +292,17 @@ func TestForwardThatMayHaveRunIsNotRetried(t *testing.T) {
 	fa, _ := a.dp.FunctionStats(id)
 	assert.Zero(t, fa.Requests, "not run here too")
 	assert.Zero(t, a.dp.Stats().Failovers)
+
+	// The node that broke the connection off is passed over now.
+	status, _, _ = a.do(http.MethodPost, "/invoke/"+id, nil, "next")
+	assert.Equal(t, http.StatusOK, status)
+	assert.EqualValues(t, 1, a.dp.Stats().PassedOver)
+	a.statsAfter(id, 1)
+
+	// Invoke's forward is not retried either.
+	a.dp.suspects.clear("dp-b")
 	_, err = a.dp.Invoke(context.Background(), &Request{FunctionID: id})
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, context.Canceled))
+	a.statsAfter(id, 1)
 }

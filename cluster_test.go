@@ -51,7 +51,7 @@ func TestClusterForwardsToTheOwnerOnce(t *testing.T) {
 	// it. Dropping idle connections makes the next forward dial, and a
 	// refused dial is a sure "never reached".)
 	b.gw.Close()
-	a.dp.cfg.Agents.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	a.dp.cfg.Cluster.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 	status, _, _ = a.do(http.MethodPost, "/invoke/"+id, nil, "fallback")
 	require.Equal(t, http.StatusOK, status)
 	assert.EqualValues(t, 1, a.dp.Stats().Failovers)

@@ -205,6 +205,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.Pool.Addr, c.Pool.Weight = c.Cluster.Advertise, c.Cluster.Weight
 	}
 	c.Cluster.SuspectTimeout = cmp.Or(c.Cluster.SuspectTimeout, DefaultSuspectTimeout)
+	if c.Cluster.Transport == nil {
+		c.Cluster.Transport = newAgentTransport()
+	}
 	if c.Pool.Runtimes == nil {
 		c.Pool.Runtimes = map[string]warmpool.RuntimeConfig{"go": {Min: 1, Max: 8}}
 	}

@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -308,8 +309,10 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 	if prev == stateRunning {
 		errs = append(errs, d.pool.Close())
 	}
-	if t, ok := d.cfg.Agents.Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
+	for _, rt := range []http.RoundTripper{d.cfg.Agents.Transport, d.cfg.Cluster.Transport} {
+		if t, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
 	}
 	d.stopErr = errors.Join(errs...)
 	d.state.Store(stateClosed)

@@ -42,12 +42,12 @@ func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, targets 
 	for _, p := range targets {
 		out := httpx.Outgoing(ctx, r, p.addr, r.URL.EscapedPath(), func() io.ReadCloser { return io.NopCloser(bytes.NewReader(body)) }, int64(len(body)))
 		out.Header.Set(lifecycle.HeaderForwardedBy, d.cfg.NodeID)
-		resp, err := d.cfg.Agents.Transport.RoundTrip(out)
+		resp, err := d.cfg.Cluster.Transport.RoundTrip(out)
 		if neverReached(ctx, resp, err) {
 			if resp != nil {
 				resp.Body.Close()
 			}
-			d.unreachable(p, err)
+			d.unreachable(p, err, true)
 			continue
 		}
 		d.fwd.forwarded.Add(1)
@@ -61,7 +61,9 @@ func (d *Dataplane) forwardHTTP(w http.ResponseWriter, r *http.Request, targets 
 			// The client went away; nobody reads an answer.
 		default:
 			// The node may have run it: running it again elsewhere could
-			// run a non-idempotent request twice.
+			// run a non-idempotent request twice. The next requests pass
+			// the node over.
+			d.unreachable(p, err, false)
 			wire.WriteError(w, r.Header.Get(lifecycle.HeaderRequestID), 0, lifecycle.CodeInstanceFailure, "node "+p.id+" ("+p.addr+"): "+err.Error())
 		}
 		return true
@@ -90,17 +92,20 @@ func (d *Dataplane) forwardInvoke(ctx context.Context, targets []peer, req *Requ
 		if req.Priority != loadshed.Default {
 			h.Set(lifecycle.HeaderPriority, req.Priority.String())
 		}
-		resp, err := d.cfg.Agents.Transport.RoundTrip(hreq)
+		resp, err := d.cfg.Cluster.Transport.RoundTrip(hreq)
 		if neverReached(ctx, resp, err) {
 			if resp != nil {
 				resp.Body.Close()
 			}
-			d.unreachable(p, err)
+			d.unreachable(p, err, true)
 			continue
 		}
 		d.fwd.forwarded.Add(1)
 		from := "node " + p.id
 		if err != nil {
+			if ctx.Err() == nil {
+				d.unreachable(p, err, false)
+			}
 			return nil, true, transportError(ctx, from, err)
 		}
 		d.suspects.clear(p.id)
