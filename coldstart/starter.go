@@ -245,7 +245,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 		return res, &StepError{Step: StepTake, FunctionID: fn.ID, Err: err}
 	}
 	inst = lifecycle.NewInstance(lifecycle.Info{
-		ID: "i-" + pod.ID, FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Control: pod.Control, Runtime: pod.Runtime,
+		ID: InstanceID(pod.ID), FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Control: pod.Control, Runtime: pod.Runtime,
 		Generation: fn.Generation,
 	}, t, s.hooks.Observers...)
 	fail := func(step Step, attempts int, cause error) (Result, error) {
@@ -371,3 +371,8 @@ func (s *Starter) Close() error {
 	s.wg.Wait()
 	return nil
 }
+
+// InstanceID returns the ID of the instance a cold start makes of the pod
+// podID: instances are named after their pods, so that a component that
+// knows only the pods (a host agent reporting their health) can name them.
+func InstanceID(podID string) string { return "i-" + podID }
