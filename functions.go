@@ -46,6 +46,13 @@ type function struct {
 	csFailures atomic.Int32
 	csRetryAt  atomic.Int64 // unix nanoseconds
 
+	// Steady instances: one start in flight at a time, with a backoff
+	// after failures (scaler goroutine, and the start's goroutine for the
+	// end).
+	steadyStarting atomic.Bool
+	steadyFailures atomic.Int32
+	steadyRetryAt  atomic.Int64 // unix nanoseconds
+
 	mu        sync.Mutex // guards the fields below
 	policy    concurrency.ScalingPolicy
 	instances map[string]*instance
@@ -68,6 +75,7 @@ type instance struct {
 	readyAt    time.Time
 	draining   bool
 	drainSince time.Time
+	steady     bool // on a pod created for the function (Info.Dedicated)
 }
 
 // Deploy adds a function or updates it. An invalid spec is rejected with a

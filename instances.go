@@ -45,7 +45,7 @@ func (d *Dataplane) observeInstance(inst *lifecycle.Instance, t lifecycle.Transi
 			d.terminateLater(inst, "function removed during the cold start")
 			return
 		}
-		fn.instances[inst.ID] = &instance{inst: inst, slots: slots, gen: inst.Generation, readyAt: t.At}
+		fn.instances[inst.ID] = &instance{inst: inst, slots: slots, gen: inst.Generation, readyAt: t.At, steady: inst.Dedicated}
 		fn.mu.Unlock()
 		if err := d.router.Add(t.At, inst, slots, fn.queue); err != nil {
 			d.log.Warn("route not added", "instance", inst.ID, "err", err)
@@ -71,7 +71,9 @@ func (d *Dataplane) coldStartDone(r coldstart.Report) {
 	d.coldStarts.record(r)
 	if fn := d.lookup(r.FunctionID); fn != nil {
 		fn.stats.recordColdStart(r)
-		fn.coldStartDone(r.Err == nil, d.clock.Now())
+		if !r.Dedicated { // a steady instance's start has its own backoff
+			fn.coldStartDone(r.Err == nil, d.clock.Now())
+		}
 		if r.Err == nil {
 			d.locality.Add(localityKey{r.Node, fn.version().spec.Code.Digest}, struct{}{})
 		}

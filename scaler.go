@@ -97,7 +97,7 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	}
 	var live, finished []*instance
 	var replicas []concurrency.Replica
-	current := 0
+	current, steady := 0, 0
 	for _, in := range fn.instances {
 		if in.draining {
 			if in.slots.InFlight() == 0 || now.Sub(in.drainSince) > drainFor {
@@ -111,9 +111,13 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 			InFlight: in.slots.InFlight(),
 			ReadyAt:  in.readyAt,
 			LastUsed: in.readyAt,
+			Steady:   in.steady,
 		}
 		if r.Current {
 			current++
+			if in.steady {
+				steady++
+			}
 		}
 		live = append(live, in)
 		replicas = append(replicas, r)
@@ -155,6 +159,38 @@ func (d *Dataplane) scaleFunction(fn *function, now time.Time) {
 	}
 	if plan.Start > starting {
 		d.ensure(fn, v, plan.Start)
+	}
+	// Steady instances replace burst ones in the background, up to the
+	// spec's count while the policy wants that many.
+	if steady < min(v.spec.SteadyInstances, want) {
+		d.startSteady(fn, v, now)
+	}
+}
+
+// startSteady starts one steady instance of fn (a cold start on a pod
+// created for it), unless one is starting or the last ones failed
+// recently (backoff: 1 s, doubling, up to a minute).
+func (d *Dataplane) startSteady(fn *function, v *version, now time.Time) {
+	if now.UnixNano() < fn.steadyRetryAt.Load() || !fn.steadyStarting.CompareAndSwap(false, true) {
+		return
+	}
+	started := d.spawn(func() {
+		defer fn.steadyStarting.Store(false)
+		_, err := d.starter.StartDedicated(d.ctx, d.cfg.Pods, v.cs)
+		if err == nil {
+			fn.steadyFailures.Store(0)
+			return
+		}
+		if d.ctx.Err() != nil {
+			return
+		}
+		n := fn.steadyFailures.Add(1)
+		wait := min(time.Second<<min(n-1, 6), time.Minute)
+		fn.steadyRetryAt.Store(d.clock.Now().Add(wait).UnixNano())
+		d.log.Warn("a steady instance failed to start", "function", fn.id, "retry_in", wait, "err", err)
+	})
+	if !started {
+		fn.steadyStarting.Store(false)
 	}
 }
 

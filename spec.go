@@ -47,6 +47,16 @@ type FunctionSpec struct {
 	// MinInstances are kept warm even without traffic (default 0: scale
 	// to zero). MaxInstances caps scale-out (default 100).
 	MinInstances, MaxInstances int
+	// SteadyInstances is how many of the function's instances run on
+	// pods created for it (warmpool.FunctionPod: sized for the function,
+	// never taken from a warm pool) rather than on warm pods: up to this
+	// many, as long as the scaler wants at least that many instances.
+	// Requests that find no capacity still cold-start from the warm pool
+	// at once; steady instances are started in the background, after
+	// which the scaler drains the burst instances they replace (steady
+	// ones drain last). Default 0: every instance comes from the warm
+	// pool. It needs a provider that honours PodSpec.Function.
+	SteadyInstances int
 	// KeepAlive is how long the last instance is kept after the function
 	// went idle (default 10 min, Azure Functions' and OpenWhisk's common
 	// choice); negative means none. Scale to zero also waits for the
@@ -223,6 +233,9 @@ func (s FunctionSpec) Validate() error {
 	}
 	if s.MaxInstances < 0 || s.MaxInstances > MaxInstancesLimit {
 		bad("MaxInstances", "must be in [0, %d], got %d", MaxInstancesLimit, s.MaxInstances)
+	}
+	if s.SteadyInstances < 0 || s.SteadyInstances > MaxInstancesLimit {
+		bad("SteadyInstances", "must be in [0, %d], got %d", MaxInstancesLimit, s.SteadyInstances)
 	}
 	if s.MaxInstances > 0 && s.MinInstances > s.MaxInstances {
 		bad("MinInstances", "%d exceeds MaxInstances %d", s.MinInstances, s.MaxInstances)

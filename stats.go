@@ -253,8 +253,11 @@ type FunctionStats struct {
 	ID         string
 	Generation uint64
 	// Instances counts the function's Ready instances by state (Ready,
-	// Unhealthy, Draining); Starting counts cold starts in flight.
+	// Unhealthy, Draining); Steady counts those of them that are steady
+	// instances (FunctionSpec.SteadyInstances); Starting counts cold
+	// starts in flight.
 	Instances map[lifecycle.State]int
+	Steady    int
 	Starting  int
 	// InFlight counts requests running on instances, Queued those
 	// waiting for capacity.
@@ -369,6 +372,9 @@ func (d *Dataplane) functionStats(fn *function) FunctionStats {
 	fn.mu.Lock()
 	for _, in := range fn.instances {
 		fs.Instances[in.inst.State()]++
+		if in.steady && !in.draining {
+			fs.Steady++
+		}
 	}
 	fn.mu.Unlock()
 	for c, i := range codeIndex {

@@ -64,7 +64,7 @@ func (s *Starter) Ensure(ctx context.Context, fn Function, n int) (Result, error
 
 // fly runs one cold start for Ensure and publishes its result.
 func (s *Starter) fly(key flightKey, fn Function, f *flight) {
-	f.res, f.err = s.run(s.ctx, &fn)
+	f.res, f.err = s.run(s.ctx, &fn, s.fromPool(&fn))
 	s.mu.Lock()
 	fs := s.flights[key]
 	if i := slices.Index(fs, f); i >= 0 {

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,6 +116,9 @@ type Hooks struct {
 type Report struct {
 	FunctionID string
 	Generation uint64
+	// Dedicated reports a cold start on a pod created for the function
+	// (StartDedicated).
+	Dedicated bool
 	// InstanceID, PodID and Node are empty when no pod was taken.
 	InstanceID string
 	PodID      string
@@ -189,7 +195,99 @@ func (s *Starter) Start(ctx context.Context, fn Function) (Result, error) {
 	if s.isClosed() {
 		return Result{}, ErrClosed
 	}
-	return s.run(ctx, &fn)
+	return s.run(ctx, &fn, s.fromPool(&fn))
+}
+
+// Creator creates and deletes pods: a [warmpool.PodProvider] does.
+type Creator interface {
+	Create(ctx context.Context, spec warmpool.PodSpec) (warmpool.Pod, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// StartDedicated runs one cold start of fn, as Start does, on a pod that
+// pods creates for it (a steady instance: [warmpool.FunctionPod]) instead
+// of one taken from the warm pool; the instance's Info.Dedicated is set,
+// and the pod is deleted through pods if the cold start fails. Its Take
+// step is the pod's creation.
+func (s *Starter) StartDedicated(ctx context.Context, pods Creator, fn Function) (Result, error) {
+	if pods == nil {
+		return Result{}, errors.New("coldstart: StartDedicated needs a Creator")
+	}
+	if err := fn.Validate(); err != nil {
+		return Result{}, err
+	}
+	if s.isClosed() {
+		return Result{}, ErrClosed
+	}
+	return s.run(ctx, &fn, s.dedicated(&fn, pods))
+}
+
+// podSource is where a cold start gets its pod, and how it gives it back
+// when the cold start fails.
+type podSource struct {
+	get       func(ctx context.Context) (warmpool.Pod, error)
+	discard   func(ctx context.Context, pod warmpool.Pod) error
+	dedicated bool
+}
+
+func (s *Starter) fromPool(fn *Function) podSource {
+	return podSource{
+		get: func(ctx context.Context) (warmpool.Pod, error) {
+			return s.pool.Take(ctx, fn.Runtime, s.preference(fn.Code.Digest))
+		},
+		discard: s.pool.Delete,
+	}
+}
+
+func (s *Starter) dedicated(fn *Function, pods Creator) podSource {
+	return podSource{
+		get: func(ctx context.Context) (warmpool.Pod, error) {
+			return pods.Create(ctx, warmpool.PodSpec{
+				Name:     DedicatedPodName(fn.ID),
+				Runtime:  fn.Runtime,
+				Labels:   map[string]string{warmpool.FunctionLabel: labelValue(fn.ID)},
+				Function: &warmpool.FunctionPod{FunctionID: fn.ID, Generation: fn.Generation, Limits: fn.Limits},
+			})
+		},
+		discard:   func(ctx context.Context, pod warmpool.Pod) error { return pods.Delete(ctx, pod.ID) },
+		dedicated: true,
+	}
+}
+
+// DedicatedPodName returns a fresh name for a pod dedicated to the
+// function: "steady-", the function's ID made a DNS label (lower case
+// letters, digits and '-', at most 40 bytes), and a random suffix.
+func DedicatedPodName(functionID string) string {
+	var b strings.Builder
+	b.WriteString("steady-")
+	for i := 0; i < len(functionID) && b.Len() < 47; i++ {
+		switch c := functionID[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+			b.WriteByte(c)
+		case 'A' <= c && c <= 'Z':
+			b.WriteByte(c + 'a' - 'A')
+		default:
+			b.WriteByte('-')
+		}
+	}
+	return strings.TrimRight(b.String(), "-") + "-" + strconv.FormatUint(rand.Uint64()>>24, 36)
+}
+
+// labelValue makes a function ID a valid Kubernetes label value: at most
+// 63 bytes of letters, digits, '-', '_' and '.', starting and ending with
+// an alphanumeric.
+func labelValue(id string) string {
+	b := []byte(id[:min(len(id), 63)])
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	out := strings.Trim(string(b), "-_.")
+	if out == "" {
+		return "function"
+	}
+	return out
 }
 
 func (s *Starter) isClosed() bool {
@@ -198,8 +296,8 @@ func (s *Starter) isClosed() bool {
 	return s.closed
 }
 
-// run is one cold start.
-func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error) {
+// run is one cold start, on a pod from src.
+func (s *Starter) run(ctx context.Context, fn *Function, src podSource) (res Result, err error) {
 	now := s.clock.Now
 	start := now()
 	var b Breakdown
@@ -209,7 +307,7 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 		b.Total = now().Sub(start)
 		res.Breakdown = b
 		if s.hooks.OnColdStart != nil {
-			r := Report{FunctionID: fn.ID, Generation: fn.Generation, PodID: pod.ID, Node: pod.Node, Breakdown: b, Err: err}
+			r := Report{FunctionID: fn.ID, Generation: fn.Generation, PodID: pod.ID, Node: pod.Node, Breakdown: b, Err: err, Dedicated: src.dedicated}
 			if inst != nil {
 				r.InstanceID = inst.ID
 			}
@@ -236,9 +334,10 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 		return d
 	}
 
-	// Take: a warm pod, on a node that has the code if possible.
+	// Take: a warm pod, on a node that has the code if possible (or a
+	// pod created for the function).
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.TakeTimeout)
-	pod, err = s.pool.Take(tctx, fn.Runtime, s.preference(fn.Code.Digest))
+	pod, err = src.get(tctx)
 	cancel()
 	b.Take = lap()
 	if err != nil {
@@ -246,11 +345,11 @@ func (s *Starter) run(ctx context.Context, fn *Function) (res Result, err error)
 	}
 	inst = lifecycle.NewInstance(lifecycle.Info{
 		ID: InstanceID(pod.ID), FunctionID: fn.ID, PodID: pod.ID, Node: pod.Node, Addr: pod.Addr, Control: pod.Control, Runtime: pod.Runtime,
-		Generation: fn.Generation,
+		Generation: fn.Generation, Dedicated: src.dedicated,
 	}, t, s.hooks.Observers...)
 	fail := func(step Step, attempts int, cause error) (Result, error) {
 		_ = inst.Transition(now(), lifecycle.Failed, string(step)+" failed")
-		s.deletePod(ctx, pod)
+		s.deletePod(ctx, src, pod)
 		return Result{}, &StepError{Step: step, FunctionID: fn.ID, PodID: pod.ID, Attempts: attempts, Err: cause}
 	}
 
@@ -342,10 +441,10 @@ func (s *Starter) preference(digest string) warmpool.Preference {
 }
 
 // deletePod deletes the pod of a failed cold start; it is never reused.
-func (s *Starter) deletePod(ctx context.Context, pod warmpool.Pod) {
+func (s *Starter) deletePod(ctx context.Context, src podSource, pod warmpool.Pod) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DeleteTimeout)
 	defer cancel()
-	if err := s.pool.Delete(dctx, pod); err != nil {
+	if err := src.discard(dctx, pod); err != nil {
 		s.log.Warn("coldstart: deleting the pod of a failed cold start failed", "pod", pod.ID, "err", err)
 	}
 }

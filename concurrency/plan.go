@@ -20,6 +20,10 @@ type Replica struct {
 	ReadyAt time.Time
 	// LastUsed is when its last request ended (or ReadyAt).
 	LastUsed time.Time
+	// Steady marks a steady instance (a pod created for the function):
+	// excess replicas drain the others first, so that bursts are absorbed
+	// by warm-pool instances and steady traffic stays on steady ones.
+	Steady bool
 }
 
 // Plan is what a scaling round does once the policy has said how many
@@ -36,8 +40,9 @@ type Plan struct {
 // PlanRound turns the desired number of instances into actions, the same
 // way in the dataplane and in the simulator: replicas of an older
 // generation drain as current ones are Ready to replace them (a surge, not
-// a cliff), excess current replicas drain idlest first (fewest requests in
-// flight, then unused the longest) but only once they have been Ready for
+// a cliff), excess current replicas drain idlest first (steady ones last,
+// then fewest requests in flight, then unused the longest) but only once
+// they have been Ready for
 // settle, so that instances started for a burst are not drained and started
 // again at every burst, and the missing ones are cold-started. starting is
 // the number of cold starts in flight, which count as instances: they
@@ -68,7 +73,7 @@ func PlanRound(now time.Time, desired, starting int, replicas []Replica, settle 
 	}
 	idlest := func(a, b int) int {
 		ra, rb := replicas[a], replicas[b]
-		return cmp.Or(cmp.Compare(ra.InFlight, rb.InFlight), ra.LastUsed.Compare(rb.LastUsed), cmp.Compare(a, b))
+		return cmp.Or(cmp.Compare(steadyRank(ra), steadyRank(rb)), cmp.Compare(ra.InFlight, rb.InFlight), ra.LastUsed.Compare(rb.LastUsed), cmp.Compare(a, b))
 	}
 	var p Plan
 	// Rolling: keep as many old replicas as the Ready current ones fall
@@ -93,4 +98,13 @@ func PlanRound(now time.Time, desired, starting int, replicas []Replica, settle 
 		p.Start += missing
 	}
 	return p
+}
+
+// steadyRank orders the replicas to drain: the others before the steady
+// ones.
+func steadyRank(r Replica) int {
+	if r.Steady {
+		return 1
+	}
+	return 0
 }

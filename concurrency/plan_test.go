@@ -20,6 +20,11 @@ func TestPlanRound(t *testing.T) {
 		return Replica{Ready: true, InFlight: inFlight, ReadyAt: settled, LastUsed: settled}
 	}
 	loading := Replica{Current: true}
+	steady := func(inFlight int) Replica {
+		r := cur(inFlight, settled, t0)
+		r.Steady = true
+		return r
+	}
 	tests := []struct {
 		name              string
 		desired, starting int
@@ -45,6 +50,10 @@ func TestPlanRound(t *testing.T) {
 			Plan{Drain: []int{0, 1}}},
 		{"roll: nothing new yet", 2, 2, []Replica{old(0), old(1)}, Plan{Start: 2}},
 		{"scale to zero", 0, 0, []Replica{cur(0, settled, settled)}, Plan{Drain: []int{0}}},
+		{"steady ones drain last, even idler", 2, 0, []Replica{steady(0), cur(3, settled, now), steady(0), cur(1, settled, now)},
+			Plan{Drain: []int{1, 3}}},
+		{"steady ones drain when nothing else is left", 1, 0, []Replica{steady(2), steady(0), cur(1, settled, now)},
+			Plan{Drain: []int{1, 2}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

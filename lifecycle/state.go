@@ -146,6 +146,9 @@ type Info struct {
 	// rolling update tells old instances from new ones. Zero when not
 	// tracked.
 	Generation uint64
+	// Dedicated reports a steady instance: its pod was created for this
+	// function, not taken from a warm pool, and is deleted with it.
+	Dedicated bool
 }
 
 // Instance is one function instance and its state machine. State is

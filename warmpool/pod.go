@@ -48,6 +48,25 @@ func (p Pod) Clone() Pod {
 // [ErrSharedPopulation].
 const HolderLabel = "faasplane.io/holder"
 
+// FunctionLabel is the label of a pod dedicated to one function (a steady
+// instance, see [FunctionPod]): its value is the function's ID, sanitized
+// into a label value. No Manager adopts such a pod into a pool.
+const FunctionLabel = "faasplane.io/function"
+
+// FunctionPod, in a [PodSpec], asks for a pod dedicated to one function
+// rather than a generic one: a steady instance, created for the function
+// directly and deleted with it, which carries steady traffic while the warm
+// pools absorb bursts (ByteFaaS's deployment pods). The dataplane loads the
+// function into it as into a warm pod once it is up; a provider may size it
+// for the function (Limits) and schedule it like the function's other pods.
+type FunctionPod struct {
+	// FunctionID and Generation name the function and its deployment.
+	FunctionID string
+	Generation uint64
+	// Limits are the instance's memory and CPU limits.
+	Limits lifecycle.Limits
+}
+
 // PodSpec is what a Manager asks a provider to create.
 type PodSpec struct {
 	// Name is the ID the Manager would like the pod to have. Providers
@@ -60,6 +79,10 @@ type PodSpec struct {
 	Runtime string
 	// Labels are added to the pod's labels.
 	Labels map[string]string
+	// Function, when set, asks for a pod dedicated to one function
+	// ([FunctionPod]); Labels then hold its [FunctionLabel]. Managers
+	// never set it.
+	Function *FunctionPod
 }
 
 // PodProvider creates, deletes and lists generic pods. Implementations:

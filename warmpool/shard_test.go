@@ -295,3 +295,26 @@ func TestSharedLeasesAdoptOtherManagersPods(t *testing.T) {
 	assert.Zero(t, a.Stats().ForeignPods)
 	assert.Zero(t, b.Stats().ForeignPods)
 }
+
+// A pod dedicated to a function (a steady instance) is never adopted into
+// a pool, nor counted as another manager's.
+func TestFunctionPodsAreNotAdopted(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	cfg := e.config("a")
+	cfg.Runtimes = map[string]RuntimeConfig{"go": {Min: 0, Max: 5}}
+	cfg.Sizing = func(_ string, rc RuntimeConfig) (SizingPolicy, error) { return FixedSizing(0), nil }
+	m := e.manager(t, cfg)
+	pod, err := e.prov.Create(ctx, PodSpec{Name: "steady-f-1", Runtime: "go",
+		Labels: map[string]string{FunctionLabel: "f"}, Function: &FunctionPod{FunctionID: "f", Generation: 1}})
+	require.NoError(t, err)
+	require.NoError(t, m.Tick(ctx))
+	require.NoError(t, m.Tick(ctx))
+	st := m.Stats()
+	assert.Zero(t, st.Adopted)
+	assert.Zero(t, st.Runtimes["go"].Idle+st.Runtimes["go"].Pending)
+	_, err = m.TryTake(ctx, "go", nil)
+	require.ErrorIs(t, err, ErrNoIdlePod)
+	_, _, held := e.store.Get(pod.ID)
+	assert.False(t, held, "no lease taken on it")
+}

@@ -265,6 +265,9 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		if _, gone := m.deleting[pod.ID]; gone || m.pools[pod.Runtime] == nil || m.held[pod.ID] != nil || m.taking[pod.ID] {
 			continue
 		}
+		if pod.Labels[FunctionLabel] != "" {
+			continue // a function's own pod, never a pool's
+		}
 		if _, ok := m.claimed[pod.ID]; ok || !m.ownsLocked(pod.ID) {
 			continue
 		}
