@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -44,6 +45,16 @@ const (
 	// DefaultSampleEvery is the timeline's initial resolution; it doubles
 	// whenever the timeline would exceed MaxTimelinePoints.
 	DefaultSampleEvery = time.Second
+	// DefaultMemoryMB is an instance's memory when a spec sets none
+	// (AWS Lambda's default size), for the GB-seconds of the report.
+	DefaultMemoryMB = 128
+	// DefaultDetect is how long a dead instance stays in the routes
+	// before the health monitor takes it out: three failed readiness
+	// checks 2 s apart (router.HealthConfig's defaults).
+	DefaultDetect = 6 * time.Second
+	// DefaultNodeDowntime is how long a lost node stays down before a
+	// node with an empty code cache takes its place.
+	DefaultNodeDowntime = 5 * time.Minute
 	// MaxTimelinePoints bounds the timeline's length.
 	MaxTimelinePoints = 4096
 )
@@ -96,6 +107,18 @@ type FunctionSpec struct {
 	// Defaults: log-normal with medians of 100 ms (sigma 0.3) and 50 ms
 	// (sigma 0.5).
 	Load, Init Dist
+	// MaxConcurrency is the function-wide limit of requests in flight or
+	// waiting, over all its instances (faas.FunctionSpec.MaxConcurrency,
+	// a real concurrency.FunctionLimit): one more is refused at once
+	// (Stats.Limited). Zero means none.
+	MaxConcurrency int
+	// Idempotent lets a request that reached a failed instance be retried
+	// on another one (router.Retryable); requests that never reached the
+	// function are retried whatever it says.
+	Idempotent bool
+	// MemoryMB is the memory of one instance, which turns instance-seconds
+	// into GB-seconds. Default DefaultMemoryMB.
+	MemoryMB float64
 }
 
 // RuntimeSpec configures the warm pool of one runtime.
@@ -136,6 +159,52 @@ type CodeConfig struct {
 	Local, Shared, Origin Tier
 }
 
+// Speeds makes the nodes and instances unequally fast, so that
+// load-balancing policies are compared in the simulator itself. An
+// invocation's service time, drawn from its function's distribution, is
+// divided by the speed of the node and of the instance that execute it.
+type Speeds struct {
+	// Nodes are the worker nodes' speed factors, node i taking
+	// Nodes[i % len(Nodes)]; 0.5 is a node half as fast (noisy
+	// neighbours, an older machine type). Empty: all 1.
+	Nodes []float64
+	// InstanceSigma spreads the instances' own speeds: each instance
+	// draws a factor from a log-normal distribution of median 1 and this
+	// shape when it starts (CPU contention it meets on its node). Zero:
+	// all 1.
+	InstanceSigma float64
+}
+
+// Failures injects crashes. Rates are per hour of life: an instance
+// crashes after an exponential time of mean 1/InstanceCrashRate hours, a
+// worker node is lost after one of mean 1/NodeLossRate hours. A crash
+// fails the requests the instance holds: those executing may have reached
+// the function (router.InstanceFailed: retried on another instance only
+// when the function is Idempotent), those waiting inside the instance did
+// not (router.Exited: retried); requests the router sends to the dead
+// instance afterwards fail fast and are retried, and the router takes the
+// instance out and asks for a replacement, as the dataplane's Replace
+// hook does. Every retry goes through router.Retry, so its rules hold:
+// once per request, within the retry budget, never to the failed
+// instance; a request that never reached a function and finds no other
+// instance waits for capacity as a new one would. A lost node takes its
+// instances, its idle pods, its cold starts in progress and its code
+// cache with it; requests to its instances fail to connect
+// (router.ConnectFailed) until the health monitor, Detect later, takes
+// them out. The node comes back empty after Downtime.
+type Failures struct {
+	// InstanceCrashRate is the crashes per instance-hour. Zero: none.
+	InstanceCrashRate float64
+	// NodeLossRate is the losses per node-hour. Zero: none.
+	NodeLossRate float64
+	// Detect is how long a dead instance stays in the routes before the
+	// health monitor takes it out. Default DefaultDetect.
+	Detect time.Duration
+	// Downtime is how long a lost node stays down. Default
+	// DefaultNodeDowntime.
+	Downtime time.Duration
+}
+
 // Config configures a simulation run: the functions and pools, and the
 // policy objects every decision is made by. Policies are built afresh for
 // each run from the constructors given, so a Config can be run many
@@ -163,7 +232,10 @@ type Config struct {
 	Policy router.Policy
 	// Scaler returns the scaling policy of one function; it decides how
 	// many instances the function has, hence keep-alive and scale to
-	// zero. Default [KPAFor].
+	// zero. Default [KPAFor]; [KeepAliveFor] (an exact fixed keep-alive)
+	// and [HybridFor] (the hybrid histogram policy) are the other
+	// policies that ship. A policy that implements concurrency.Quiet lets
+	// idle functions sleep between the decisions that matter.
 	Scaler func(fn FunctionSpec) (concurrency.ScalingPolicy, error)
 	// Sizing returns the sizing policy of one runtime's warm pool.
 	// Default [EWMASizingFor].
@@ -210,6 +282,28 @@ type Config struct {
 	// Default DefaultMaxColdStarts.
 	MaxColdStarts int
 
+	// Dataplanes is the number of dataplane nodes. Each function is owned
+	// by one, chosen by the real sharding.Table (weighted rendezvous
+	// hashing, as faas.Dataplane.SetCluster); every invocation reaches a
+	// dataplane chosen uniformly at random, which forwards it to the
+	// owner once, as the dataplane's gateway does. Each dataplane has its
+	// own shedder (Shedder is called once per dataplane), cold-start bound
+	// (MaxColdStarts) and warm pools with their bound on creations
+	// (MaxParallelCreates), as each faas.Dataplane has its own Starter
+	// and warm-pool manager. Default 1.
+	Dataplanes int
+	// Forward is the latency of forwarding a request to its owner.
+	// Default: a constant 0.5 ms (one hop within a data centre).
+	Forward Dist
+	// Hop is the round trip between a dataplane and the agent of the
+	// instance it proxies to, added to every invocation's time on the
+	// instance (it holds the slot meanwhile). Default none.
+	Hop Dist
+	// Speeds makes nodes and instances unequally fast.
+	Speeds Speeds
+	// Failures injects instance crashes and node losses.
+	Failures Failures
+
 	// WarmUp excludes the invocations that arrive before it, and the
 	// instance-seconds spent before it, from the report.
 	WarmUp time.Duration
@@ -230,6 +324,27 @@ func KPAFor(fn FunctionSpec) (concurrency.ScalingPolicy, error) {
 		MinInstances: fn.MinInstances,
 		MaxInstances: fn.MaxInstances,
 		KeepAlive:    fn.KeepAlive,
+	})
+}
+
+// KeepAliveFor is a Config.Scaler: the fixed keep-alive policy of the
+// concurrency package (concurrency.KeepAlive) with the function's
+// KeepAlive, MinInstances and MaxInstances. Unlike the KPA's, its
+// keep-alive is exact: 6 s means 6 s.
+func KeepAliveFor(fn FunctionSpec) (concurrency.ScalingPolicy, error) {
+	return concurrency.NewKeepAlive(concurrency.KeepAliveConfig{
+		KeepAlive: fn.KeepAlive,
+		KPA:       concurrency.KPAConfig{MinInstances: fn.MinInstances, MaxInstances: fn.MaxInstances},
+	})
+}
+
+// HybridFor is a Config.Scaler: the hybrid histogram keep-alive and
+// pre-warm policy of the concurrency package (concurrency.Hybrid, after
+// Shahrad et al., ATC 2020) with its defaults and the function's
+// MinInstances and MaxInstances.
+func HybridFor(fn FunctionSpec) (concurrency.ScalingPolicy, error) {
+	return concurrency.NewHybrid(concurrency.HybridConfig{
+		KPA: concurrency.KPAConfig{MinInstances: fn.MinInstances, MaxInstances: fn.MaxInstances},
 	})
 }
 
@@ -286,6 +401,12 @@ func (c Config) withDefaults() Config {
 	c.MaxParallelCreates = cmp.Or(c.MaxParallelCreates, DefaultMaxParallelCreates)
 	c.MaxColdStarts = cmp.Or(c.MaxColdStarts, DefaultMaxColdStarts)
 	c.SampleEvery = cmp.Or(c.SampleEvery, DefaultSampleEvery)
+	c.Dataplanes = cmp.Or(c.Dataplanes, 1)
+	if c.Forward == nil {
+		c.Forward = Const(500 * time.Microsecond)
+	}
+	c.Failures.Detect = cmp.Or(c.Failures.Detect, DefaultDetect)
+	c.Failures.Downtime = cmp.Or(c.Failures.Downtime, DefaultNodeDowntime)
 	return c
 }
 
@@ -304,6 +425,20 @@ func (c *Config) validate() error {
 		return bad("negative tier bandwidth")
 	case c.WarmUp < 0 || c.Until < 0:
 		return bad("negative WarmUp or Until")
+	case c.Dataplanes < 0 || c.Dataplanes > 1000:
+		return bad("Dataplanes %d not in [1, 1000]", c.Dataplanes)
+	case !(c.Failures.InstanceCrashRate >= 0) || !(c.Failures.NodeLossRate >= 0) ||
+		math.IsInf(c.Failures.InstanceCrashRate, 0) || math.IsInf(c.Failures.NodeLossRate, 0):
+		return bad("failure rates must be finite and >= 0")
+	case c.Failures.Detect < 0 || c.Failures.Downtime < 0:
+		return bad("negative Failures.Detect or Failures.Downtime")
+	case !(c.Speeds.InstanceSigma >= 0) || math.IsInf(c.Speeds.InstanceSigma, 0):
+		return bad("Speeds.InstanceSigma must be finite and >= 0")
+	}
+	for i, sp := range c.Speeds.Nodes {
+		if !(sp > 0) || math.IsInf(sp, 0) {
+			return bad("Speeds.Nodes[%d] = %v: want a positive finite factor", i, sp)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Runtimes)) {
 		rs := c.Runtimes[name]
@@ -341,6 +476,7 @@ func (fn FunctionSpec) resolve(runtime string) FunctionSpec {
 	if fn.Init == nil {
 		fn.Init = defaultInit()
 	}
+	fn.MemoryMB = cmp.Or(fn.MemoryMB, DefaultMemoryMB)
 	return fn
 }
 
@@ -353,8 +489,10 @@ func (fn *FunctionSpec) validate(runtimes map[string]RuntimeSpec) error {
 		return bad("Concurrency %d out of range", fn.Concurrency)
 	case fn.Parallelism < 1 || fn.Parallelism > fn.Concurrency:
 		return bad("Parallelism %d not in [1, Concurrency %d]", fn.Parallelism, fn.Concurrency)
-	case fn.MinInstances < 0 || fn.MaxInstances < 0 || fn.MaxQueue < 0 || fn.QueueTimeout < 0 || fn.CodeSize < 0:
+	case fn.MinInstances < 0 || fn.MaxInstances < 0 || fn.MaxQueue < 0 || fn.QueueTimeout < 0 || fn.CodeSize < 0 || fn.MaxConcurrency < 0:
 		return bad("negative limit")
+	case !(fn.MemoryMB > 0) || math.IsInf(fn.MemoryMB, 0):
+		return bad("MemoryMB %v: want a positive finite size", fn.MemoryMB)
 	}
 	if _, ok := runtimes[fn.Runtime]; !ok {
 		return bad("unknown runtime %q", fn.Runtime)

@@ -1,9 +1,13 @@
 package faastest
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -88,4 +92,93 @@ func sample(d Dist, r *rand.Rand) time.Duration {
 		return 0
 	}
 	return max(d.Sample(r), 0)
+}
+
+// Percentile is one point of a distribution's quantile function: P
+// percent of the values are at most Value.
+type Percentile struct {
+	P     float64
+	Value time.Duration
+}
+
+// FromPercentiles returns the distribution whose quantile function runs
+// linearly between the given points: what a trace that publishes
+// percentiles of execution times (the Azure Functions 2019 dataset) says
+// of a function. Values below the first point's P are its Value, values
+// above the last point's P the last Value. It returns an error wrapping
+// ErrTrace unless the points have P in [0, 100], strictly increasing,
+// and non-negative, non-decreasing values.
+func FromPercentiles(points []Percentile) (Dist, error) {
+	if err := checkPercentiles(points); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTrace, err)
+	}
+	return fromPercentiles(points), nil
+}
+
+func checkPercentiles(points []Percentile) error {
+	if len(points) == 0 {
+		return errors.New("no percentiles")
+	}
+	for i, p := range points {
+		switch {
+		case !(p.P >= 0 && p.P <= 100):
+			return fmt.Errorf("percentile %v not in [0, 100]", p.P)
+		case p.Value < 0:
+			return fmt.Errorf("negative value at percentile %v", p.P)
+		case i > 0 && !(p.P > points[i-1].P):
+			return fmt.Errorf("percentiles not increasing (%v after %v)", p.P, points[i-1].P)
+		case i > 0 && p.Value < points[i-1].Value:
+			return fmt.Errorf("values decrease from percentile %v to %v", points[i-1].P, p.P)
+		}
+	}
+	return nil
+}
+
+func fromPercentiles(points []Percentile) Dist {
+	d := percentileDist{points: slices.Clone(points)}
+	// The mean: the integral of the quantile function, flat outside.
+	var mean float64
+	first, last := points[0], points[len(points)-1]
+	mean += first.P / 100 * float64(first.Value)
+	mean += (100 - last.P) / 100 * float64(last.Value)
+	for i := 1; i < len(points); i++ {
+		a, b := points[i-1], points[i]
+		mean += (b.P - a.P) / 100 * (float64(a.Value) + float64(b.Value)) / 2
+	}
+	d.mean = time.Duration(mean)
+	return d
+}
+
+type percentileDist struct {
+	points []Percentile
+	mean   time.Duration
+}
+
+func (d percentileDist) Sample(r *rand.Rand) time.Duration {
+	u := r.Float64() * 100
+	pts := d.points
+	i, _ := slices.BinarySearchFunc(pts, u, func(p Percentile, u float64) int { return cmp.Compare(p.P, u) })
+	switch {
+	case i == 0:
+		return pts[0].Value
+	case i == len(pts):
+		return pts[len(pts)-1].Value
+	}
+	a, b := pts[i-1], pts[i]
+	return a.Value + time.Duration((u-a.P)/(b.P-a.P)*float64(b.Value-a.Value))
+}
+
+func (d percentileDist) Mean() time.Duration { return d.mean }
+
+func (d percentileDist) String() string {
+	var b strings.Builder
+	b.WriteString("percentiles(")
+	for i, p := range d.points {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "p%g %v", p.P, p.Value)
+	}
+	b.WriteString(")")
+	return b.String()
 }

@@ -10,6 +10,11 @@ const (
 	evPodCreated
 	evScaleTick
 	evPoolTick
+	evArrive   // a forwarded invocation reaches its owner
+	evCrash    // an instance crashes
+	evDetect   // the health monitor takes a dead instance out
+	evNodeLoss // a worker node is lost
+	evNodeBack // ... and comes back
 )
 
 // event is one entry of the event queue. Only the pointer its kind needs
@@ -22,6 +27,9 @@ type event struct {
 	req  *request
 	cs   *coldStart
 	pool *pool
+	inst *instance
+	node *node
+	fwd  *forwarded
 	gen  uint32
 	kind evKind
 }

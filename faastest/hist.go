@@ -1,7 +1,10 @@
 package faastest
 
 import (
+	"cmp"
+	"math"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -12,16 +15,32 @@ const histSubBits = 6
 
 // hist is a log-linear histogram of non-negative durations (HdrHistogram's
 // layout): values below 2^histSubBits nanoseconds have a bucket each, and
-// every further power of two is split into 2^histSubBits equal buckets. It
-// grows to the largest value seen, so memory follows the range of the data
-// (about 1,800 buckets up to a minute), not the number of values. Count,
-// sum and maximum are exact.
+// every further power of two is split into 2^histSubBits equal buckets.
+// It starts sparse, a sorted list of the buckets in use, which is what a
+// function invoked a few dozen times a day needs, and turns dense (an
+// array from the smallest to the largest bucket in use, a few hundred
+// buckets for latencies spanning two orders of magnitude) past histSparse
+// buckets in use: memory follows the data, not the number of values, and
+// a replay of tens of thousands of functions stays small. Count, sum and
+// maximum are exact; a bucket's count saturates at 2^32 − 1 (a function
+// would need billions of invocations in one bucket).
 type hist struct {
-	counts []uint64
+	counts []uint32   // dense, from bucket lo; nil while sparse
+	lo     int        // the bucket of counts[0]
+	sparse []histCell // sorted by bucket
 	n      int64
 	sum    int64
 	max    int64
 }
+
+// histCell is one bucket in use of a sparse histogram.
+type histCell struct {
+	i uint32
+	c uint32
+}
+
+// histSparse is the most buckets a sparse histogram holds.
+const histSparse = 48
 
 func histIndex(v int64) int {
 	const sub = 1 << histSubBits
@@ -44,27 +63,76 @@ func histBounds(i int) (lo, width int64) {
 
 func (h *hist) add(d time.Duration) {
 	v := max(int64(d), 0)
-	i := histIndex(v)
-	if i >= len(h.counts) {
-		grown := make([]uint64, max(i+1, 2*len(h.counts)))
-		copy(grown, h.counts)
-		h.counts = grown
-	}
-	h.counts[i]++
+	h.addAt(histIndex(v), 1)
 	h.n++
 	h.sum += v
 	h.max = max(h.max, v)
 }
 
-func (h *hist) merge(o *hist) {
-	if len(o.counts) > len(h.counts) {
-		grown := make([]uint64, len(o.counts))
+// addAt adds c to bucket i.
+func (h *hist) addAt(i int, c uint64) {
+	if h.counts == nil {
+		k, found := slices.BinarySearchFunc(h.sparse, uint32(i), func(x histCell, i uint32) int { return cmp.Compare(x.i, i) })
+		switch {
+		case found && uint64(h.sparse[k].c)+c <= math.MaxUint32:
+			h.sparse[k].c += uint32(c)
+			return
+		case !found && len(h.sparse) < histSparse && c <= math.MaxUint32:
+			h.sparse = slices.Insert(h.sparse, k, histCell{uint32(i), uint32(c)})
+			return
+		}
+		h.densify()
+	}
+	switch {
+	case i < h.lo:
+		// Grow downwards, with room for more.
+		lo := max(0, min(i, h.lo-len(h.counts)/2))
+		grown := make([]uint32, h.lo-lo+len(h.counts))
+		copy(grown[h.lo-lo:], h.counts)
+		h.counts, h.lo = grown, lo
+	case i >= h.lo+len(h.counts):
+		grown := make([]uint32, max(i-h.lo+1, 2*len(h.counts)))
 		copy(grown, h.counts)
 		h.counts = grown
 	}
-	for i, c := range o.counts {
-		h.counts[i] += c
+	h.counts[i-h.lo] = uint32(min(uint64(h.counts[i-h.lo])+c, math.MaxUint32))
+}
+
+// densify turns a sparse histogram dense.
+func (h *hist) densify() {
+	lo, top := 0, 0
+	if n := len(h.sparse); n > 0 {
+		lo, top = int(h.sparse[0].i), int(h.sparse[n-1].i)+1
 	}
+	h.counts, h.lo = make([]uint32, max(top-lo, 64)), lo
+	for _, x := range h.sparse {
+		h.counts[int(x.i)-lo] = x.c
+	}
+	h.sparse = nil
+}
+
+// each calls f for every bucket in use, in order.
+func (h *hist) each(f func(i int, c uint64) bool) {
+	if h.counts == nil {
+		for _, x := range h.sparse {
+			if !f(int(x.i), uint64(x.c)) {
+				return
+			}
+		}
+		return
+	}
+	for i, c := range h.counts {
+		if c > 0 && !f(h.lo+i, uint64(c)) {
+			return
+		}
+	}
+}
+
+func (h *hist) merge(o *hist) {
+	o.each(func(i int, c uint64) bool {
+		h.addAt(i, c)
+		return true
+	})
 	h.n += o.n
 	h.sum += o.sum
 	h.max = max(h.max, o.max)
@@ -89,12 +157,15 @@ func (h *hist) quantile(q float64) time.Duration {
 	}
 	rank = min(max(rank, 1), h.n)
 	var seen int64
-	for i, c := range h.counts {
+	at := 0
+	h.each(func(i int, c uint64) bool {
 		seen += int64(c)
-		if seen >= rank {
-			lo, w := histBounds(i)
-			return time.Duration(min(lo+(w-1)/2, h.max))
-		}
+		at = i
+		return seen < rank
+	})
+	if seen >= rank {
+		lo, w := histBounds(at)
+		return time.Duration(min(lo+(w-1)/2, h.max))
 	}
 	return time.Duration(h.max)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -53,7 +54,33 @@ func (r *Report) WriteText(w io.Writer, top int) error {
 		fmt.Fprintf(bw, "pool %s: %d pods created, %d taken, %.0f idle pod-seconds, peak %d idle\n",
 			p.Runtime, p.Created, p.Taken, p.IdlePodSeconds, p.PeakIdle)
 	}
+	if f := r.Failures; f != (FailureReport{}) || r.Total.Failed > 0 {
+		fmt.Fprintf(bw, "failures: %d crashes, %d nodes lost, %d cold starts lost; %d invocations failed, %d retried\n",
+			f.Crashes, f.NodesLost, f.ColdStartsFailed, r.Total.Failed, r.Total.Retried)
+	}
+	if len(r.Dataplanes) > 1 {
+		var fwd, arrived int64
+		for _, dp := range r.Dataplanes {
+			fwd += dp.Forwarded
+			arrived += dp.Arrived
+		}
+		fmt.Fprintf(bw, "dataplanes: %d, %s of the invocations forwarded to their owner\n", len(r.Dataplanes), pct(ratio(fwd, arrived)))
+	}
+	fmt.Fprintln(bw, decidedLine(r))
 	return bw.Flush()
+}
+
+// decidedLine says whether limits or the policies decided the run.
+func decidedLine(r *Report) string {
+	d := r.Decided()
+	if len(d) == 0 {
+		return "decided by the policies: no limit refused 1% of the invocations or delayed 10% of the cold starts"
+	}
+	texts := make([]string, len(d))
+	for i, f := range d {
+		texts[i] = f.Text
+	}
+	return "decided by limits, not by the policies: " + strings.Join(texts, "; ")
 }
 
 func pct(x float64) string { return fmt.Sprintf("%.2f%%", 100*x) }
@@ -195,7 +222,13 @@ func (c *Comparison) WriteText(w io.Writer) error {
 	secs("idle instance-seconds", a.IdleInstanceSeconds, b.IdleInstanceSeconds)
 	count("peak instances", int64(a.PeakInstances), int64(b.PeakInstances))
 	secs("idle pod-seconds", poolSeconds(c.A), poolSeconds(c.B))
-	return tw.Flush()
+	secs("GB-seconds", a.GBSeconds, b.GBSeconds)
+	secs("idle GB-seconds", a.IdleGBSeconds, b.IdleGBSeconds)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s: %s\n%s: %s\n", cmp.Or(c.A.Name, "A"), decidedLine(c.A), cmp.Or(c.B.Name, "B"), decidedLine(c.B))
+	return err
 }
 
 func poolSeconds(r *Report) float64 {

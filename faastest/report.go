@@ -26,8 +26,19 @@ type Report struct {
 	Total Stats `json:"total"`
 	// Functions holds each function's figures, by ID.
 	Functions []FunctionReport `json:"functions"`
-	// Pools holds each warm pool's figures, by runtime.
+	// Pools holds each warm pool's figures, by runtime (summed over the
+	// dataplanes).
 	Pools []PoolReport `json:"pools"`
+	// Limits says what each bound of the platform did, and Decided (a
+	// method) which of them decided the outcome.
+	Limits Limits `json:"limits"`
+	// Dataplanes holds each dataplane node's figures (one unless
+	// Config.Dataplanes says otherwise).
+	Dataplanes []DataplaneReport `json:"dataplanes"`
+	// Nodes holds each worker node's figures.
+	Nodes []NodeReport `json:"nodes"`
+	// Failures counts what the failure model did.
+	Failures FailureReport `json:"failures"`
 	// TimelineStep is the spacing of Timeline's points; Timeline samples
 	// the whole run, warm-up included.
 	TimelineStep time.Duration   `json:"timeline_step_ns"`
@@ -37,20 +48,28 @@ type Report struct {
 // Stats are the figures of one function, or of all of them.
 type Stats struct {
 	// Invocations counts the arrivals; Shed those the shedder refused,
-	// QueueFull those refused by a full wait queue, TimedOut those that
-	// waited longer than the queue timeout, and Completed those that ran.
+	// Limited those the function-wide limit refused, QueueFull those
+	// refused by a full wait queue, TimedOut those that waited longer than
+	// the queue timeout, Failed those that failed with their instance and
+	// could not be retried, and Completed those that ran: Invocations is
+	// the sum of the other six.
 	Invocations int64 `json:"invocations"`
 	Completed   int64 `json:"completed"`
 	Shed        int64 `json:"shed"`
+	Limited     int64 `json:"limited"`
 	QueueFull   int64 `json:"queue_full"`
 	TimedOut    int64 `json:"timed_out"`
+	Failed      int64 `json:"failed"`
+	// Retried counts the retries on another instance (or back in the
+	// wait queue) after an instance failed.
+	Retried int64 `json:"retried"`
 	// ColdInvocations counts the completed invocations that waited for an
 	// instance that became Ready after they arrived; ColdStartRatio is
 	// their share of Completed.
 	ColdInvocations int64   `json:"cold_invocations"`
 	ColdStartRatio  float64 `json:"cold_start_ratio"`
-	// ShedRatio is Shed / Invocations; FailedRatio is (QueueFull +
-	// TimedOut) / Invocations.
+	// ShedRatio is Shed / Invocations; FailedRatio is (Limited +
+	// QueueFull + TimedOut + Failed) / Invocations.
 	ShedRatio   float64 `json:"shed_ratio"`
 	FailedRatio float64 `json:"failed_ratio"`
 	// Latency runs from arrival to completion; QueueTime from arrival to
@@ -69,8 +88,18 @@ type Stats struct {
 	// part of it that Ready instances spent with nothing in flight.
 	InstanceSeconds     float64 `json:"instance_seconds"`
 	IdleInstanceSeconds float64 `json:"idle_instance_seconds"`
+	// GBSeconds and IdleGBSeconds are the same in memory-time: each
+	// instance weighs its function's MemoryMB. IdleGBSeconds is the
+	// wasted memory-time of the keep-alive studies (memory held by
+	// instances that execute nothing).
+	GBSeconds     float64 `json:"gb_seconds"`
+	IdleGBSeconds float64 `json:"idle_gb_seconds"`
 	// PeakInstances is the most instances alive at once.
 	PeakInstances int `json:"peak_instances"`
+	// PeakConcurrency is the most requests admitted and not yet ended at
+	// once (running or waiting) of one function; for the total, the
+	// largest of the functions'. A function-wide limit bounds it.
+	PeakConcurrency int `json:"peak_concurrency"`
 }
 
 // Percentiles summarise a distribution of durations. Mean and Max are
@@ -110,6 +139,40 @@ type FunctionReport struct {
 	Stats
 }
 
+// DataplaneReport is one dataplane node's figures.
+type DataplaneReport struct {
+	Node string `json:"node"`
+	// Functions it owns; Arrived, the invocations that reached it first
+	// (when there are several dataplanes), Forwarded those of them it
+	// sent to their owner, and Shed those its shedder refused.
+	Functions int64 `json:"functions"`
+	Arrived   int64 `json:"arrived"`
+	Forwarded int64 `json:"forwarded"`
+	Shed      int64 `json:"shed"`
+}
+
+// NodeReport is one worker node's figures.
+type NodeReport struct {
+	Node  string  `json:"node"`
+	Speed float64 `json:"speed"`
+	// Served counts the invocations completed on it, and BusySeconds
+	// their execution time there.
+	Served      int64   `json:"served"`
+	BusySeconds float64 `json:"busy_seconds"`
+}
+
+// FailureReport counts what the failure model did (after the warm-up).
+type FailureReport struct {
+	// Crashes counts the instances that crashed (on their own or with
+	// their node); NodesLost the node losses; ColdStartsFailed the cold
+	// starts that lost their node; PodsLost the pod creations that found
+	// every node down.
+	Crashes          int64 `json:"crashes"`
+	NodesLost        int64 `json:"nodes_lost"`
+	ColdStartsFailed int64 `json:"cold_starts_failed"`
+	PodsLost         int64 `json:"pods_lost"`
+}
+
 // PoolReport is one warm pool's figures.
 type PoolReport struct {
 	Runtime string `json:"runtime"`
@@ -142,7 +205,9 @@ type TimelinePoint struct {
 // fnStats accumulates one function's figures during a run.
 type fnStats struct {
 	invocations, shed, queueFull, timedOut int64
+	limited, failed, retried               int64
 	completed, cold                        int64
+	peakHeld                               int
 	latency, queue                         hist
 	coldStarts, terminated                 int64
 	coldSum, coldMax                       int64
@@ -176,6 +241,10 @@ func (st *fnStats) merge(o *fnStats) {
 	st.shed += o.shed
 	st.queueFull += o.queueFull
 	st.timedOut += o.timedOut
+	st.limited += o.limited
+	st.failed += o.failed
+	st.retried += o.retried
+	st.peakHeld = max(st.peakHeld, o.peakHeld)
 	st.completed += o.completed
 	st.cold += o.cold
 	st.latency.merge(&o.latency)
@@ -205,7 +274,7 @@ func percentiles(h *hist) Percentiles {
 	return Percentiles{Mean: h.mean(), P50: h.quantile(0.50), P95: h.quantile(0.95), P99: h.quantile(0.99), Max: time.Duration(h.max)}
 }
 
-func (st *fnStats) stats(a *acct) Stats {
+func (st *fnStats) stats(a *acct, gbPerInstance float64) Stats {
 	per := func(sum int64) time.Duration {
 		if st.coldStarts == 0 {
 			return 0
@@ -216,12 +285,15 @@ func (st *fnStats) stats(a *acct) Stats {
 		Invocations:     st.invocations,
 		Completed:       st.completed,
 		Shed:            st.shed,
+		Limited:         st.limited,
 		QueueFull:       st.queueFull,
 		TimedOut:        st.timedOut,
+		Failed:          st.failed,
+		Retried:         st.retried,
 		ColdInvocations: st.cold,
 		ColdStartRatio:  ratio(st.cold, st.completed),
 		ShedRatio:       ratio(st.shed, st.invocations),
-		FailedRatio:     ratio(st.queueFull+st.timedOut, st.invocations),
+		FailedRatio:     ratio(st.limited+st.queueFull+st.timedOut+st.failed, st.invocations),
 		Latency:         percentiles(&st.latency),
 		QueueTime:       percentiles(&st.queue),
 		ColdStarts:      st.coldStarts,
@@ -233,7 +305,10 @@ func (st *fnStats) stats(a *acct) Stats {
 		Terminated:          st.terminated,
 		InstanceSeconds:     a.aliveNs / 1e9,
 		IdleInstanceSeconds: a.idleNs / 1e9,
+		GBSeconds:           a.aliveNs / 1e9 * gbPerInstance,
+		IdleGBSeconds:       a.idleNs / 1e9 * gbPerInstance,
 		PeakInstances:       a.peak,
+		PeakConcurrency:     st.peakHeld,
 	}
 }
 
@@ -249,22 +324,43 @@ func (s *sim) report() *Report {
 		Timeline:     s.tl.points,
 	}
 	var total fnStats
+	var gb, idleGB float64
 	fns := slices.Clone(s.fns)
 	slices.SortFunc(fns, func(a, b *function) int { return cmp.Compare(a.spec.ID, b.spec.ID) })
+	r.Functions = make([]FunctionReport, 0, len(fns))
 	for _, f := range fns {
 		f.acct.add(s.now, 0, 0)
 		total.merge(&f.st)
-		r.Functions = append(r.Functions, FunctionReport{ID: f.spec.ID, Stats: f.st.stats(&f.acct)})
+		st := f.st.stats(&f.acct, f.spec.MemoryMB/1024)
+		gb += st.GBSeconds
+		idleGB += st.IdleGBSeconds
+		r.Functions = append(r.Functions, FunctionReport{ID: f.spec.ID, Stats: st})
 	}
 	s.total.add(s.now, 0, 0)
-	r.Total = total.stats(&s.total)
-	for _, p := range s.pools {
-		p.acct.add(s.now, 0, 0)
-		r.Pools = append(r.Pools, PoolReport{
-			Runtime: p.name, Created: p.created, Taken: p.taken,
-			IdlePodSeconds: p.acct.aliveNs / 1e9, PeakIdle: p.acct.peak,
+	r.Total = total.stats(&s.total, 0)
+	r.Total.GBSeconds, r.Total.IdleGBSeconds = gb, idleGB
+	r.Limits = s.limits.limits(&r.Total)
+	for i, name := range s.runtimes {
+		pr := PoolReport{Runtime: name}
+		for _, dp := range s.dps {
+			p := dp.pools[i]
+			p.acct.add(s.now, 0, 0)
+			pr.Created += p.created
+			pr.Taken += p.taken
+			pr.IdlePodSeconds += p.acct.aliveNs / 1e9
+			pr.PeakIdle += p.acct.peak
+		}
+		r.Pools = append(r.Pools, pr)
+	}
+	for _, dp := range s.dps {
+		r.Dataplanes = append(r.Dataplanes, DataplaneReport{
+			Node: dp.name, Functions: dp.st.functions, Arrived: dp.st.arrived, Forwarded: dp.st.forwarded, Shed: dp.st.shed,
 		})
 	}
+	for _, n := range s.nodes {
+		r.Nodes = append(r.Nodes, NodeReport{Node: n.name, Speed: n.speed, Served: n.served, BusySeconds: float64(n.busyNs) / 1e9})
+	}
+	r.Failures = FailureReport{Crashes: s.fails.crashes, NodesLost: s.fails.nodesLost, ColdStartsFailed: s.fails.coldFailed, PodsLost: s.fails.podsLost}
 	return r
 }
 

@@ -44,13 +44,14 @@ func TestHistogramQuantilesWithinOnePercent(t *testing.T) {
 	assert.Equal(t, sum/time.Duration(len(exact)), h.mean(), "the mean is exact")
 	assert.Equal(t, exact[len(exact)-1], time.Duration(h.max))
 	a.merge(&b)
-	trim := func(c []uint64) []uint64 {
-		for len(c) > 0 && c[len(c)-1] == 0 {
-			c = c[:len(c)-1]
-		}
-		return c
+	cells := func(h *hist) (out [][2]uint64) {
+		h.each(func(i int, c uint64) bool {
+			out = append(out, [2]uint64{uint64(i), c})
+			return true
+		})
+		return out
 	}
-	assert.Equal(t, trim(h.counts), trim(a.counts), "merging the halves gives the whole")
+	assert.Equal(t, cells(&h), cells(&a), "merging the halves gives the whole")
 	assert.Equal(t, []int64{h.n, h.sum, h.max}, []int64{a.n, a.sum, a.max})
 
 	var small hist
@@ -61,6 +62,23 @@ func TestHistogramQuantilesWithinOnePercent(t *testing.T) {
 	var empty hist
 	assert.Zero(t, empty.quantile(0.5))
 	assert.Zero(t, empty.mean())
+
+	// Sparse, dense, grown downwards: the same quantiles as a reference
+	// filled in order.
+	for seed := range uint64(20) {
+		r := newRand(seed)
+		var x, ref hist
+		ref.densify()
+		for range 1 + r.IntN(3000) {
+			v := time.Duration(math.Exp(r.Float64() * 40))
+			x.add(v)
+			ref.add(v)
+		}
+		for _, q := range []float64{0.01, 0.5, 0.9, 0.99, 1} {
+			require.Equal(t, ref.quantile(q), x.quantile(q), "seed %d q %v", seed, q)
+		}
+		require.Equal(t, cells(&ref), cells(&x))
+	}
 }
 
 func TestHistogramBucketsAreContiguous(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -282,6 +283,13 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{Sizing: func(string, warmpool.RuntimeConfig) (warmpool.SizingPolicy, error) { return nil, errors.New("no") }},
 		{Shedder: func() (*loadshed.Shedder, error) { return loadshed.New(loadshed.Config{Interval: -1}) }},
 		{Meter: concurrency.MeterConfig{PanicWindow: time.Hour}},
+		{Dataplanes: -1},
+		{Failures: Failures{InstanceCrashRate: -1}},
+		{Failures: Failures{NodeLossRate: math.NaN()}},
+		{Speeds: Speeds{Nodes: []float64{1, 0}}},
+		{Speeds: Speeds{InstanceSigma: math.Inf(1)}},
+		{Default: FunctionSpec{MaxConcurrency: -1}},
+		{Default: FunctionSpec{MemoryMB: math.NaN()}},
 	}
 	for i, cfg := range bad {
 		_, err := Run(cfg, Poisson("f", 1, time.Minute, 1))
@@ -289,6 +297,9 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 	_, err := Run(Config{}, Slice([]Arrival{{At: time.Second, Function: "f"}, {At: 0, Function: "f"}}))
 	assert.ErrorIs(t, err, ErrWorkload)
+	// Regression: the message said "comes after" of an arrival that came
+	// before the previous one.
+	assert.EqualError(t, err, `faastest: bad workload: arrival for "f" at 0s comes before one at 1s`)
 	_, err = Run(Config{}, Slice([]Arrival{{At: time.Second}}))
 	assert.ErrorIs(t, err, ErrWorkload, "an arrival without a function")
 }

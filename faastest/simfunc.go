@@ -1,7 +1,9 @@
 package faastest
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -15,17 +17,27 @@ import (
 // function is one simulated function: its policies, instances, wait queue
 // and statistics.
 type function struct {
+	idx    int // creation order
 	spec   FunctionSpec
 	rng    *rand.Rand // service times
 	scaler concurrency.ScalingPolicy
-	meter  *concurrency.Meter
-	pool   *pool
+	quiet  concurrency.Quiet // scaler, when it makes promises
+	meter  *concurrency.RingMeter
+	limit  *concurrency.FunctionLimit // nil: no function-wide limit
+	dp     *dataplane                 // the owner
+	pool   *pool                      // the owner's pool of the runtime
 
 	queue    fifo[queued] // waiting requests, possibly stale entries
 	nQueued  int          // live entries of queue
 	ready    []*instance  // routable instances, oldest first
 	starting int          // cold starts asked for, not Ready yet
 	held     int          // requests holding a slot on an instance
+	gated    int          // its cold starts waiting under MaxColdStarts
+	podWait  int          // its cold starts waiting for a pod
+
+	sched  uint8 // fnAwake, fnSleep, fnDormant
+	wakeAt int64
+	heap   int // index in the scheduler's heap, -1 when not in it
 
 	acct acct
 	st   fnStats
@@ -52,13 +64,25 @@ type instance struct {
 	li       *lifecycle.Instance
 	slots    *concurrency.Slots
 	node     *node
-	held     int // requests holding one of its slots
-	running  int // requests executing (at most Parallelism)
-	local    fifo[*request]
+	nodeIdx  int        // index in node.insts
+	speed    float64    // the instance's own speed factor
+	reqs     []*request // requests holding one of its slots
+	running  int        // requests executing (at most Parallelism)
+	local    fifo[localEntry]
 	readyAt  int64
 	lastUsed int64
 	draining bool
+	dead     bool // crashed, or its node was lost
+	gone     bool // out of the routes for good; terminated when empty
+	ended    bool // terminated
 	idle     bool // counted as idle in the accounts
+}
+
+// localEntry is a request waiting inside an instance; it is stale when the
+// request's attempt moved on (it failed and went elsewhere).
+type localEntry struct {
+	r       *request
+	attempt uint32
 }
 
 type reqState uint8
@@ -69,7 +93,8 @@ const (
 )
 
 // request is one admitted invocation. Requests are recycled; gen counts
-// the recycling so that stale events and queue entries are recognised.
+// the recycling so that stale events and queue entries are recognised,
+// and attempt counts the instances it was sent to.
 type request struct {
 	fn      *function
 	inst    *instance
@@ -77,10 +102,16 @@ type request struct {
 	ticket  loadshed.Ticket
 	arrival int64
 	execAt  int64
-	service int64
+	service int64 // the demand at speed 1
 	gen     uint32
+	attempt uint32
+	slot    int // index in inst.reqs
 	state   reqState
 	counted bool // arrived after the warm-up: part of the report
+	started bool // the shedder's ticket was told it stopped waiting
+	waited  bool // it waited for capacity
+	limited bool // it holds the function-wide limit
+	running bool // executing on its instance
 }
 
 func (s *sim) newRequest(f *function) *request {
@@ -95,61 +126,96 @@ func (s *sim) newRequest(f *function) *request {
 	return r
 }
 
+// recycle ends r: what it holds of the function-wide limit is given back
+// and it returns to the free list.
 func (s *sim) recycle(r *request) {
+	if r.limited {
+		r.fn.limit.Release()
+	}
 	gen := r.gen + 1
 	*r = request{gen: gen}
 	s.free = append(s.free, r)
+}
+
+// startTicket tells the shedder's ticket that r stopped waiting, once.
+func (s *sim) startTicket(r *request) {
+	if !r.started {
+		r.started = true
+		r.ticket.Started(s.time())
+	}
 }
 
 // observe feeds the function's meter the demand it sees: requests holding
 // or waiting for a slot.
 func (s *sim) observe(f *function) { f.meter.Observe(s.time(), f.held+f.nQueued) }
 
-// arrive admits an invocation through the shedder, routes it through the
-// router's policy, or queues it and makes sure cold starts are under way.
-func (s *sim) arrive(a Arrival) error {
-	if a.Function == "" {
-		return fmt.Errorf("%w: arrival at %v without a function", ErrWorkload, a.At)
-	}
-	f, err := s.function(a.Function)
-	if err != nil {
-		return err
-	}
-	counted := s.now >= s.warmUp
+// arrive admits an invocation of f at its owner: through the owner's
+// shedder and the function-wide limit, then to an instance through the
+// router's policy, or into the wait queue with cold starts under way.
+func (s *sim) arrive(f *function, a Arrival) {
+	dp := f.dp
+	counted := int64(a.At) >= s.warmUp
 	if counted {
 		f.st.invocations++
 	}
 	// Draw the service time before admission, so that the same request
 	// gets the same demand whatever a configuration decides about it.
-	service := int64(sample(f.spec.Service, f.rng))
+	service := int64(a.Service)
+	if service <= 0 {
+		service = int64(sample(f.spec.Service, f.rng))
+	}
 	var ticket loadshed.Ticket
-	if s.shed != nil {
+	if dp.shed != nil {
 		caller := a.Caller
 		if caller == "" {
 			caller = f.spec.ID
 		}
-		t, err := s.shed.Admit(s.time(), caller, loadshed.Default)
+		t, err := dp.shed.Admit(s.time(), caller, loadshed.Default)
 		if err != nil {
 			if counted {
 				f.st.shed++
+				dp.st.shed++
 			}
-			return nil
+			return
 		}
 		ticket = t
 	}
+	if f.limit != nil && f.limit.Acquire() != nil {
+		ticket.Done(s.time(), loadshed.Ignored)
+		if counted {
+			f.st.limited++
+		}
+		return
+	}
 	r := s.newRequest(f)
-	r.arrival, r.service, r.ticket, r.counted = s.now, service, ticket, counted
+	r.arrival, r.service, r.ticket, r.counted, r.limited = int64(a.At), service, ticket, counted, f.limit != nil
+	s.sched.wake(f)
+	f.st.peakHeld = max(f.st.peakHeld, f.held+f.nQueued+1)
 	if f.nQueued == 0 {
-		if rt, err := s.router.Pick(f.spec.ID); err == nil {
+		rt, err := s.router.Pick(f.spec.ID)
+		if err == nil {
 			s.begin(r, rt)
 			s.observe(f)
-			return nil
+			return
 		}
+		if errors.Is(err, router.ErrNoRoute) {
+			// As the dataplane: waiting for a cold start is not queueing
+			// behind an overloaded dataplane.
+			s.startTicket(r)
+		}
+	} else if len(f.ready) == 0 {
+		s.startTicket(r)
 	}
-	s.enqueue(f, r)
-	s.observe(f)
-	s.wantCapacity(f)
-	return nil
+	s.wait(f, r)
+}
+
+// wait queues r for capacity and makes sure cold starts are under way.
+func (s *sim) wait(f *function, r *request) {
+	r.waited = true
+	if s.enqueue(f, r) {
+		s.observe(f)
+		s.wantCapacity(f)
+	}
 }
 
 // wantCapacity is the dataplane's slow path (faas.Dataplane's
@@ -165,20 +231,23 @@ func (s *sim) wantCapacity(f *function) {
 	}
 }
 
-func (s *sim) enqueue(f *function, r *request) {
+// enqueue puts r in f's wait queue, or refuses it when the queue is full;
+// it reports whether r waits.
+func (s *sim) enqueue(f *function, r *request) bool {
 	if f.nQueued >= f.spec.MaxQueue {
 		r.ticket.Done(s.time(), loadshed.Dropped)
 		if r.counted {
 			f.st.queueFull++
 		}
 		s.recycle(r)
-		return
+		return false
 	}
-	r.state = stQueued
+	r.state, r.inst, r.route = stQueued, nil, router.Route{}
 	f.queue.push(queued{r, r.gen})
 	f.nQueued++
 	s.queued++
 	s.schedule(event{at: s.now + int64(f.spec.QueueTimeout), kind: evQueueTimeout, req: r, gen: r.gen})
+	return true
 }
 
 // popQueued returns the longest-waiting live request of f, or nil.
@@ -204,67 +273,109 @@ func (s *sim) giveUp(r *request) {
 	r.ticket.Done(s.time(), loadshed.Dropped)
 	if r.counted {
 		f.st.timedOut++
+		s.limits.timedOut(s, f)
 	}
 	s.recycle(r) // its queue entry is now stale
 	s.observe(f)
 }
 
-// begin gives r the slot rt holds on an instance.
+// begin gives r the slot rt holds on an instance. A request sent to a dead
+// instance fails at once, as the agent (or the network) answers it.
 func (s *sim) begin(r *request, rt router.Route) {
 	inst := s.insts[rt.Instance()]
 	f := r.fn
 	r.route, r.inst, r.state = rt, inst, stHolding
-	r.ticket.Started(s.time())
+	s.startTicket(r)
 	if inst.idle {
 		inst.idle = false
 		s.account(f, 0, -1)
 	}
-	inst.held++
+	r.slot = len(inst.reqs)
+	inst.reqs = append(inst.reqs, r)
 	f.held++
 	s.held++
+	if inst.dead {
+		o := router.Exited // the agent answers function_exited
+		if inst.node.down {
+			o = router.ConnectFailed
+		}
+		s.fail(r, o)
+		return
+	}
 	if inst.running < f.spec.Parallelism {
 		s.execute(inst, r)
 	} else {
-		inst.local.push(r)
+		inst.local.push(localEntry{r, r.attempt})
 	}
 }
 
 func (s *sim) execute(inst *instance, r *request) {
 	inst.running++
+	r.running = true
 	r.execAt = s.now
-	s.schedule(event{at: s.now + r.service, kind: evComplete, req: r})
+	d := int64(float64(r.service) / (inst.node.speed * inst.speed))
+	if s.cfg.Hop != nil {
+		d += int64(sample(s.cfg.Hop, s.rng))
+	}
+	s.schedule(event{at: s.now + d, kind: evComplete, req: r, gen: r.gen, aux: int64(r.attempt)})
 }
 
-// complete ends r's execution: the next request waiting inside the
-// instance starts, the route is released (the router hands the slot to
-// the function's longest waiter, if any), and the instance turns idle or,
-// when draining, terminates.
-func (s *sim) complete(r *request) {
+// leave takes r off its instance (it completed or failed there): the next
+// request waiting inside starts, and a gone instance left empty
+// terminates. It returns whether the instance is still serving.
+func (s *sim) leave(r *request) {
 	inst, f := r.inst, r.fn
-	inst.running--
-	if next, ok := inst.local.pop(); ok {
-		s.execute(inst, next)
+	if r.running {
+		r.running = false
+		inst.running--
+		for {
+			next, ok := inst.local.pop()
+			if !ok {
+				break
+			}
+			if next.r.attempt == next.attempt && next.r.inst == inst && next.r.state == stHolding {
+				s.execute(inst, next.r)
+				break
+			}
+		}
 	}
-	if r.counted {
-		cold := inst.readyAt > r.arrival
-		f.st.record(s.now-r.arrival, r.execAt-r.arrival, cold)
-	}
-	r.ticket.Done(s.time(), loadshed.Success)
-	rt := r.route
-	s.recycle(r)
-	rt.Release(s.time(), router.Success)
-	inst.held--
+	last := len(inst.reqs) - 1
+	inst.reqs[r.slot] = inst.reqs[last]
+	inst.reqs[r.slot].slot = r.slot
+	inst.reqs[last] = nil
+	inst.reqs = inst.reqs[:last]
 	f.held--
 	s.held--
 	inst.lastUsed = s.now
-	if inst.held == 0 {
-		if inst.draining {
+	r.attempt++ // its events and entries inside the instance are stale
+	r.inst = nil
+	if len(inst.reqs) == 0 {
+		switch {
+		case inst.draining || inst.gone:
 			s.terminate(inst)
-		} else {
+		default:
 			inst.idle = true
 			s.account(f, 0, 1)
 		}
 	}
+}
+
+// complete ends r's execution: the route is released (the router hands the
+// slot to the function's longest waiter, if any), and the instance turns
+// idle or, when draining, terminates.
+func (s *sim) complete(r *request) {
+	inst, f := r.inst, r.fn
+	if r.counted {
+		cold := r.waited && inst.readyAt >= r.arrival
+		f.st.record(s.now-r.arrival, r.execAt-r.arrival, cold)
+		inst.node.served++
+		inst.node.busyNs += s.now - r.execAt
+	}
+	r.ticket.Done(s.time(), loadshed.Success)
+	rt := r.route
+	s.leave(r)
+	s.recycle(r)
+	rt.Release(s.time(), router.Success)
 	s.observe(f)
 }
 
@@ -304,34 +415,76 @@ func (s *sim) account(f *function, dAlive, dIdle int) {
 }
 
 // decide asks f's scaling policy how many instances f should have and
-// applies the answer: cold starts to scale up, draining to scale down.
-func (s *sim) decide(f *function) {
+// applies the answer: cold starts to scale up, draining to scale down. It
+// returns when f may next be asked (math.MaxInt64: only after a request
+// or an instance change), or false when f must be asked at the next tick.
+func (s *sim) decide(f *function) (int64, bool) {
 	now := s.time()
 	o := f.meter.Observation(now)
 	o.Instances = len(f.ready) + f.starting
 	o.InstanceLimit = f.spec.Concurrency
 	o.InFlight = f.held
 	o.Queued = f.nQueued
+	d := f.scaler.Decide(now, o)
 	// A custom policy is held to the spec's bounds, as in the dataplane.
-	want := min(max(f.scaler.Decide(now, o).Desired, f.spec.MinInstances), f.spec.MaxInstances)
+	want := min(max(d.Desired, f.spec.MinInstances), f.spec.MaxInstances)
+	if d.Desired > f.spec.MaxInstances && s.warm {
+		s.limits.maxInstancesCaps++
+	}
 	// The dataplane's own round: which to drain, how many to start.
 	reps := s.replicas[:0]
 	for _, in := range f.ready {
-		reps = append(reps, concurrency.Replica{Current: true, Ready: true, InFlight: in.held,
+		reps = append(reps, concurrency.Replica{Current: true, Ready: true, InFlight: len(in.reqs),
 			ReadyAt: Epoch.Add(time.Duration(in.readyAt)), LastUsed: Epoch.Add(time.Duration(in.lastUsed))})
 	}
 	s.replicas = reps
-	plan := concurrency.PlanRound(now, want, f.starting, reps, s.cfg.ScaleDownDelay)
+	starting := f.starting
+	plan := concurrency.PlanRound(now, want, starting, reps, s.cfg.ScaleDownDelay)
 	for n := f.starting; n < plan.Start; n++ {
 		s.startCold(f)
 	}
-	victims := make([]*instance, len(plan.Drain))
-	for i, k := range plan.Drain {
-		victims[i] = f.ready[k]
+	if len(plan.Drain) > 0 {
+		victims := make([]*instance, len(plan.Drain))
+		for i, k := range plan.Drain {
+			victims[i] = f.ready[k]
+		}
+		for _, in := range victims {
+			s.drain(f, in)
+		}
+		return 0, false
 	}
-	for _, in := range victims {
-		s.drain(f, in)
+	if f.held > 0 || f.nQueued > 0 || f.starting > starting {
+		return 0, false
 	}
+	// Nothing happened this round; the next rounds do the same until the
+	// policy's answer changes, the instances change (which wakes f), or
+	// an excess instance settles and may be drained.
+	wake := int64(math.MaxInt64)
+	if delay := int64(s.cfg.ScaleDownDelay); delay > 0 && want < len(f.ready)+f.starting {
+		for _, in := range f.ready {
+			if t := in.readyAt + delay; t > s.now {
+				wake = min(wake, t)
+			}
+		}
+	}
+	switch {
+	case f.quiet != nil:
+		switch q := f.quiet.QuietUntil(now, o, d, f.meter.Idle(now)); {
+		case q.IsZero():
+		case q.After(now):
+			wake = min(wake, int64(q.Sub(Epoch)))
+		default:
+			return 0, false
+		}
+	case s.sched.dormantEvery > 1 && f.dormant():
+		wake = min(wake, s.sched.nextDormantTick(s))
+	default:
+		return 0, false
+	}
+	if wake != math.MaxInt64 {
+		wake = toTick(wake, int64(s.cfg.ScaleInterval))
+	}
+	return wake, true
 }
 
 // drain takes inst out of the routes; it terminates once its requests
@@ -342,14 +495,19 @@ func (s *sim) drain(f *function, inst *instance) {
 	_ = inst.li.Transition(now, lifecycle.Draining, "scale down")
 	inst.draining = true
 	f.ready = slices.DeleteFunc(f.ready, func(x *instance) bool { return x == inst })
-	if inst.held == 0 {
+	if len(inst.reqs) == 0 {
 		s.terminate(inst)
 	}
 }
 
 func (s *sim) terminate(inst *instance) {
+	if inst.ended {
+		return
+	}
+	inst.ended = true
 	_ = inst.li.Transition(s.time(), lifecycle.Terminated, "drained")
 	delete(s.insts, inst.li)
+	inst.node.remove(inst)
 	dIdle := 0
 	if inst.idle {
 		inst.idle, dIdle = false, -1
@@ -359,3 +517,6 @@ func (s *sim) terminate(inst *instance) {
 		inst.fn.st.terminated++
 	}
 }
+
+// String names the instance in panics of the simulator's own bugs.
+func (inst *instance) String() string { return fmt.Sprintf("instance %s", inst.li.ID) }

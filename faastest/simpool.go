@@ -21,6 +21,7 @@ import (
 // waiter first.
 type pool struct {
 	name     string
+	dp       *dataplane
 	spec     RuntimeSpec
 	sizing   warmpool.SizingPolicy
 	target   int
@@ -39,8 +40,33 @@ type idlePod struct {
 
 // node is a machine pods run on, with its code cache.
 type node struct {
-	name  string
-	cache *byteLRU
+	name   string
+	cache  *byteLRU
+	speed  float64
+	down   bool
+	epoch  int         // losses so far: a cold start begun before one fails
+	insts  []*instance // its instances, in no particular order
+	served int64       // invocations completed on it (after the warm-up)
+	busyNs int64       // their execution time
+}
+
+func (n *node) add(inst *instance) {
+	inst.nodeIdx = len(n.insts)
+	n.insts = append(n.insts, inst)
+}
+
+// remove forgets inst; removing it twice is harmless.
+func (n *node) remove(inst *instance) {
+	i := inst.nodeIdx
+	if i < 0 || i >= len(n.insts) || n.insts[i] != inst {
+		return
+	}
+	last := len(n.insts) - 1
+	n.insts[i] = n.insts[last]
+	n.insts[i].nodeIdx = i
+	n.insts[last] = nil
+	n.insts = n.insts[:last]
+	inst.nodeIdx = -1
 }
 
 // byteLRU is a cache of code packages by function ID with a byte budget
@@ -98,7 +124,11 @@ type coldStart struct {
 	fetched   int64 // code fetched
 	loaded    int64 // process started
 	node      *node
+	nodeEpoch int // the node's epoch when the pod was taken
 	tier      int
+	gated     bool // waited under MaxColdStarts
+	waitedPod bool // waited for a pod
+	throttled bool // ... while creations were at MaxParallelCreates
 }
 
 // startCold asks for one cold start of f.
@@ -107,23 +137,50 @@ func (s *sim) startCold(f *function) {
 	s.coldActive++
 	s.tl.cold++
 	cs := &coldStart{fn: f, requested: s.now}
-	if s.coldRunning < s.cfg.MaxColdStarts {
+	dp := f.dp
+	if dp.coldRunning < s.cfg.MaxColdStarts {
 		s.beginCold(cs)
 	} else {
-		s.coldWait.push(cs)
+		cs.gated = true
+		f.gated++
+		dp.coldWait.push(cs)
 	}
 }
 
 func (s *sim) beginCold(cs *coldStart) {
-	s.coldRunning++
-	cs.began = s.now
-	p := cs.fn.pool
-	if n := p.take(s, cs.fn.spec.ID); n != nil {
-		s.podAcquired(cs, n)
-	} else {
-		p.waiters.push(cs)
+	f := cs.fn
+	f.dp.coldRunning++
+	if cs.gated {
+		f.gated--
 	}
+	cs.began = s.now
+	p := f.pool
+	if n := p.take(s, f.spec.ID); n != nil {
+		s.podAcquired(cs, n)
+		s.replenish()
+		return
+	}
+	cs.waitedPod = true
+	f.podWait++
+	p.waiters.push(cs)
 	s.replenish()
+	if p.dp.creating >= s.cfg.MaxParallelCreates {
+		cs.throttled = true // its pod waits for a creation slot, not only a creation
+	}
+}
+
+// dropNode forgets the idle pods on a lost node.
+func (p *pool) dropNode(s *sim, n *node) {
+	kept := p.idle[:0]
+	for _, ip := range p.idle {
+		if ip.node == n {
+			p.acct.add(s.now, -1, -1)
+			continue
+		}
+		kept = append(kept, ip)
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
 }
 
 // take hands out an idle pod, preferring one on a node that caches the
@@ -148,7 +205,10 @@ func (p *pool) take(s *sim, fn string) *node {
 // code through the tiers, start the process, run the init hook.
 func (s *sim) podAcquired(cs *coldStart, n *node) {
 	f := cs.fn
-	cs.podAt, cs.node = s.now, n
+	if cs.waitedPod {
+		f.podWait--
+	}
+	cs.podAt, cs.node, cs.nodeEpoch = s.now, n, n.epoch
 	s.account(f, 1, 0) // the pod is the function's from now on
 	var fetch time.Duration
 	cs.tier, fetch = s.fetch(f, n)
@@ -189,9 +249,20 @@ func (s *sim) fetch(f *function, n *node) (int, time.Duration) {
 // waiters get its capacity.
 func (s *sim) coldReady(cs *coldStart) {
 	f := cs.fn
-	s.coldRunning--
+	f.dp.coldRunning--
 	s.coldActive--
 	f.starting--
+	defer s.nextCold(f.dp)
+	if cs.node.epoch != cs.nodeEpoch {
+		// The node was lost during the cold start: the load or the init
+		// failed with it, and the pod is gone.
+		s.account(f, -1, 0)
+		if s.warm {
+			s.fails.coldFailed++
+		}
+		s.sched.wake(f)
+		return
+	}
 	s.instSeq++
 	id := f.spec.ID + "#" + strconv.Itoa(s.instSeq)
 	li := lifecycle.NewInstance(lifecycle.Info{
@@ -203,8 +274,9 @@ func (s *sim) coldReady(cs *coldStart) {
 	_ = li.Transition(at(cs.loaded), lifecycle.Loaded, "loaded")
 	_ = li.Transition(s.time(), lifecycle.Ready, "initialized")
 	slots := concurrency.NewSlots(concurrency.Shared, f.spec.Concurrency)
-	inst := &instance{fn: f, li: li, slots: slots, node: cs.node, readyAt: s.now, lastUsed: s.now, idle: true}
+	inst := &instance{fn: f, li: li, slots: slots, node: cs.node, speed: s.speed(), readyAt: s.now, lastUsed: s.now, idle: true}
 	s.insts[li] = inst
+	cs.node.add(inst)
 	if err := s.router.Add(s.time(), li, slots, waiters{s, f}); err != nil {
 		panic(fmt.Sprintf("faastest: router refused a fresh instance: %v", err)) // a bug of the simulator
 	}
@@ -212,37 +284,79 @@ func (s *sim) coldReady(cs *coldStart) {
 	s.account(f, 0, 1)
 	if s.warm {
 		f.st.coldStart(cs, s.now)
+		s.limits.coldStart(cs)
 	}
+	s.scheduleCrash(inst)
+	s.sched.wake(f) // a promise of its policy may hang on the instance
 	s.dispatch(f)
-	if cs, ok := s.coldWait.pop(); ok {
+}
+
+// podWaiters counts the dataplane's cold starts waiting for a pod.
+func (dp *dataplane) podWaiters() int {
+	n := 0
+	for _, p := range dp.pools {
+		n += p.waiters.len()
+	}
+	return n
+}
+
+// nextCold lets the next cold start waiting under the dataplane's
+// MaxColdStarts begin.
+func (s *sim) nextCold(dp *dataplane) {
+	for dp.coldRunning < s.cfg.MaxColdStarts {
+		cs, ok := dp.coldWait.pop()
+		if !ok {
+			return
+		}
 		s.beginCold(cs)
 	}
 }
 
-// replenish starts the pod creations the pools need.
+// replenish starts the pod creations the pools need, within each
+// dataplane's bound.
 func (s *sim) replenish() {
-	for _, p := range s.pools {
-		deficit := p.target + p.waiters.len() - len(p.idle) - p.creating
-		for ; deficit > 0 && s.creating < s.cfg.MaxParallelCreates; deficit-- {
-			p.creating++
-			s.creating++
-			d := sample(p.spec.Create, s.rng)
-			s.schedule(event{at: s.now + int64(d), kind: evPodCreated, pool: p, aux: int64(d)})
+	for _, dp := range s.dps {
+		for _, p := range dp.pools {
+			deficit := p.target + p.waiters.len() - len(p.idle) - p.creating
+			for ; deficit > 0 && dp.creating < s.cfg.MaxParallelCreates; deficit-- {
+				p.creating++
+				dp.creating++
+				d := sample(p.spec.Create, s.rng)
+				s.schedule(event{at: s.now + int64(d), kind: evPodCreated, pool: p, aux: int64(d)})
+			}
 		}
 	}
+}
+
+// nextNode returns the next node pods are placed on, round robin over the
+// nodes that are up, or nil when every node is down.
+func (s *sim) nextNode() *node {
+	for range s.nodes {
+		n := s.nodes[s.nodeNext%len(s.nodes)]
+		s.nodeNext++
+		if !n.down {
+			return n
+		}
+	}
+	return nil
 }
 
 // podCreated places a new pod on the next node and gives it to the oldest
 // waiting cold start, or to the pool.
 func (s *sim) podCreated(p *pool, latency int64) {
 	p.creating--
-	s.creating--
+	p.dp.creating--
+	n := s.nextNode()
+	if n == nil {
+		if s.warm {
+			s.fails.podsLost++ // no node to run on: the creation failed
+		}
+		return
+	}
 	if s.warm {
 		p.created++
 	}
 	p.sizing.ObserveCreate(s.time(), time.Duration(latency))
-	n := s.nodes[s.nodeNext%len(s.nodes)]
-	s.nodeNext++
 	if cs, ok := p.waiters.pop(); ok {
 		if s.warm {
 			p.taken++

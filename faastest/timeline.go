@@ -24,8 +24,10 @@ func (tl *timeline) sample(s *sim, t int64) {
 			Queued:     s.queued,
 			ColdStarts: tl.cold,
 		}
-		for _, pl := range s.pools {
-			p.IdlePods += len(pl.idle)
+		for _, dp := range s.dps {
+			for _, pl := range dp.pools {
+				p.IdlePods += len(pl.idle)
+			}
 		}
 		tl.cold = 0
 		tl.points = append(tl.points, p)

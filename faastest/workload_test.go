@@ -138,3 +138,88 @@ func TestPopulationTimerShare(t *testing.T) {
 		require.GreaterOrEqual(t, 1/f.PerSecond, 60.0-1e-9, "timers fire at most once a minute")
 	}
 }
+
+// Regression: a low median rate and a wide sigma made timer periods
+// overflow time.Duration (Int64N panicked on a negative period), and a
+// tiny Poisson rate put its first arrival at −2,562,047 h.
+func TestGeneratorsDoNotOverflow(t *testing.T) {
+	check := func(name string, w Workload, duration time.Duration) int {
+		t.Helper()
+		prev := time.Duration(0)
+		n := 0
+		for a, ok := w.Next(); ok; a, ok = w.Next() {
+			require.GreaterOrEqual(t, a.At, prev, name)
+			require.Less(t, a.At, duration, name)
+			prev = a.At
+			n++
+		}
+		return n
+	}
+	require.NotPanics(t, func() {
+		fns, w := Population(PopulationConfig{Functions: 100_000, MedianPerMinute: 0.002, Duration: time.Hour, Seed: 1})
+		require.Len(t, fns, 100_000)
+		for _, f := range fns {
+			require.False(t, math.IsNaN(f.PerSecond) || f.PerSecond < 0, f.Function)
+		}
+		assert.Positive(t, check("median 0.002", Limit(w, 20_000), time.Hour))
+	})
+	require.NotPanics(t, func() {
+		_, w := Population(PopulationConfig{Functions: 2000, Sigma: 6, Duration: time.Hour, Seed: 2})
+		assert.Positive(t, check("sigma 6", Limit(w, 20_000), time.Hour))
+	})
+	assert.Zero(t, check("Poisson 1e-11", Poisson("f", 1e-11, 100*time.Hour, 1), 100*time.Hour), "the first arrival is 3e18 s away")
+	assert.Zero(t, check("Poisson 1e-11, forever", Poisson("f", 1e-11, math.MaxInt64, 1), math.MaxInt64))
+	assert.Equal(t, 1, check("period past the end", Periodic("f", math.MaxInt64, time.Hour, math.MaxInt64-1), math.MaxInt64-1))
+	assert.Equal(t, 3, check("negative phase", Periodic("f", time.Minute, -time.Hour, 3*time.Minute), 3*time.Minute))
+	assert.Positive(t, check("diurnal with no period", Diurnal("f", 10, 0.5, 0, time.Minute, 1), time.Minute))
+}
+
+// fuzzWorkload checks what every generator promises: arrivals in order,
+// within [0, duration), of the right function.
+func fuzzWorkload(t *testing.T, w Workload, fn string, duration time.Duration) {
+	prev := time.Duration(-1)
+	for range 20_000 {
+		a, ok := w.Next()
+		if !ok {
+			return
+		}
+		if a.At < prev || a.At < 0 || a.At >= duration || (fn != "" && a.Function != fn) {
+			t.Fatalf("arrival %+v after %v (duration %v)", a, prev, duration)
+		}
+		prev = a.At
+	}
+}
+
+func FuzzGenerators(f *testing.F) {
+	f.Add(1e-11, 0.5, int64(time.Hour), int64(time.Minute), int64(time.Minute), uint64(1))
+	f.Add(50.0, 2.0, int64(0), int64(time.Second), int64(-time.Second), uint64(2))
+	f.Add(math.Inf(1), math.NaN(), int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MinInt64), uint64(3))
+	f.Fuzz(func(t *testing.T, rate, amplitude float64, duration, period, phase int64, seed uint64) {
+		d := time.Duration(duration)
+		rate = math.Min(rate, 1e4) // bound the arrivals one case yields
+		fuzzWorkload(t, Poisson("p", rate, d, seed), "p", d)
+		fuzzWorkload(t, Diurnal("d", rate, amplitude, time.Duration(period), d, seed), "d", d)
+		fuzzWorkload(t, OnOff("o", rate, rate/2, time.Duration(period), time.Duration(phase), d, seed), "o", d)
+		fuzzWorkload(t, Periodic("t", time.Duration(period), time.Duration(phase), d), "t", d)
+	})
+}
+
+func FuzzPopulation(f *testing.F) {
+	f.Add(100, 0.002, 6.0, 0.3, 200.0, int64(time.Hour), uint64(1))
+	f.Add(10, 1e-300, 1e300, math.NaN(), math.Inf(1), int64(-1), uint64(2))
+	f.Add(50, math.Inf(1), math.NaN(), 2.0, 1e-300, int64(math.MaxInt64), uint64(3))
+	f.Fuzz(func(t *testing.T, functions int, median, sigma, timerShare, maxPerSecond float64, duration int64, seed uint64) {
+		cfg := PopulationConfig{
+			Functions: min(max(functions, -1), 200), MedianPerMinute: median, Sigma: sigma,
+			TimerShare: timerShare, MaxPerSecond: math.Min(maxPerSecond, 1e4), Duration: time.Duration(duration), Seed: seed,
+		}
+		fns, w := Population(cfg)
+		for _, fr := range fns {
+			if !(fr.PerSecond >= 0) || math.IsInf(fr.PerSecond, 0) {
+				t.Fatalf("rate %v of %s", fr.PerSecond, fr.Function)
+			}
+		}
+		d := cfg.withDefaults().Duration
+		fuzzWorkload(t, w, "", d)
+	})
+}

@@ -13,7 +13,11 @@
 // is due, instead of being kept alive for a fixed time that is either too
 // short (every call cold) or too long (paid idle time). Functions whose
 // idle times are irregular keep the fixed keep-alive. While requests are
-// in flight the KPA decides, so bursts scale as usual.
+// in flight the KPA decides, so bursts scale as usual. It is the
+// smallest version of the idea a team would write first; the full policy
+// of the paper (a histogram of idle times, percentile windows, the
+// representativeness check) ships as concurrency.Hybrid, and
+// examples/keepalive-lab compares both kinds on the bundled traces.
 package policytest
 
 import (

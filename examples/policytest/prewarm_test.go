@@ -107,3 +107,18 @@ func TestPrewarmDecisions(t *testing.T) {
 	_, err = policytest.NewPrewarm(policytest.PrewarmConfig{KPA: concurrency.KPAConfig{TargetUtilization: 2}})
 	assert.Error(t, err)
 }
+
+// TestShippedHybridAlsoBeatsTheDefault runs the same trace through the
+// hybrid histogram policy that ships with the concurrency package: on
+// these timers it saves cold starts as this example's policy does.
+func TestShippedHybridAlsoBeatsTheDefault(t *testing.T) {
+	def := faastest.Config{Name: "KPA 10 min", Seed: 1, Until: day}
+	hybrid := def
+	hybrid.Name, hybrid.Scaler = "hybrid", faastest.HybridFor
+	c, err := faastest.Compare(def, hybrid, trace)
+	require.NoError(t, err)
+	a, b := c.A.Total, c.B.Total
+	t.Logf("cold invocations %d → %d, instance-seconds %.0f → %.0f", a.ColdInvocations, b.ColdInvocations, a.InstanceSeconds, b.InstanceSeconds)
+	assert.Less(t, b.ColdInvocations, a.ColdInvocations/2, "fewer than half the cold starts")
+	assert.Empty(t, c.B.Decided(), "decided by the policy")
+}
