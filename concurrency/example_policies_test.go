@@ -52,11 +52,11 @@ func ExampleHybrid() {
 	// 30m0s after the call: 0 instance(s)
 }
 
-// A RingMeter reads its averages in constant time; Idle says what it will
+// A Meter reads its averages in constant time; Idle says what it will
 // read if no request arrives, which a concurrency.Quiet policy turns into
 // a promise that lets its caller skip rounds.
-func ExampleRingMeter() {
-	m, err := concurrency.NewRingMeter(concurrency.MeterConfig{})
+func ExampleMeter_Idle() {
+	m, err := concurrency.NewMeter(concurrency.MeterConfig{})
 	if err != nil {
 		panic(err)
 	}

@@ -52,7 +52,7 @@ func TestKeepAliveDecisions(t *testing.T) {
 // 60 s average is above zero, so a 6 s keep-alive lasts a minute; this
 // policy's lasts 6 s.
 func TestKeepAliveShorterThanTheMeter(t *testing.T) {
-	m, _ := NewRingMeter(MeterConfig{})
+	m, _ := NewMeter(MeterConfig{})
 	kpa, _ := NewKPA(KPAConfig{KeepAlive: 6 * time.Second})
 	fixed, _ := NewKeepAlive(KeepAliveConfig{KeepAlive: 6 * time.Second})
 	m.Observe(at(0), 1)
@@ -149,7 +149,7 @@ func TestHybridDecisions(t *testing.T) {
 // TestQuietPromisesHold checks every Quiet policy against its own
 // promise: after a decision with no demand, Decide at every later round
 // before the promised time returns the same answer, on a meter whose
-// averages fall as the RingMeter's do.
+// averages fall as the Meter's do.
 func TestQuietPromisesHold(t *testing.T) {
 	policies := map[string]func() (ScalingPolicy, error){
 		"kpa":        func() (ScalingPolicy, error) { return NewKPA(KPAConfig{KeepAlive: 3 * time.Minute}) },
@@ -167,7 +167,7 @@ func TestQuietPromisesHold(t *testing.T) {
 				r := rand.New(rand.NewPCG(seed, 3))
 				p, err := mk()
 				require.NoError(t, err)
-				m, _ := NewRingMeter(MeterConfig{})
+				m, _ := NewMeter(MeterConfig{})
 				now := at(0)
 				instances := 1 + r.IntN(3)
 				// Some activity, then silence.
@@ -209,15 +209,15 @@ func TestQuietPromisesHold(t *testing.T) {
 	}
 }
 
-func TestRingMeterIdle(t *testing.T) {
-	m, _ := NewRingMeter(MeterConfig{})
+func TestMeterIdle(t *testing.T) {
+	m, _ := NewMeter(MeterConfig{})
 	assert.Equal(t, IdleMeter{Zero: at(0)}, m.Idle(at(0)), "never observed")
 	m.Observe(at(0), 10)
 	assert.True(t, math.IsInf(m.Idle(at(time.Second)).MaxStable, 1), "a count above zero may still raise the averages")
 	// 10 requests for 10 s, then none: the bounds hold at every later
 	// read, from wherever they were taken.
 	for _, s := range []int{10, 11, 30, 55, 65, 69} {
-		m, _ := NewRingMeter(MeterConfig{})
+		m, _ := NewMeter(MeterConfig{})
 		m.Observe(at(0), 10)
 		m.Observe(at(10*time.Second), 0)
 		from := at(time.Duration(s) * time.Second)
@@ -234,7 +234,7 @@ func TestRingMeterIdle(t *testing.T) {
 			}
 		}
 	}
-	m, _ = NewRingMeter(MeterConfig{})
+	m, _ = NewMeter(MeterConfig{})
 	m.Observe(at(0), 10)
 	m.Observe(at(10*time.Second), 0)
 	assert.Equal(t, at(69*time.Second+1), m.Idle(at(20*time.Second)).Zero, "the bucket [9 s, 10 s) leaves once [69 s, 70 s) is under way")

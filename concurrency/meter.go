@@ -2,6 +2,7 @@ package concurrency
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -31,74 +32,99 @@ type MeterConfig struct {
 	Bucket time.Duration
 }
 
-// Meter turns observations of a function's concurrency into the averages
-// the scaling policy reads: the time-weighted average number of requests in
-// flight over a stable window and over a short panic window.
+// Meter is a [Meter] whose averages cost O(1) instead of a scan of the
+// window's buckets: it keeps the buckets that hold time above zero in
+// order, a ring that grows with them, and next to them the running sums
+// of the stable and the panic window, which a bucket enters when it is
+// written and leaves when the window slides past it. It has Meter's
+// methods and gives the same averages, bit for bit (the property tests
+// compare the two): the sums hold integer request·nanoseconds, which
+// floating point adds and subtracts exactly below 2^53 (a stable window's
+// average concurrency below about 150,000 with the default windows); above
+// that the Meter falls back to Meter's scan, in Meter's order, until
+// the sums are small again.
 //
-// Feed it with Observe(now, n) whenever the count changes or on a tick: n
-// holds from now until the next observation, so the averages weigh each
-// value by how long it lasted, not by how often it was reported. Count
-// requests waiting for an instance as well as those running on one: they
-// are demand the function cannot serve yet. A Meter reads no clock; the
-// caller passes now, so the same code runs on virtual time in a simulator.
-// It is safe for concurrent use.
+// Reading the averages costs O(1) per bucket that leaves the window since
+// the previous observation or read, and nothing once it is empty: a
+// scaling round every 2 s reads 2 buckets, not 60, which is what a
+// dataplane or a simulator of many thousands of functions pays at every
+// round. Memory follows the buckets in use too: a function called once a
+// minute holds a bucket or two, and an idle one none. It is safe for
+// concurrent use.
 type Meter struct {
-	mu           sync.Mutex
-	bucket       int64     // nanoseconds
-	stableN      int64     // buckets in the stable window
-	panicN       int64     // buckets in the panic window
-	sums         []float64 // request·nanoseconds per bucket, a ring
-	ids          []int64   // absolute bucket number held in each slot
+	mu      sync.Mutex
+	bucket  int64
+	stableN int64
+	panicN  int64
+	// buckets holds the buckets with time above zero, by number, from
+	// head on; those from phead on are in the panic window.
+	buckets     []meterBucket
+	head, phead int
+
+	// The running sums: stableSum covers the buckets after stableOut,
+	// panicSum those after panicOut (absolute bucket numbers, both up to
+	// the bucket of the latest instant seen).
+	stableSum, panicSum float64
+	stableOut, panicOut int64
+	inexact             bool // a sum reached 2^53: scan until it is small
+
 	observed     bool
-	first        time.Time // the first observation
-	last         time.Time // the latest observation
-	value        int       // the count since last
-	lastActive   time.Time // when a non-zero count was last seen in force
+	first, last  time.Time
+	value        int
+	lastActive   time.Time
 	everInFlight bool
 }
 
-// NewMeter returns a meter with no observations. It returns an error
-// wrapping [ErrInvalidConfig] when a window is not a positive multiple of
-// the bucket or the panic window exceeds the stable window.
+// meterBucket is one bucket with time above zero.
+type meterBucket struct {
+	id  int64
+	sum float64 // request·nanoseconds
+}
+
+// exactBound is 2^53: below it, sums of integer-valued floats are exact.
+const exactBound = 1 << 53
+
+// NewMeter returns a meter with no observations. It validates cfg as
+// [NewMeter] does and returns an error wrapping [ErrInvalidConfig] for
+// the same settings.
 func NewMeter(cfg MeterConfig) (*Meter, error) {
-	if cfg.StableWindow == 0 {
-		cfg.StableWindow = DefaultStableWindow
+	stable, panicW, bucket, err := meterWindows(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.PanicWindow == 0 {
-		cfg.PanicWindow = DefaultPanicWindow
-	}
-	if cfg.Bucket == 0 {
-		cfg.Bucket = DefaultBucket
-	}
-	switch {
-	case cfg.Bucket < 0 || cfg.StableWindow < 0 || cfg.PanicWindow < 0:
-		return nil, fmt.Errorf("%w: negative meter window or bucket", ErrInvalidConfig)
-	case cfg.StableWindow%cfg.Bucket != 0 || cfg.PanicWindow%cfg.Bucket != 0:
-		return nil, fmt.Errorf("%w: windows (%v, %v) must be multiples of the bucket %v",
-			ErrInvalidConfig, cfg.StableWindow, cfg.PanicWindow, cfg.Bucket)
-	case cfg.PanicWindow > cfg.StableWindow:
-		return nil, fmt.Errorf("%w: panic window %v exceeds stable window %v",
-			ErrInvalidConfig, cfg.PanicWindow, cfg.StableWindow)
-	case cfg.StableWindow/cfg.Bucket > 1<<16:
-		return nil, fmt.Errorf("%w: more than 65536 buckets", ErrInvalidConfig)
-	}
-	n := int64(cfg.StableWindow / cfg.Bucket)
-	m := &Meter{
-		bucket:  int64(cfg.Bucket),
-		stableN: n,
-		panicN:  int64(cfg.PanicWindow / cfg.Bucket),
-		sums:    make([]float64, n),
-		ids:     make([]int64, n),
-	}
-	for i := range m.ids {
-		m.ids[i] = -1
-	}
+	n := int64(stable / bucket)
+	m := &Meter{bucket: int64(bucket), stableN: n, panicN: int64(panicW / bucket)}
+	m.stableOut, m.panicOut = -1-n, -1-m.panicN
 	return m, nil
 }
 
-// Observe records that n requests are in flight (or queued) from now on.
-// An observation older than the latest one changes the count but adds no
-// time. A negative n counts as 0.
+// meterWindows applies MeterConfig's defaults and checks the windows.
+func meterWindows(cfg MeterConfig) (stable, panicW, bucket time.Duration, err error) {
+	stable, panicW, bucket = cfg.StableWindow, cfg.PanicWindow, cfg.Bucket
+	if stable == 0 {
+		stable = DefaultStableWindow
+	}
+	if panicW == 0 {
+		panicW = DefaultPanicWindow
+	}
+	if bucket == 0 {
+		bucket = DefaultBucket
+	}
+	switch {
+	case bucket < 0 || stable < 0 || panicW < 0:
+		err = fmt.Errorf("%w: negative meter window or bucket", ErrInvalidConfig)
+	case stable%bucket != 0 || panicW%bucket != 0:
+		err = fmt.Errorf("%w: windows (%v, %v) must be multiples of the bucket %v", ErrInvalidConfig, stable, panicW, bucket)
+	case panicW > stable:
+		err = fmt.Errorf("%w: panic window %v exceeds stable window %v", ErrInvalidConfig, panicW, stable)
+	case stable/bucket > 1<<16:
+		err = fmt.Errorf("%w: more than 65536 buckets", ErrInvalidConfig)
+	}
+	return stable, panicW, bucket, err
+}
+
+// Observe records that n requests are in flight (or queued) from now on,
+// as [Meter.Observe].
 func (m *Meter) Observe(now time.Time, n int) {
 	m.mu.Lock()
 	m.advance(now)
@@ -110,7 +136,8 @@ func (m *Meter) Observe(now time.Time, n int) {
 	m.mu.Unlock()
 }
 
-// advance integrates the current value from m.last to now. Callers hold mu.
+// advance integrates the current value from m.last to now, as Meter's
+// advance, sliding the windows first. Callers hold mu.
 func (m *Meter) advance(now time.Time) {
 	if !m.observed {
 		m.observed, m.first, m.last = true, now, now
@@ -119,11 +146,9 @@ func (m *Meter) advance(now time.Time) {
 	if !now.After(m.last) {
 		return
 	}
-	// Bucket numbers count from the first observation, not the Unix epoch,
-	// so that any clock works (a simulator may start at time.Time{}).
 	from, to := int64(m.last.Sub(m.first)), int64(now.Sub(m.first))
+	m.slide(ceilDiv(to, m.bucket) - 1)
 	if m.value > 0 {
-		// Only the last stableN buckets can matter.
 		if oldest := ceilDiv(to-m.stableN*m.bucket, m.bucket) * m.bucket; from < oldest {
 			from = oldest
 		}
@@ -138,20 +163,55 @@ func (m *Meter) advance(now time.Time) {
 	m.last = now
 }
 
-func (m *Meter) add(id int64, v float64) {
-	i := id % m.stableN
-	if m.ids[i] != id {
-		m.ids[i], m.sums[i] = id, 0
+// slide moves both windows so that they end with bucket last: the buckets
+// that fall out leave the running sums.
+func (m *Meter) slide(last int64) {
+	m.stableOut = max(m.stableOut, last-m.stableN)
+	m.panicOut = max(m.panicOut, last-m.panicN)
+	// The panic window first: it ends later, so every bucket the stable
+	// window drops has left it already.
+	for ; m.phead < len(m.buckets) && m.buckets[m.phead].id <= m.panicOut; m.phead++ {
+		m.panicSum -= m.buckets[m.phead].sum
 	}
-	m.sums[i] += v
+	for m.head < len(m.buckets) && m.buckets[m.head].id <= m.stableOut {
+		m.stableSum -= m.buckets[m.head].sum
+		m.head++
+	}
+	switch {
+	case m.head == len(m.buckets):
+		// The window is empty: an idle meter holds no buckets.
+		m.buckets, m.head, m.phead = nil, 0, 0
+		m.stableSum, m.panicSum = 0, 0
+	case m.head > 16 && 2*m.head > len(m.buckets):
+		n := copy(m.buckets, m.buckets[m.head:])
+		clear(m.buckets[n:])
+		m.buckets, m.phead, m.head = m.buckets[:n], m.phead-m.head, 0
+	}
+	if m.phead == len(m.buckets) {
+		m.panicSum = 0
+	}
+}
+
+// add adds v > 0 to bucket id, the newest bucket or a newer one.
+func (m *Meter) add(id int64, v float64) {
+	if n := len(m.buckets); n > m.head && m.buckets[n-1].id == id {
+		m.buckets[n-1].sum += v
+	} else {
+		m.buckets = append(m.buckets, meterBucket{id: id, sum: v})
+	}
+	m.stableSum += v // writes are never older than the stable window
+	if id > m.panicOut {
+		m.panicSum += v
+	} else {
+		m.phead = len(m.buckets) // the bucket is behind the panic window
+	}
+	if m.stableSum >= exactBound {
+		m.inexact = true
+	}
 }
 
 // Averages returns the time-weighted average concurrency over the stable
-// and the panic window ending at now, the latest observed count holding
-// until now. A window covers whole buckets (exactly the window when now is
-// on a bucket boundary, up to one bucket less otherwise) and never reaches
-// back before the first observation; with no observation both averages
-// are 0.
+// and the panic window ending at now, as [Meter.Averages].
 func (m *Meter) Averages(now time.Time) (stable, panic float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -164,26 +224,88 @@ func (m *Meter) averages(now time.Time) (stable, panic float64) {
 	}
 	m.advance(now)
 	t := int64(m.last.Sub(m.first))
-	return m.window(t, m.stableN), m.window(t, m.panicN)
+	if m.inexact {
+		m.stableSum, m.panicSum = m.scan(t, m.stableN), m.scan(t, m.panicN)
+		m.inexact = m.stableSum >= exactBound
+	}
+	return m.window(t, m.stableN, m.stableSum), m.window(t, m.panicN, m.panicSum)
 }
 
-// window averages over the buckets that cover [t - n buckets, t): from the
-// first bucket that starts inside that span to the one holding t's last
-// instant, never before the first observation. At most n buckets.
-func (m *Meter) window(t, n int64) float64 {
+// window is Meter's window with the sum at hand: the buckets from the
+// first that starts inside [t - n buckets, t), never before the first
+// observation, to the one holding t's last instant.
+func (m *Meter) window(t, n int64, sum float64) float64 {
 	first := max(ceilDiv(t-n*m.bucket, m.bucket), 0)
-	last := ceilDiv(t, m.bucket) - 1
 	span := t - first*m.bucket
 	if span <= 0 {
 		return float64(m.value)
 	}
+	return sum / float64(span)
+}
+
+// scan sums the window's buckets one by one in Meter's order, for when the
+// running sums may have rounded.
+func (m *Meter) scan(t, n int64) float64 {
+	first := max(ceilDiv(t-n*m.bucket, m.bucket), 0)
 	var sum float64
-	for id := first; id <= last; id++ {
-		if i := id % m.stableN; m.ids[i] == id {
-			sum += m.sums[i]
+	for _, b := range m.buckets[m.head:] {
+		if b.id >= first {
+			sum += b.sum
 		}
 	}
-	return sum / float64(span)
+	return sum
+}
+
+// Idle returns what the meter will read from now on if the count stays
+// zero ([Quiet] policies take it): bounds of both averages, and when they
+// reach zero. With a count above zero now, the averages may still rise:
+// the bounds are +Inf.
+func (m *Meter) Idle(now time.Time) IdleMeter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.observed {
+		return IdleMeter{Zero: now}
+	}
+	stable, panic := m.averages(now)
+	if m.value > 0 {
+		return IdleMeter{MaxStable: math.Inf(1), MaxPanic: math.Inf(1), Zero: now}
+	}
+	t := int64(m.last.Sub(m.first))
+	// A window's sum only loses buckets; its span never falls below one
+	// bucket less than the window, nor below the span so far.
+	bound := func(avg float64, n int64) float64 {
+		if avg == 0 {
+			return 0
+		}
+		first := max(ceilDiv(t-n*m.bucket, m.bucket), 0)
+		span := t - first*m.bucket
+		least := min(span, (n-1)*m.bucket)
+		if least <= 0 {
+			return math.Inf(1)
+		}
+		return avg * float64(span) / float64(least)
+	}
+	out := IdleMeter{MaxStable: bound(stable, m.stableN), MaxPanic: bound(panic, m.panicN), Zero: now}
+	if stable > 0 && len(m.buckets) > 0 {
+		// The newest bucket above zero leaves the stable window once a
+		// bucket stableN later is under way.
+		newest := m.buckets[len(m.buckets)-1].id
+		out.Zero = m.first.Add(time.Duration((newest+m.stableN)*m.bucket + 1))
+	}
+	return out
+}
+
+// Observation returns what a [ScalingPolicy] needs from the meter at now,
+// as [Meter.Observation].
+func (m *Meter) Observation(now time.Time) Observation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stable, panic := m.averages(now)
+	o := Observation{StableConcurrency: stable, PanicConcurrency: panic, InFlight: m.value}
+	if m.everInFlight {
+		o.LastActive = m.lastActive
+	}
+	return o
 }
 
 func ceilDiv(a, b int64) int64 {
@@ -192,22 +314,4 @@ func ceilDiv(a, b int64) int64 {
 		q++
 	}
 	return q
-}
-
-// Observation returns what a [ScalingPolicy] needs from the meter at now:
-// both averages, the latest count as InFlight and LastActive. The caller
-// fills in Instances, InstanceLimit and Queued.
-func (m *Meter) Observation(now time.Time) Observation {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	stable, panic := m.averages(now)
-	o := Observation{
-		StableConcurrency: stable,
-		PanicConcurrency:  panic,
-		InFlight:          m.value,
-	}
-	if m.everInFlight {
-		o.LastActive = m.lastActive
-	}
-	return o
 }

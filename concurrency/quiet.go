@@ -15,7 +15,7 @@ import (
 type Quiet interface {
 	// QuietUntil is called after Decide(now, o) returned d, with what the
 	// function's meter will read from now on if no request arrives (see
-	// [RingMeter.Idle]). It returns the time until which Decide would
+	// [Meter.Idle]). It returns the time until which Decide would
 	// return d.Desired again at every round, provided no request arrives
 	// and the function's instances do not change (none becomes Ready, is
 	// lost or is drained): the caller may skip the rounds before that

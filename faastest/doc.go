@@ -31,7 +31,7 @@
 // function by a sharding.Table; the number of instances, hence scale-up,
 // keep-alive and scale to zero, by a concurrency.ScalingPolicy (Knative's
 // KPA by default; concurrency.KeepAlive and concurrency.Hybrid are there
-// to compare) fed by a concurrency.RingMeter, with the dataplane's own
+// to compare) fed by a concurrency.Meter, with the dataplane's own
 // concurrency.PlanRound; the warm pools' targets by a
 // warmpool.SizingPolicy (EWMA by default). A function whose policy
 // promises that its answer stays the same (concurrency.Quiet) sleeps

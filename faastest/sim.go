@@ -401,7 +401,7 @@ func (s *sim) function(id string) (*function, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: scaling policy of %q: %w", ErrConfig, id, err)
 	}
-	meter, err := concurrency.NewRingMeter(s.cfg.Meter)
+	meter, err := concurrency.NewMeter(s.cfg.Meter)
 	if err != nil {
 		return nil, fmt.Errorf("%w: meter: %w", ErrConfig, err)
 	}

@@ -22,7 +22,7 @@ type function struct {
 	rng    *rand.Rand // service times
 	scaler concurrency.ScalingPolicy
 	quiet  concurrency.Quiet // scaler, when it makes promises
-	meter  *concurrency.RingMeter
+	meter  *concurrency.Meter
 	limit  *concurrency.FunctionLimit // nil: no function-wide limit
 	dp     *dataplane                 // the owner
 	pool   *pool                      // the owner's pool of the runtime
