@@ -42,6 +42,13 @@ if [[ -n "$unformatted" ]]; then
 fi
 echo "all files formatted"
 
+step "(a2) interpreters of the language runtimes (runtimes/python, runtimes/node)"
+command -v python3 >/dev/null 2>&1 || { echo "python3 (3.9 or later) is required by runtimes/python's tests" >&2; exit 1; }
+command -v node >/dev/null 2>&1 || { echo "node (18 or later) is required by runtimes/node's tests" >&2; exit 1; }
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else "Python 3.9 or later is required, found " + sys.version.split()[0])'
+node -e 'if (+process.versions.node.split(".")[0] < 18) { console.error("Node.js 18 or later is required, found " + process.versions.node); process.exit(1) }'
+echo "$(python3 --version), Node.js $(node --version)"
+
 for m in "${modules[@]}"; do
   step "(b) go vet in $m"
   (cd "$m" && run go vet ./...)

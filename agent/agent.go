@@ -23,7 +23,7 @@ var ErrClosed = errors.New("agent: closed")
 
 // Agent is the runtime agent of one pod. It serves two listeners: the
 // control protocol (POST /v1/load, POST /v1/initialize, GET /v1/ping, GET
-// /v1/stats, GET /v1/watch) to callers that present the pod's control
+// /v1/stats, GET /v1/watch, GET /v1/metrics) to callers that present the pod's control
 // token, and invocations, which it proxies to the loaded function's process
 // whatever their path. [Agent.ControlHandler] and [Agent.InvokeHandler] can
 // be mounted in any server; [Agent.Serve] runs both.
@@ -50,6 +50,18 @@ type Agent struct {
 	changed chan struct{}
 
 	fn atomic.Pointer[function] // the loaded function, or nil
+	// boot is the bootstrap started with the agent, waiting for its hot
+	// load (nil once it has one, and without a Bootstrap or with
+	// Bootstrap.Exec). Guarded by mu.
+	boot *bootstrapProc
+	// broken says why a pod without a function is unusable ("": it is
+	// not): a hot load failed. Guarded by mu.
+	broken string
+
+	limiter  *limiter
+	out      *outputLog
+	logs     logCounters
+	memKills atomic.Int64
 
 	// Counters of requests refused before reaching a function (also
 	// counted while no function is loaded).
@@ -73,9 +85,27 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, start: time.Now(), tokens: wire.NewTokenMatcher(cfg.ControlToken), changed: make(chan struct{})}
+	if cfg.Instance != "" {
+		a.log = a.log.With("instance", cfg.Instance)
+	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if cfg.TreeDir != "" {
 		a.trees = &treeCache{dir: cfg.TreeDir, max: cfg.TreeCacheSize, log: cfg.Logger, link: cfg.RunAs != nil}
+	}
+	a.limiter = newLimiter(cfg.MemoryEnforcement, cfg.CgroupParent)
+	if a.limiter.cgErr != nil && cfg.MemoryEnforcement != MemoryNone {
+		a.log.Debug("no cgroup for memory limits", "err", a.limiter.cgErr)
+	}
+	a.out = &outputLog{sink: cfg.LogSink, instance: cfg.Instance, maxLine: cfg.LogLineBytes,
+		bucket: newTokenBucket(cfg.LogRate, cfg.LogBurst, time.Now()), counts: &a.logs, now: time.Now}
+	if cfg.Bootstrap != nil && !cfg.Bootstrap.Exec {
+		// The unified base image: the runtime starts with the pod, and a
+		// cold start only tells it what to load.
+		b, err := a.startBootstrap(a.limiter.reserve())
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.boot = b
 	}
 	return a, nil
 }
@@ -232,9 +262,14 @@ func (a *Agent) doClose() {
 	f := a.fn.Swap(nil)
 	dirs := a.dirs
 	a.dirs = nil
+	boot := a.boot
+	a.boot = nil
 	a.mu.Unlock()
 	if f != nil {
 		f.stop(a.cfg.StopGrace)
+	}
+	if boot != nil {
+		boot.stop(a.cfg.StopGrace)
 	}
 	var errs []error
 	for _, d := range dirs {
@@ -244,7 +279,7 @@ func (a *Agent) doClose() {
 	a.log.Info("agent closed")
 }
 
-// ControlHandler returns the handler of the control protocol: the five
+// ControlHandler returns the handler of the control protocol: the six
 // endpoints (exact paths), each for callers that present the pod's control
 // token (anyone else gets 401 unauthorized, before anything else is
 // looked at).
@@ -266,6 +301,8 @@ func (a *Agent) ControlHandler() http.Handler {
 			a.serveStats(w, r)
 		case lifecycle.PathWatch:
 			a.serveWatch(w, r)
+		case lifecycle.PathMetrics:
+			a.serveMetrics(w, r)
 		default:
 			wire.WriteError(w, requestID(r), http.StatusNotFound, lifecycle.CodeBadRequest, "no control endpoint "+r.URL.Path)
 		}
@@ -297,15 +334,32 @@ type Status struct {
 	Exited bool
 	// Dir is the function's unpacked code.
 	Dir string
+	// HotLoad is true when the function runs in the bootstrap started
+	// with the agent.
+	HotLoad bool
+	// BootstrapPID is the runtime's bootstrap waiting for its hot load (0
+	// when none waits).
+	BootstrapPID int
+	// Broken says why a pod without a function is unusable ("": it is
+	// not).
+	Broken string
 }
 
 // Status returns a snapshot of the agent's function.
 func (a *Agent) Status() Status {
+	a.mu.Lock()
+	st := Status{Broken: a.broken}
+	if a.boot != nil {
+		st.BootstrapPID = a.boot.proc.pid
+	}
+	a.mu.Unlock()
 	f := a.fn.Load()
 	if f == nil {
-		return Status{}
+		return st
 	}
-	return Status{FunctionID: f.id, PID: f.proc.pid, Addr: f.proc.addr, Ready: f.ready.Load(), Exited: f.proc.exited.Load(), Dir: f.dir}
+	st.FunctionID, st.PID, st.Addr, st.Ready, st.Exited, st.Dir, st.HotLoad =
+		f.id, f.proc.pid, f.proc.addr, f.ready.Load(), f.proc.exited.Load(), f.dir, f.hot
+	return st
 }
 
 func requestID(r *http.Request) string { return r.Header.Get(lifecycle.HeaderRequestID) }
@@ -322,23 +376,74 @@ func onlyMethod(w http.ResponseWriter, r *http.Request, m string) bool {
 
 // Unload stops the loaded function (its whole process group), removes its
 // code from the work directory, and makes the agent a generic pod again,
-// ready for another load. The dataplane normally deletes a specialized pod
-// instead of reusing it, since a function may leave traces outside its
-// process group; Unload is for embedders that know better (tests,
-// benchmarks, trusted single-tenant pools). It does nothing on a generic
-// pod and waits for the process to be gone.
+// ready for another load; with a hot-load Bootstrap it starts a new one
+// (the pod is broken when that fails), which also repairs a pod that a
+// failed hot load left unusable. The dataplane normally deletes a
+// specialized pod instead of reusing it, since a function may leave traces
+// outside its process group; Unload is for embedders that know better
+// (tests, benchmarks, trusted single-tenant pools). It does nothing on a
+// usable generic pod and waits for the process to be gone.
 func (a *Agent) Unload() {
 	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
 	f := a.fn.Swap(nil)
+	old := a.boot
+	broken := a.brokenLocked() != ""
 	if f != nil {
 		a.dirs = slices.DeleteFunc(a.dirs, func(d string) bool { return d == f.dir })
 		a.notifyLocked()
 	}
+	if broken {
+		a.boot = nil
+	}
 	a.mu.Unlock()
-	if f == nil {
+	if f == nil && !broken {
 		return
 	}
-	f.stop(a.cfg.StopGrace)
-	_ = os.RemoveAll(f.dir)
-	a.log.Info("function unloaded", "function_id", f.id)
+	if f != nil {
+		f.stop(a.cfg.StopGrace)
+		_ = os.RemoveAll(f.dir)
+		a.log.Info("function unloaded", "function_id", f.id)
+	}
+	if old != nil && broken {
+		old.stop(a.cfg.StopGrace)
+	}
+	var b *bootstrapProc
+	var err error
+	if a.cfg.Bootstrap != nil && !a.cfg.Bootstrap.Exec {
+		b, err = a.startBootstrap(a.limiter.reserve())
+	}
+	a.mu.Lock()
+	closed := a.closed
+	switch {
+	case err != nil:
+		a.broken = err.Error()
+	case closed:
+	default:
+		a.broken = ""
+		if b != nil {
+			a.boot = b
+		}
+	}
+	a.notifyLocked()
+	a.mu.Unlock()
+	if b != nil && closed {
+		b.stop(a.cfg.StopGrace)
+	}
+}
+
+// brokenLocked returns why the pod is unusable without a function: a hot
+// load failed, or the bootstrap waiting for its load exited. Callers hold
+// a.mu.
+func (a *Agent) brokenLocked() string {
+	if a.broken != "" {
+		return a.broken
+	}
+	if a.boot != nil && a.boot.proc.exited.Load() {
+		return "the " + a.cfg.Runtime + " bootstrap exited before any load (" + a.boot.proc.exitText + ")"
+	}
+	return ""
 }

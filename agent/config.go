@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -19,6 +20,10 @@ const (
 	DefaultStopGrace      = 2 * time.Second
 	DefaultMaxConcurrency = 1000
 	DefaultTreeCacheSize  = 64
+	DefaultProbeTimeout   = 2 * time.Second
+	DefaultLogLineBytes   = 16 << 10
+	DefaultLogRate        = 1000
+	DefaultLogBurst       = 2000
 )
 
 // Config configures an [Agent].
@@ -82,9 +87,46 @@ type Config struct {
 	// means PATH, HOME, TMPDIR, LANG and TZ of the agent's own
 	// environment; an empty non-nil slice means nothing.
 	BaseEnv []string
-	// Logger receives the agent's logs and the function's output, one
-	// record per line, tagged with function_id. Nil discards them.
+	// Logger receives the agent's logs, and the function's output unless
+	// LogSink is set. Nil discards them.
 	Logger *slog.Logger
+
+	// Bootstrap, when set, is the runtime's bootstrap (RUNTIMES.md): the
+	// agent starts it at once, before any function is known, and a load
+	// tells it to load the function (a hot load) instead of starting a
+	// process; the manifest's command then names the function's entry in
+	// the runtime's own terms ("app.py:handler"). With Bootstrap.Exec it
+	// is started per load instead. Nil: every load starts the manifest's
+	// command (Go binaries, custom commands).
+	Bootstrap *Bootstrap
+	// Instance names the pod the agent serves (its pod ID); it tags the
+	// function's log records and the agent's statistics. Optional.
+	Instance string
+	// MemoryEnforcement is how a load's memory limit is enforced
+	// (default [MemoryAuto]: a cgroup when possible, else a process
+	// limit). CPU limits are enforced with a cgroup only.
+	MemoryEnforcement MemoryEnforcement
+	// CgroupParent is the cgroup under which the agent creates one cgroup
+	// per function process: a directory of a cgroup v2 file system, or of
+	// a v1 memory hierarchy. Default: the agent's own cgroup.
+	CgroupParent string
+	// ProbeTimeout bounds each probe of protocol detection, which runs
+	// when neither the manifest nor the load request names the protocol.
+	// Default 2 s.
+	ProbeTimeout time.Duration
+	// LogSink receives the function's output, one record per line.
+	// Default: SlogSink(Logger).
+	LogSink LogSink
+	// LogLineBytes bounds one line of function output; longer lines are
+	// cut (and counted). Default 16 KiB, at least 256.
+	LogLineBytes int
+	// LogRate bounds the lines of function output per second per instance
+	// (a token bucket of LogBurst lines); lines beyond are dropped and
+	// counted, and the next line that passes is preceded by a record of
+	// how many were dropped. Default 1000; negative: unbounded.
+	LogRate float64
+	// LogBurst is the token bucket's size. Default 2000.
+	LogBurst int
 }
 
 // RunAs names the user and group of function processes.
@@ -115,6 +157,15 @@ func (c *Config) validate() error {
 	if c.MaxConcurrency < 0 || c.TreeCacheSize < 0 {
 		errs = append(errs, errors.New("MaxConcurrency and TreeCacheSize must not be negative"))
 	}
+	if c.Bootstrap != nil && c.Bootstrap.Path == "" {
+		errs = append(errs, errors.New("a Bootstrap needs a Path"))
+	}
+	if !c.MemoryEnforcement.valid() {
+		errs = append(errs, fmt.Errorf("MemoryEnforcement %q: want \"\", cgroup, rlimit or none", c.MemoryEnforcement))
+	}
+	if c.ProbeTimeout < 0 || c.LogLineBytes < 0 || c.LogBurst < 0 {
+		errs = append(errs, errors.New("ProbeTimeout, LogLineBytes and LogBurst must not be negative"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("agent: invalid config: %w", err)
 	}
@@ -139,6 +190,33 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
+	}
+	if c.LogSink == nil {
+		c.LogSink = SlogSink(c.Logger)
+	}
+	if c.LogLineBytes == 0 {
+		c.LogLineBytes = DefaultLogLineBytes
+	}
+	c.LogLineBytes = max(c.LogLineBytes, 256)
+	if c.LogRate == 0 {
+		c.LogRate = DefaultLogRate
+	}
+	if c.LogBurst == 0 {
+		c.LogBurst = DefaultLogBurst
+	}
+	if c.Bootstrap != nil {
+		b := *c.Bootstrap
+		if !filepath.IsAbs(b.Path) {
+			p, err := exec.LookPath(b.Path)
+			if err != nil {
+				return fmt.Errorf("agent: the %s bootstrap: %w", c.Runtime, err)
+			}
+			b.Path = p
+		}
+		c.Bootstrap = &b
 	}
 	if c.BaseEnv == nil {
 		for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"} {

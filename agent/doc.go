@@ -36,14 +36,37 @@
 // (Close, a failed load, the Serve context ending) sends SIGTERM to the
 // group, then SIGKILL after Config.StopGrace, and reaps it, so no child or
 // zombie outlives the agent; on Linux the kernel also kills it if the agent
-// dies. Its stdout and stderr become slog records, one per line, tagged
-// with the function's ID. A crash is noticed at once (a goroutine waits for
-// the process), logged, and reported to watches; ping answers 503 from
-// then on. Defaults come from what a cold start needs: readiness is polled
+// dies. Its stdout and stderr become log records, one per line (see
+// below). A crash is noticed at once (a goroutine waits for the process),
+// logged, and reported to watches; ping answers 503 from then on. Defaults come from what a cold start needs: readiness is polled
 // by dialing from 200 µs apart (a prebuilt binary listens within
 // milliseconds, and every one of them is cold-start latency), a process
 // gets 10 s to listen and an init hook 30 s; with Config.TreeDir set, a
 // package already unpacked on the node is copied (or, with RunAs,
 // hard-linked) from a read-only cache instead of fetched and unpacked
 // again.
+//
+// Language runtimes hot-load (Config.Bootstrap, RUNTIMES.md): the agent of
+// a Python or Node.js pod starts the runtime's bootstrap when the pod
+// starts, before any function is known, and a load, once the code is
+// unpacked, only tells the running bootstrap over a pipe which entry to
+// import: no process start, no interpreter start on the cold-start path. A
+// failed hot load leaves the pod unusable, and the agent says so (ping
+// answers function_exited, a load load_failed, a watch "failed") until it
+// is deleted. When neither the manifest nor the load request names the
+// protocol, the agent probes the function's port (OPTIONS * for HTTP/1.1,
+// then the HTTP/2 preface for h2c) and records what it found.
+//
+// The agent enforces an instance's memory limit with a cgroup v2 of its
+// own when it can create one (the v1 hierarchy with [MemoryCgroup]), else
+// with a process limit, and says which (LoadResponse.MemoryLimit); a process the
+// kernel killed for its limit is reported as "memory limit exceeded", not
+// as a crash. Every invocation that reached the function is billed: its
+// duration from the start of the proxying to the end of the response body,
+// rounded up to a millisecond, follows the body as the X-Faas-Billed-Ms
+// trailer and adds to Stats.BilledMillis. GET /v1/metrics serves the
+// statistics in the Prometheus text format. Function output goes to a
+// [LogSink] (default: slog), one structured record per line with the
+// function, the instance and, for JSON lines from the SDKs, the request
+// ID, bounded in size and in rate per instance.
 package agent

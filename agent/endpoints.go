@@ -17,11 +17,14 @@ func (a *Agent) current(w http.ResponseWriter, r *http.Request) *function {
 		return f
 	}
 	a.mu.Lock()
-	loading := a.loading
+	loading, broken := a.loading, a.brokenLocked()
 	a.mu.Unlock()
-	if loading {
+	switch {
+	case loading:
 		wire.WriteError(w, requestID(r), 0, lifecycle.CodeNotReady, "a load is in progress")
-	} else {
+	case broken != "":
+		wire.WriteError(w, requestID(r), 0, lifecycle.CodeFunctionExited, "this pod is unusable and must be deleted: "+broken)
+	default:
 		wire.WriteError(w, requestID(r), 0, lifecycle.CodeNoFunction, "no function is loaded on this pod")
 	}
 	return nil
@@ -102,7 +105,7 @@ func (a *Agent) servePing(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.proc.exited.Load() {
 		wire.WriteError(w, requestID(r), 0, lifecycle.CodeFunctionExited,
-			"the function process has exited ("+f.proc.state.String()+")")
+			"the function process has exited ("+f.proc.exitText+")")
 		return
 	}
 	state := lifecycle.AgentLoaded
@@ -122,6 +125,8 @@ func (a *Agent) state() (string, *function, <-chan struct{}) {
 	switch {
 	case f == nil && a.loading:
 		return lifecycle.AgentLoading, nil, a.changed
+	case f == nil && a.brokenLocked() != "":
+		return lifecycle.AgentFailed, nil, a.changed
 	case f == nil:
 		return lifecycle.AgentGeneric, nil, a.changed
 	case f.proc.exited.Load():
@@ -157,6 +162,8 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request) {
 		var exited <-chan struct{}
 		if f != nil {
 			exited = f.proc.done
+		} else if b := a.waitingBootstrap(); b != nil {
+			exited = b.proc.done // its death breaks the pod
 		}
 		t := time.NewTimer(wait)
 		a.watching.Add(1)
@@ -175,30 +182,60 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request) {
 	if f != nil {
 		resp.FunctionID = f.id
 		if state == lifecycle.AgentExited {
-			resp.Exit = f.proc.state.String()
+			resp.Exit = f.proc.exitText
 		}
+	} else if state == lifecycle.AgentFailed {
+		a.mu.Lock()
+		resp.Exit = a.brokenLocked()
+		a.mu.Unlock()
 	}
 	writeJSON(w, resp)
 }
 
-// serveStats handles GET /v1/stats. Completed counts the invocations that
-// reached the function, whatever their outcome (the latency histogram's
-// count); Failed those of them that got no answer, a 5xx, or were aborted
-// because the caller left mid-body; Rejected the requests refused before
-// the function (wrong function, not ready, over the limit).
+// serveStats handles GET /v1/stats (see [Agent.Stats]).
 func (a *Agent) serveStats(w http.ResponseWriter, r *http.Request) {
 	if !onlyMethod(w, r, http.MethodGet) {
 		return
 	}
-	st := lifecycle.Stats{Rejected: a.rejected.Load(), Uptime: time.Since(a.start)}
+	writeJSON(w, a.stats())
+}
+
+// Stats returns the agent's statistics, as GET /v1/stats answers them.
+// Completed counts the invocations that reached the function, whatever
+// their outcome (the latency histogram's count); Failed those of them that
+// got no answer, a 5xx, or were aborted because the caller left mid-body;
+// Rejected the requests refused before the function (wrong function, not
+// ready, over the limit); BilledMillis the billed time of those that
+// reached it.
+func (a *Agent) Stats() lifecycle.Stats { return a.stats() }
+
+func (a *Agent) stats() lifecycle.Stats {
+	state, _, _ := a.state()
+	st := lifecycle.Stats{
+		Rejected: a.rejected.Load(), Uptime: time.Since(a.start),
+		Runtime: a.cfg.Runtime, Instance: a.cfg.Instance, State: state,
+		MemoryLimitKills: a.memKills.Load(),
+		LogLines:         a.logs.lines.Load(), LogLinesDropped: a.logs.dropped.Load(), LogLinesTruncated: a.logs.truncated.Load(),
+	}
 	if f := a.fn.Load(); f != nil {
 		st.FunctionID = f.id
 		st.InFlight, st.Limit = f.slots.Counts()
 		st.Failed = f.failed.Load()
 		st.Latency = latencySummary(&f.latency)
 		st.Completed = st.Latency.Count
+		st.BilledMillis = f.billed.Load()
+		st.HotLoad, st.Protocol, st.ProtocolSource = f.hot, f.protocol, f.protocolSource
+		st.MemoryLimitBytes, st.MemoryLimit = f.limits.MemoryBytes, f.memLimit
+		st.MilliCPU, st.CPULimit = f.limits.MilliCPU, f.cpuLimit
 	}
-	writeJSON(w, st)
+	return st
+}
+
+// waitingBootstrap returns the bootstrap waiting for its hot load, if any.
+func (a *Agent) waitingBootstrap() *bootstrapProc {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.boot
 }
 
 // latencySummary converts a histogram into the protocol's summary in

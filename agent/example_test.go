@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 
@@ -56,4 +57,17 @@ func ExampleAgent() {
 	// true
 	// 400 bad_request
 	// <nil>
+}
+
+// A LogSink decides where function output goes; the agent has already
+// parsed each line (a JSON line from an SDK carries its level, message and
+// request ID) and bounded its size and rate.
+func ExampleLogSinkFunc() {
+	var sink agent.LogSink = agent.LogSinkFunc(func(ctx context.Context, rec agent.LogRecord) {
+		fmt.Println(rec.FunctionID, rec.Instance, rec.Level, rec.RequestID, rec.Message)
+	})
+	// The agent calls it for every line; here, one line by hand.
+	sink.Log(context.Background(), agent.LogRecord{FunctionID: "resize", Instance: "pod-1", Level: slog.LevelWarn,
+		RequestID: "req-7", Message: "cache miss"})
+	// Output: resize pod-1 WARN req-7 cache miss
 }

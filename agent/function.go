@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/concurrency"
 	"github.com/faasplane/faas/internal/latency"
 	"github.com/faasplane/faas/lifecycle"
@@ -23,15 +22,21 @@ import (
 // function is the loaded function: its process, the proxy to it, its
 // concurrency slots and counters.
 type function struct {
-	id        string
-	protocol  string
-	dir       string
-	initPath  string // "" when the function has no init hook
-	proc      *process
-	slots     *concurrency.Slots
-	transport *http.Transport
-	proxy     *httputil.ReverseProxy
-	timeout   time.Duration // per invocation; 0 means none
+	id             string
+	protocol       string
+	protocolSource string
+	dir            string
+	initPath       string // "" when the function has no init hook
+	proc           *process
+	boot           *bootstrapProc // the bootstrap it runs in, nil for an exec'd process
+	hot            bool           // hot-loaded into a bootstrap started with the agent
+	slots          *concurrency.Slots
+	transport      *http.Transport
+	proxy          *httputil.ReverseProxy
+	timeout        time.Duration // per invocation; 0 means none
+	limits         lifecycle.Limits
+	memLimit       string // how the memory limit is enforced
+	cpuLimit       string // how the CPU limit is enforced
 
 	ready    atomic.Bool
 	initMu   sync.Mutex // serializes init attempts
@@ -39,23 +44,45 @@ type function struct {
 
 	// failed counts the invocations that got no answer, a 5xx, or were
 	// aborted; latency records every invocation that reached the
-	// function, so its count is the number completed.
+	// function, so its count is the number completed; billed sums their
+	// billed milliseconds.
 	failed  atomic.Int64
+	billed  atomic.Int64
 	latency latency.Histogram
 }
 
-func newFunction(req *lifecycle.LoadRequest, m code.Manifest, dir string, proc *process, log *slog.Logger) *function {
+// loadedSpec is what newFunction needs beyond the load request.
+type loadedSpec struct {
+	protocol, protocolSource string
+	initPath                 string
+	dir                      string
+	proc                     *process
+	boot                     *bootstrapProc
+	hot                      bool
+	lim                      *limits
+}
+
+func newFunction(req *lifecycle.LoadRequest, s loadedSpec, log *slog.Logger) *function {
 	limit := max(req.Limits.Concurrency, 1)
 	f := &function{
-		id:       req.FunctionID,
-		protocol: m.Protocol,
-		dir:      dir,
-		initPath: m.InitHookPath(),
-		proc:     proc,
-		slots:    concurrency.NewSlots(concurrency.Shared, limit),
-		timeout:  time.Duration(req.Limits.TimeoutMillis) * time.Millisecond,
+		id:             req.FunctionID,
+		protocol:       s.protocol,
+		protocolSource: s.protocolSource,
+		dir:            s.dir,
+		initPath:       s.initPath,
+		proc:           s.proc,
+		boot:           s.boot,
+		hot:            s.hot,
+		slots:          concurrency.NewSlots(concurrency.Shared, limit),
+		timeout:        time.Duration(req.Limits.TimeoutMillis) * time.Millisecond,
+		limits:         req.Limits,
+		memLimit:       lifecycle.MemoryLimitNone,
+		cpuLimit:       lifecycle.MemoryLimitNone,
 	}
-	f.transport = newTransport(m.Protocol, limit)
+	if s.lim != nil {
+		f.memLimit, f.cpuLimit = s.lim.mem, s.lim.cpu
+	}
+	f.transport = newTransport(s.protocol, limit)
 	f.proxy = f.newProxy(log.With("function_id", req.FunctionID))
 	return f
 }
@@ -75,7 +102,7 @@ func newTransport(protocol string, concurrency int) *http.Transport {
 		WriteBufferSize:     32 << 10,
 		ReadBufferSize:      32 << 10,
 	}
-	if protocol == code.ProtocolH2C {
+	if protocol == lifecycle.ProtocolH2C {
 		var p http.Protocols
 		p.SetUnencryptedHTTP2(true)
 		tr.Protocols = &p
@@ -83,9 +110,14 @@ func newTransport(protocol string, concurrency int) *http.Transport {
 	return tr
 }
 
-// stop stops the process group and drops idle connections to it.
+// stop stops the process group (and the bootstrap's pipes) and drops idle
+// connections to it.
 func (f *function) stop(grace time.Duration) {
-	f.proc.stop(grace)
+	if f.boot != nil {
+		f.boot.stop(grace)
+	} else {
+		f.proc.stop(grace)
+	}
 	f.transport.CloseIdleConnections()
 }
 

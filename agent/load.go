@@ -12,16 +12,20 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/faasplane/faas/internal/wire"
-
 	"github.com/faasplane/faas/coldstart/code"
+	"github.com/faasplane/faas/internal/wire"
 	"github.com/faasplane/faas/lifecycle"
 )
 
-// serveLoad handles POST /v1/load: fetch, verify and unpack the code, start
-// the function process and answer once it listens. One load at a time; a
-// pod that holds a function refuses further loads (409 already_loaded). A
-// failed load leaves the agent generic again, with nothing left behind.
+// serveLoad handles POST /v1/load: fetch, verify and unpack the code, then
+// start the function process and answer once it listens, or, with a
+// hot-load bootstrap, tell the running bootstrap to load the function and
+// answer once it has. One load at a time; a pod that holds a function
+// refuses further loads (409 already_loaded). A failed load leaves the
+// agent generic again, with nothing left behind, except a failed hot load:
+// the bootstrap may be half-loaded, so it is stopped and the pod refuses
+// any further use (503 function_exited on ping, 502 load_failed on load)
+// until it is deleted.
 func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 	rid := requestID(r)
 	if !onlyMethod(w, r, http.MethodPost) {
@@ -48,7 +52,7 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 	}
 
 	a.mu.Lock()
-	switch {
+	switch broken := a.brokenLocked(); {
 	case a.closed:
 		a.mu.Unlock()
 		wire.WriteError(w, rid, 0, lifecycle.CodeNotReady, "agent is shutting down")
@@ -60,6 +64,10 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 		}
 		a.mu.Unlock()
 		wire.WriteError(w, rid, 0, lifecycle.CodeAlreadyLoaded, "this pod already has "+current)
+		return
+	case broken != "":
+		a.mu.Unlock()
+		wire.WriteError(w, rid, 0, lifecycle.CodeLoadFailed, "this pod is unusable and must be deleted: "+broken)
 		return
 	}
 	a.loading = true
@@ -85,25 +93,31 @@ func (a *Agent) serveLoad(w http.ResponseWriter, r *http.Request) {
 		err = lifecycle.Errorf(lifecycle.CodeNotReady, "agent closed during the load")
 	}
 	if err != nil {
+		if resp.HotLoad && a.broken == "" {
+			a.broken = "the hot load of " + req.FunctionID + " failed: " + err.Error()
+		}
 		a.mu.Unlock()
 		if f != nil {
 			f.stop(a.cfg.StopGrace)
 		}
 		_ = os.RemoveAll(dir)
-		log.Warn("load failed", "err", err)
+		log.Warn("load failed", "err", err, "hot_load", resp.HotLoad)
 		wire.WriteErr(w, rid, err)
 		return
 	}
 	a.dirs = append(a.dirs, dir)
 	a.fn.Store(f)
 	a.mu.Unlock()
-	log.Info("function loaded", "pid", resp.PID, "addr", f.proc.addr, "protocol", resp.Protocol, "cache_hit", resp.CacheHit,
+	log.Info("function loaded", "pid", resp.PID, "addr", f.proc.addr, "protocol", resp.Protocol, "protocol_source", resp.ProtocolSource,
+		"hot_load", resp.HotLoad, "cache_hit", resp.CacheHit, "memory_limit", resp.MemoryLimit,
 		"fetch_ms", resp.Timings.FetchMillis, "unpack_ms", resp.Timings.UnpackMillis, "start_ms", resp.Timings.StartMillis)
 	writeJSON(w, resp)
 }
 
 // load does the work of a load into dir. On error it returns the function
-// when its process was started, for the caller to stop.
+// when its process was started, for the caller to stop; resp.HotLoad is
+// set once the bootstrap started with the agent was handed the load (a
+// failure from then on breaks the pod).
 func (a *Agent) load(ctx context.Context, req *lifecycle.LoadRequest, dir string) (*function, lifecycle.LoadResponse, error) {
 	resp := lifecycle.LoadResponse{FunctionID: req.FunctionID}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -134,58 +148,196 @@ func (a *Agent) load(ctx context.Context, req *lifecycle.LoadRequest, dir string
 		resp.Timings.UnpackMillis = millis(time.Since(t0) - stats.Fetch)
 	}
 
-	m, err := a.manifest(req, dir)
+	m, source, err := a.manifest(req, dir)
 	if err != nil {
 		return nil, resp, err
 	}
-	path, err := m.Resolve(dir, exec.LookPath)
-	if err != nil {
-		return nil, resp, lifecycle.Errorf(lifecycle.CodeBadPackage, "%v", err)
-	}
-	resp.Protocol = m.Protocol
+	a.out.setFunction(req.FunctionID)
 
-	t1 := time.Now()
-	env := append([]string(nil), a.cfg.BaseEnv...)
+	env := make(map[string]string, len(m.Env)+4)
 	for k, v := range m.Env {
-		env = append(env, k+"="+v)
+		env[k] = v
 	}
-	env = append(env, "FAAS_FUNCTION_ID="+req.FunctionID, "FAAS_RUNTIME="+a.cfg.Runtime)
+	env["FAAS_FUNCTION_ID"], env["FAAS_RUNTIME"] = req.FunctionID, a.cfg.Runtime
 	if req.Limits.MemoryBytes > 0 {
-		env = append(env, "FAAS_MEMORY_BYTES="+strconv.FormatInt(req.Limits.MemoryBytes, 10))
+		env["FAAS_MEMORY_BYTES"] = strconv.FormatInt(req.Limits.MemoryBytes, 10)
 	}
-	proc, err := startProcess(processSpec{
-		functionID: req.FunctionID, path: path, args: m.Args, dir: dir, env: env, runAs: a.cfg.RunAs, logger: a.log,
-	})
-	if err != nil {
-		return nil, resp, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+	if req.Limits.MilliCPU > 0 {
+		env["FAAS_MILLI_CPU"] = strconv.FormatInt(req.Limits.MilliCPU, 10)
 	}
-	f := newFunction(req, m, dir, proc, a.log)
-	resp.PID = proc.pid
-
+	if a.cfg.Instance != "" {
+		env["FAAS_INSTANCE"] = a.cfg.Instance
+	}
 	startTimeout := a.cfg.StartTimeout
 	if req.StartTimeoutMillis > 0 {
 		startTimeout = time.Duration(req.StartTimeoutMillis) * time.Millisecond
 	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if err := proc.waitReady(sctx); err != nil {
-		return f, resp, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+	t1 := time.Now()
+	var ls loadedSpec
+	if a.cfg.Bootstrap != nil {
+		ls, err = a.loadIntoBootstrap(sctx, req, m, dir, env, &resp)
+	} else {
+		ls, err = a.exec(sctx, req, m, dir, env)
+	}
+	if ls.proc != nil {
+		resp.PID = ls.proc.pid
+	}
+	lim := ls.lim
+	if lim != nil {
+		resp.MemoryLimit, resp.CPULimit = lim.mem, lim.cpu
+	}
+	if err != nil {
+		return a.stopLoaded(ls), resp, err
+	}
+	switch {
+	case source != "":
+		ls.protocol = m.Protocol
+	case ls.protocol != "":
+		source = lifecycle.ProtocolFromRuntime
+	default:
+		t2 := time.Now()
+		ls.protocol, err = detectProtocol(sctx, ls.proc.addr, a.cfg.ProbeTimeout)
+		resp.Timings.ProbeMillis = millis(time.Since(t2))
+		if err != nil {
+			return a.stopLoaded(ls), resp, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+		}
+		source = lifecycle.ProtocolDetected
+	}
+	if err := lim.serving(ls.proc.pid); err != nil {
+		return a.stopLoaded(ls), resp, lifecycle.Errorf(lifecycle.CodeLoadFailed, "memory limit: %v", err)
 	}
 	resp.Timings.StartMillis = millis(time.Since(t1))
-	return f, resp, nil
+	resp.Protocol, resp.ProtocolSource = ls.protocol, source
+	ls.protocolSource, ls.initPath, ls.dir = source, m.InitHookPath(), dir
+	return newFunction(req, ls, a.log), resp, nil
+}
+
+// stopLoaded stops what a failed load started (which releases its limits)
+// and returns nil.
+func (a *Agent) stopLoaded(ls loadedSpec) *function {
+	switch {
+	case ls.boot != nil:
+		ls.boot.stop(a.cfg.StopGrace)
+	case ls.proc != nil:
+		ls.proc.stop(a.cfg.StopGrace)
+	default:
+		ls.lim.release() // no process took them
+	}
+	return nil
+}
+
+func limitError(err error) error {
+	return lifecycle.Errorf(lifecycle.CodeLoadFailed, "memory limit: %v", err)
+}
+
+// exec starts the manifest's command and waits until it listens.
+func (a *Agent) exec(ctx context.Context, req *lifecycle.LoadRequest, m code.Manifest, dir string, env map[string]string) (loadedSpec, error) {
+	path, err := m.Resolve(dir, exec.LookPath)
+	if err != nil {
+		return loadedSpec{}, lifecycle.Errorf(lifecycle.CodeBadPackage, "%v", err)
+	}
+	lim, err := a.limiter.prepare(req.Limits.MemoryBytes, req.Limits.MilliCPU)
+	if err != nil {
+		return loadedSpec{lim: lim}, limitError(err)
+	}
+	penv := append([]string(nil), a.cfg.BaseEnv...)
+	for k, v := range env {
+		penv = append(penv, k+"="+v)
+	}
+	proc, err := startProcess(processSpec{
+		path: path, args: m.Args, dir: dir, env: penv, runAs: a.cfg.RunAs, limits: lim, out: a.out,
+		logger: a.log, memKills: &a.memKills,
+	})
+	if err != nil {
+		return loadedSpec{lim: lim}, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+	}
+	ls := loadedSpec{proc: proc, lim: lim}
+	if err := proc.waitReady(ctx); err != nil {
+		return ls, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+	}
+	return ls, nil
+}
+
+// loadIntoBootstrap loads the function into a bootstrap: the one waiting
+// since the agent started (a hot load), or, with Bootstrap.Exec, a new one.
+func (a *Agent) loadIntoBootstrap(ctx context.Context, req *lifecycle.LoadRequest, m code.Manifest, dir string,
+	env map[string]string, resp *lifecycle.LoadResponse) (loadedSpec, error) {
+	if m.Command == "" {
+		return loadedSpec{}, lifecycle.Errorf(lifecycle.CodeBadPackage,
+			"no entry: for runtime %s the manifest's command names the function's entry (e.g. \"app.py:handler\")", a.cfg.Runtime)
+	}
+	var b *bootstrapProc
+	var lim *limits
+	if a.cfg.Bootstrap.Exec {
+		var err error
+		if lim, err = a.limiter.prepare(req.Limits.MemoryBytes, req.Limits.MilliCPU); err != nil {
+			return loadedSpec{lim: lim}, limitError(err)
+		}
+		if b, err = a.startBootstrap(lim); err != nil {
+			return loadedSpec{lim: lim}, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+		}
+	} else {
+		a.mu.Lock()
+		b, a.boot = a.boot, nil
+		a.mu.Unlock()
+		if b == nil {
+			return loadedSpec{}, lifecycle.Errorf(lifecycle.CodeLoadFailed, "no bootstrap waits for a load")
+		}
+		// From here on a failure breaks the pod: the bootstrap has been
+		// handed to this function.
+		resp.HotLoad = true
+		ls := loadedSpec{proc: b.proc, boot: b, hot: true}
+		// The bootstrap already runs in the cgroup reserved for it: the
+		// limits are only written there.
+		reserved := b.proc.limits.Load()
+		var err error
+		lim, err = a.limiter.limit(reserved, req.Limits.MemoryBytes, req.Limits.MilliCPU)
+		ls.lim = lim
+		if err != nil {
+			return ls, limitError(err)
+		}
+		b.proc.limits.Store(lim)
+		if lim.cg != nil && (reserved == nil || reserved.cg == nil) {
+			if err := lim.enter(b.proc.pid); err != nil {
+				return ls, limitError(err)
+			}
+		}
+	}
+	ls := loadedSpec{proc: b.proc, boot: b, hot: resp.HotLoad, lim: lim}
+	if err := b.waitReady(ctx); err != nil {
+		return ls, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+	}
+	ev, err := b.load(ctx, loadMessage{
+		Type: "load", FunctionID: req.FunctionID, CodeDir: dir, Entry: m.Command, Args: m.Args, Env: env,
+		InitPath: m.InitHookPath(), Concurrency: max(req.Limits.Concurrency, 1), TimeoutMs: req.Limits.TimeoutMillis,
+		MemoryBytes: req.Limits.MemoryBytes,
+	})
+	if err != nil {
+		var refused *errLoadRefused
+		if errors.As(err, &refused) {
+			a.log.Warn("the function did not load", "function_id", req.FunctionID, "error", refused.ev.Error, "detail", refused.ev.Detail)
+		}
+		return ls, lifecycle.Errorf(lifecycle.CodeLoadFailed, "%v", err)
+	}
+	a.log.Debug("hot load", "function_id", req.FunctionID, "runtime_ms", ev.Millis, "hot", resp.HotLoad)
+	ls.protocol = b.info.protocolOf()
+	return ls, nil
 }
 
 // manifest reads the package's manifest and applies the request's
 // overrides: Command (with Args) replaces the manifest's command and
 // arguments, Args alone its arguments, Protocol its protocol, and Env is
-// added over its environment.
-func (a *Agent) manifest(req *lifecycle.LoadRequest, dir string) (code.Manifest, error) {
-	m, err := code.ReadManifest(dir)
+// added over its environment. source says who named the protocol ("" for
+// nobody: the agent asks the runtime, or detects it).
+func (a *Agent) manifest(req *lifecycle.LoadRequest, dir string) (m code.Manifest, source string, err error) {
+	m, err = code.ReadManifest(dir)
 	if errors.Is(err, code.ErrNoManifest) && req.Command != "" {
 		m, err = code.Manifest{}, nil
 	}
 	if err != nil {
-		return m, lifecycle.Errorf(lifecycle.CodeBadPackage, "%v", err)
+		return m, "", lifecycle.Errorf(lifecycle.CodeBadPackage, "%v", err)
 	}
 	switch {
 	case req.Command != "":
@@ -193,11 +345,11 @@ func (a *Agent) manifest(req *lifecycle.LoadRequest, dir string) (code.Manifest,
 	case len(req.Args) > 0:
 		m.Args = req.Args
 	}
-	if req.Protocol != "" {
-		m.Protocol = req.Protocol
-	}
-	if m.Protocol == "" {
-		m.Protocol = code.ProtocolHTTP1
+	switch {
+	case req.Protocol != "":
+		m.Protocol, source = req.Protocol, lifecycle.ProtocolFromRequest
+	case m.Protocol != "":
+		source = lifecycle.ProtocolFromManifest
 	}
 	if len(req.Env) > 0 {
 		env := make(map[string]string, len(m.Env)+len(req.Env))
@@ -210,12 +362,12 @@ func (a *Agent) manifest(req *lifecycle.LoadRequest, dir string) (code.Manifest,
 		m.Env = env
 	}
 	if err := m.Validate(); err != nil {
-		return m, lifecycle.Errorf(lifecycle.CodeBadPackage, "%v", err)
+		return m, "", lifecycle.Errorf(lifecycle.CodeBadPackage, "%v", err)
 	}
 	if m.Runtime != "" && m.Runtime != a.cfg.Runtime {
-		return m, lifecycle.Errorf(lifecycle.CodeBadPackage, "package is for runtime %q, this agent provides %q", m.Runtime, a.cfg.Runtime)
+		return m, "", lifecycle.Errorf(lifecycle.CodeBadPackage, "package is for runtime %q, this agent provides %q", m.Runtime, a.cfg.Runtime)
 	}
-	return m, nil
+	return m, source, nil
 }
 
 // codeError maps an error of fetching and unpacking to the protocol: the

@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,35 +12,56 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/faasplane/faas/lifecycle"
 )
 
-// processSpec says how to start a function process.
+// processSpec says how to start a function process (or a runtime's
+// bootstrap).
 type processSpec struct {
-	functionID string
-	path       string   // resolved executable
-	args       []string // without argv[0]
-	dir        string   // working directory: the unpacked package
-	env        []string // without PORT
-	runAs      *RunAs   // nil: the agent's own user
-	logger     *slog.Logger
+	path  string     // resolved executable
+	args  []string   // without argv[0]
+	dir   string     // working directory: the unpacked package
+	env   []string   // without PORT
+	runAs *RunAs     // nil: the agent's own user
+	extra []*os.File // become the child's descriptors 3, 4, ...
+	// port, when not zero, is PORT (the caller made the listener);
+	// otherwise a free one is picked.
+	port int
+	// limits are enforced on the process: a cgroup v2 places it at its
+	// creation; the caller applies the rest.
+	limits *limits
+	out    *outputLog
+	logger *slog.Logger
+	// memKills counts the processes ended for exceeding their memory
+	// limit.
+	memKills *atomic.Int64
 }
 
 // process is a running function process, the leader of its own process
 // group. A goroutine waits for it (so it never stays a zombie) and two pump
-// its stdout and stderr into the logger line by line.
+// its stdout and stderr into the log sink line by line.
 type process struct {
 	pid    int
 	addr   string // 127.0.0.1:port
 	cmd    *exec.Cmd
 	log    *slog.Logger
+	out    *outputLog
 	done   chan struct{} // closed once the process has been reaped
 	exited atomic.Bool
 	// stopping is set before the agent signals the process, so that its
 	// exit is logged as expected rather than as a crash.
 	stopping atomic.Bool
-	state    *os.ProcessState // set before done is closed
-	pipes    [2]*os.File      // read ends of stdout and stderr
-	pumps    sync.WaitGroup
+	// limits are the process's limits (set for a hot-loaded bootstrap at
+	// the load); stop releases them.
+	limits atomic.Pointer[limits]
+	// Set before done is closed:
+	state     *os.ProcessState
+	exitText  string // how it ended, "memory limit exceeded (...)" first when it did
+	memKilled atomic.Bool
+	memKills  *atomic.Int64
+	pipes     [2]*os.File // read ends of stdout and stderr
+	pumps     sync.WaitGroup
 }
 
 // freePort asks the kernel for a free loopback port. Another process may
@@ -57,11 +76,15 @@ func freePort() (int, error) {
 	return port, ln.Close()
 }
 
-// startProcess starts the function process with PORT set to a free port.
+// startProcess starts the process with PORT set to spec.port, or to a free
+// port.
 func startProcess(spec processSpec) (*process, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, fmt.Errorf("finding a free port: %w", err)
+	port := spec.port
+	var err error
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
 	}
 	var readEnds, writeEnds [2]*os.File
 	for i := range readEnds {
@@ -70,35 +93,62 @@ func startProcess(spec processSpec) (*process, error) {
 			return nil, fmt.Errorf("creating output pipe: %w", err)
 		}
 	}
-	cmd := exec.Command(spec.path, spec.args...)
-	cmd.Dir = spec.dir
-	cmd.Env = append(append(make([]string, 0, len(spec.env)+1), spec.env...), "PORT="+strconv.Itoa(port))
-	// *os.File outputs go straight to the child: no copying goroutine in
-	// os/exec, so Wait does not wait for output and a child that keeps
-	// the pipe open cannot block the reaper.
-	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
-	cmd.SysProcAttr = sysProcAttr()
-	if spec.runAs != nil {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: spec.runAs.UID, Gid: spec.runAs.GID, Groups: []uint32{}}
+	newCmd := func() *exec.Cmd {
+		cmd := exec.Command(spec.path, spec.args...)
+		cmd.Dir = spec.dir
+		cmd.Env = append(append(make([]string, 0, len(spec.env)+1), spec.env...), "PORT="+strconv.Itoa(port))
+		// *os.File outputs go straight to the child: no copying goroutine
+		// in os/exec, so Wait does not wait for output and a child that
+		// keeps the pipe open cannot block the reaper.
+		cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
+		cmd.ExtraFiles = spec.extra
+		cmd.SysProcAttr = sysProcAttr()
+		if spec.runAs != nil {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: spec.runAs.UID, Gid: spec.runAs.GID, Groups: []uint32{}}
+		}
+		return cmd
 	}
-	if err := cmd.Start(); err != nil {
+	cmd := newCmd()
+	spec.limits.procAttr(cmd.SysProcAttr)
+	err = cmd.Start()
+	if err != nil && usesCgroupFD(cmd.SysProcAttr) {
+		// A kernel without clone3's CLONE_INTO_CGROUP: start it, then
+		// move it.
+		cmd = newCmd()
+		err = cmd.Start()
+	}
+	if err != nil {
 		closeAll(readEnds[:], writeEnds[:])
 		return nil, fmt.Errorf("starting %s: %w", spec.path, err)
 	}
 	closeAll(writeEnds[:]) // the child holds its own copies
 	p := &process{
-		pid:   cmd.Process.Pid,
-		addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		cmd:   cmd,
-		log:   spec.logger.With("function_id", spec.functionID, "pid", cmd.Process.Pid),
-		done:  make(chan struct{}),
-		pipes: readEnds,
+		pid:      cmd.Process.Pid,
+		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		cmd:      cmd,
+		log:      spec.logger.With("pid", cmd.Process.Pid),
+		out:      spec.out,
+		done:     make(chan struct{}),
+		pipes:    readEnds,
+		memKills: spec.memKills,
+	}
+	if spec.limits != nil {
+		p.limits.Store(spec.limits)
 	}
 	for i, stream := range []string{"stdout", "stderr"} {
 		p.pumps.Add(1)
-		go p.pump(readEnds[i], stream)
+		go func() {
+			defer p.pumps.Done()
+			p.out.pump(readEnds[i], stream)
+		}()
 	}
 	go p.wait()
+	if spec.limits != nil && spec.limits.cg != nil && !usesCgroupFD(cmd.SysProcAttr) {
+		if err := spec.limits.enter(p.pid); err != nil {
+			p.stop(0)
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -112,37 +162,50 @@ func closeAll(groups ...[]*os.File) {
 	}
 }
 
-// maxLogLine bounds one log record of function output; longer lines are
-// split.
-const maxLogLine = 16 << 10
-
-func (p *process) pump(r *os.File, stream string) {
-	defer p.pumps.Done()
-	br := bufio.NewReaderSize(r, maxLogLine)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if line[len(line)-1] == '\n' {
-				line = line[:len(line)-1]
-			}
-			p.log.Info("function output", "stream", stream, "line", string(line))
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return // EOF once every writer is gone, or the agent closed r
-		}
-	}
-}
+// lastWordsWait bounds how long the reaper of a process that failed under
+// a process limit waits for its last output, which says whether it ran out
+// of memory.
+const lastWordsWait = 250 * time.Millisecond
 
 func (p *process) wait() {
 	err := p.cmd.Wait()
-	p.state = p.cmd.ProcessState
+	st := p.cmd.ProcessState
+	lim := p.limits.Load()
+	stopping := p.stopping.Load()
+	if lim != nil && !stopping && !st.Success() && lim.mem == lifecycle.MemoryLimitRlimit {
+		drained := make(chan struct{})
+		go func() { p.pumps.Wait(); close(drained) }()
+		t := time.NewTimer(lastWordsWait)
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	over := !stopping && lim.overLimit(st, p.out.oomHint.Load())
+	p.state = st
+	p.exitText = st.String()
+	if over {
+		p.exitText = "memory limit exceeded (" + lim.describe() + "): " + st.String()
+		p.memKilled.Store(true)
+		if p.memKills != nil {
+			p.memKills.Add(1)
+		}
+	}
 	p.exited.Store(true)
 	close(p.done)
-	if p.stopping.Load() {
-		p.log.Debug("function process stopped", "status", p.state.String())
-		return
+	log := p.log
+	if id := p.out.functionID(); id != "" {
+		log = log.With("function_id", id)
 	}
-	p.log.Warn("function process exited", "status", p.state.String(), "err", err)
+	switch {
+	case stopping:
+		log.Debug("function process stopped", "status", p.exitText)
+	case over:
+		log.Warn("function process exceeded its memory limit", "status", p.exitText, "limit", lim.describe())
+	default:
+		log.Warn("function process exited", "status", p.exitText, "err", err)
+	}
 }
 
 // waitReady dials the process's port until it accepts a connection, the
@@ -168,7 +231,7 @@ func (p *process) waitReady(ctx context.Context) error {
 		timer.Reset(backoff)
 		select {
 		case <-p.done:
-			return fmt.Errorf("process exited before listening on %s (%s)", p.addr, p.state)
+			return fmt.Errorf("process exited before listening on %s (%s)", p.addr, p.exitText)
 		case <-ctx.Done():
 			return fmt.Errorf("process did not listen on %s: %w", p.addr, context.Cause(ctx))
 		case <-timer.C:
@@ -184,8 +247,9 @@ func (p *process) waitReady(ctx context.Context) error {
 // stop ends the process group: SIGTERM, up to grace for the leader to exit,
 // then SIGKILL for the whole group (stragglers included), reaping the
 // leader. It then waits up to a second for the output pumps to drain what
-// the process wrote last, and closes the pipes. Safe to call more than once
-// and after the process exited on its own.
+// the process wrote last, closes the pipes and removes the process's
+// cgroup. Safe to call more than once and after the process exited on its
+// own.
 func (p *process) stop(grace time.Duration) {
 	p.stopping.Store(true)
 	if !p.exited.Load() {
@@ -211,4 +275,7 @@ func (p *process) stop(grace time.Duration) {
 	t.Stop()
 	closeAll(p.pipes[:])
 	<-drained
+	if lim := p.limits.Swap(nil); lim != nil {
+		lim.release()
+	}
 }

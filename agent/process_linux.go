@@ -8,3 +8,7 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// usesCgroupFD reports whether the process is created in a cgroup
+// (CLONE_INTO_CGROUP).
+func usesCgroupFD(attr *syscall.SysProcAttr) bool { return attr.UseCgroupFD }

@@ -9,3 +9,5 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+func usesCgroupFD(*syscall.SysProcAttr) bool { return false }

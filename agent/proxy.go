@@ -7,13 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/faasplane/faas/internal/wire"
 
-	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
 )
 
@@ -56,24 +56,49 @@ func (a *Agent) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		// once the response starts.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	start := time.Now()
-	defer func() {
-		// Every invocation that reached the function is recorded, also
-		// one whose caller left mid-body: the proxy then panics with
-		// http.ErrAbortHandler, which counts as a failure and goes on up
-		// to the server, which drops the connection.
-		f.latency.Record(time.Since(start))
-		if p := recover(); p != nil {
-			f.failed.Add(1)
-			panic(p)
-		}
-	}()
 	if f.timeout > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), f.timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
+	// The billed time follows the body, as a trailer (declared before the
+	// status line, set once the body is out).
+	h := w.Header()
+	h["Trailer"] = append(h["Trailer"], lifecycle.HeaderBilledMillis)
+	start := time.Now()
+	defer func() {
+		// Every invocation that reached the function is recorded and
+		// billed, also one whose caller left mid-body: the proxy then
+		// panics with http.ErrAbortHandler, which counts as a failure and
+		// goes on up to the server, which drops the connection (and the
+		// trailer with it).
+		d := time.Since(start)
+		f.latency.Record(d)
+		if !refusedByAgent(h) {
+			ms := billedMillis(d)
+			f.billed.Add(ms)
+			h[lifecycle.HeaderBilledMillis] = []string{strconv.FormatInt(ms, 10)}
+		}
+		if p := recover(); p != nil {
+			f.failed.Add(1)
+			panic(p)
+		}
+	}()
 	f.proxy.ServeHTTP(w, r)
+}
+
+// billedMillis rounds d up to whole milliseconds, at least one.
+func billedMillis(d time.Duration) int64 {
+	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
+}
+
+// refusedByAgent reports whether the agent's proxy answered the request
+// itself with function_exited: the request provably did not reach the
+// function, so it is not billed. Function responses never carry the
+// error-source marker (ModifyResponse strips it).
+func refusedByAgent(h http.Header) bool {
+	return h.Get(lifecycle.HeaderErrorSource) == wire.ErrorSource &&
+		h.Get(lifecycle.HeaderErrorCode) == string(lifecycle.CodeFunctionExited)
 }
 
 func (a *Agent) reject(w http.ResponseWriter, r *http.Request, c lifecycle.ErrorCode, msg string) {
@@ -124,15 +149,29 @@ func (f *function) newProxy(log *slog.Logger) *httputil.ReverseProxy {
 			// passes on another service's X-Faas-Error-* headers must not
 			// make the dataplane think the agent refused the request.
 			resp.Header.Del(lifecycle.HeaderErrorSource)
+			// Nor may it send the billed time.
+			resp.Header.Del(lifecycle.HeaderBilledMillis)
+			delete(resp.Trailer, lifecycle.HeaderBilledMillis)
+			// A trailer needs a chunked body on HTTP/1.1: without the
+			// length, the server chunks it (a response that has no body
+			// keeps its length, and carries no trailer).
+			if resp.Request.Method != http.MethodHead && bodyAllowed(resp.StatusCode) {
+				resp.Header.Del("Content-Length")
+			}
 			return nil
 		},
 		ErrorHandler: f.proxyError,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 	}
-	if f.protocol == code.ProtocolH2C {
+	if f.protocol == lifecycle.ProtocolH2C {
 		rp.FlushInterval = -1 // gRPC streams message by message
 	}
 	return rp
+}
+
+// bodyAllowed reports whether a response with status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 // proxyError answers an invocation the function did not answer.
@@ -150,7 +189,11 @@ func (f *function) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	case f.proc.exited.Load():
 		// It may have died of this very request: the request reached it,
 		// so this is not function_exited (which promises it did not).
-		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "the function process exited during the request")
+		msg := "the function process exited during the request"
+		if f.proc.memKilled.Load() {
+			msg = "the function process exceeded its memory limit during the request (" + f.proc.exitText + ")"
+		}
+		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, msg)
 	default:
 		wire.WriteError(w, rid, 0, lifecycle.CodeInstanceFailure, "function: "+err.Error())
 	}

@@ -10,7 +10,8 @@
 // function directly and against a bare httputil.ReverseProxy chain of the
 // same shape), overload (goodput and admitted p99 from 0.5× to 10× of
 // measured capacity, shedding on and off), coldstart (warm-pool hit with
-// cached code, code not cached, no warm pool), lb (the router's policies on
+// cached code, code not cached, no warm pool), runtimes (Python and Node.js
+// hellos hot-loaded and exec'd, the Go hello exec'd, with their floors), lb (the router's policies on
 // heterogeneous instances, in a discrete-event model), sharding (rendezvous
 // hashing lookups, balance and movement) and hotpath (the in-process
 // pick/acquire/release/shed benchmarks, through go test -bench). Only the
@@ -35,7 +36,7 @@ import (
 )
 
 // scenarioNames lists the scenarios in the order they run and appear.
-var scenarioNames = []string{"hop", "overload", "coldstart", "lb", "sharding", "hotpath"}
+var scenarioNames = []string{"hop", "overload", "coldstart", "runtimes", "lb", "sharding", "hotpath"}
 
 type options struct {
 	scenarios []string
@@ -47,6 +48,7 @@ type options struct {
 	hop      hopParams
 	overload overloadParams
 	cold     coldParams
+	rt       runtimesParams
 	lb       lbParams
 	shard    shardParams
 	hot      hotParams
@@ -61,6 +63,7 @@ func defaultOptions() options {
 			Sleep: 50 * time.Millisecond, Instances: 2, Concurrency: 4, QueueTimeout: time.Second,
 		},
 		cold:  coldParams{N: 60},
+		rt:    runtimesParams{N: 30},
 		lb:    lbParams{Requests: 200_000, Seeds: 5, Loads: []float64{0.7, 0.9, 0.99}},
 		shard: shardParams{Count: 5, Benchtime: "100ms", Keys: 1_000_000, Nodes: []int{8, 64, 512}},
 		hot:   hotParams{Count: 5, Benchtime: "100ms", Packages: defaultHotPackages},
@@ -73,6 +76,7 @@ func (o *options) quick() {
 	o.overload.Levels, o.overload.Step = []float64{0.5, 3}, 300*time.Millisecond
 	o.overload.Sleep, o.overload.QueueTimeout = 20*time.Millisecond, 300*time.Millisecond
 	o.cold.N = 2
+	o.rt.N = 2
 	o.lb = lbParams{Requests: 3000, Seeds: 2, Loads: []float64{0.7, 0.99}}
 	o.shard = shardParams{Count: 1, Benchtime: "1x", Keys: 20_000, Nodes: []int{8, 64}, Bench: "^BenchmarkPick$/^uniform/nodes=8$"}
 	o.hot = hotParams{Count: 2, Benchtime: "1x", Packages: []hotPackage{{Dir: "./concurrency", Bench: "^BenchmarkSlotsTryAcquireRelease$"}}}
@@ -97,6 +101,7 @@ func main() {
 	fs.IntVar(&o.overload.Concurrency, "overload-concurrency", o.overload.Concurrency, "overload: per-instance concurrency")
 	fs.DurationVar(&o.overload.QueueTimeout, "overload-queue-timeout", o.overload.QueueTimeout, "overload: the function's QueueTimeout")
 	fs.IntVar(&o.cold.N, "cold-n", o.cold.N, "coldstart: cold starts per case")
+	fs.IntVar(&o.rt.N, "rt-n", o.rt.N, "runtimes: cold starts per case")
 	fs.IntVar(&o.lb.Requests, "lb-requests", o.lb.Requests, "lb: requests per simulated run")
 	fs.IntVar(&o.lb.Seeds, "lb-seeds", o.lb.Seeds, "lb: seeds (runs) per policy and load")
 	fs.IntVar(&o.shard.Count, "shard-count", o.shard.Count, "sharding: go test -count")
@@ -313,6 +318,15 @@ func runScenario(ctx context.Context, e *env, name string, o options) (map[strin
 			return nil, err
 		}
 		return map[string]string{"coldstart": coldMarkdown(r)}, writeJSON(e.out, "coldstart.json", r)
+	case "runtimes":
+		r, err := runRuntimes(ctx, e, o.rt)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeSVG(e.out, "runtimes.svg", runtimesChart(r)); err != nil {
+			return nil, err
+		}
+		return map[string]string{"runtimes": runtimesMarkdown(r, rel("runtimes.svg"))}, writeJSON(e.out, "runtimes.json", r)
 	case "lb":
 		r, err := runLB(ctx, e, o.lb)
 		if err != nil {

@@ -19,5 +19,11 @@
 // and a failed init is retried without paying for a new process. Serve
 // shuts down gracefully on SIGTERM or SIGINT, which is how the agent stops
 // a function before it kills its process group. A function that speaks gRPC
-// uses [WithH2C] and the package manifest's "protocol": "h2c".
+// uses [WithH2C] and the package manifest's "protocol": "h2c" (or
+// [WithH2COnly], which the agent detects without the manifest's help).
+//
+// The function's output on stdout and stderr becomes the agent's log
+// records, one per line, tagged with the function's ID and instance.
+// [Logger] writes JSON lines that the agent parses into structured records
+// carrying the invocation's request ID, level and attributes.
 package function

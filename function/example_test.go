@@ -56,3 +56,19 @@ func ExampleHandler() {
 	// init: 200
 	// 200 "hello"
 }
+
+// Logger ties a handler's log records to its invocation: the agent reads
+// the JSON lines from the function's stderr and records them with the
+// request's ID.
+func ExampleLogger() {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		function.Logger(r).Info("resizing", "width", 640)
+		io.WriteString(w, "done")
+	})
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set(function.HeaderRequestID, "req-1")
+	handler.ServeHTTP(rec, req)
+	fmt.Println(rec.Body.String(), function.RequestID(req))
+	// Output: done req-1
+}

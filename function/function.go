@@ -30,6 +30,7 @@ type config struct {
 	init            InitFunc
 	initPath        string
 	h2c             bool
+	h2cOnly         bool
 	host            string
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
@@ -49,11 +50,16 @@ func WithInitPath(path string) Option { return func(c *config) { c.initPath = pa
 // gRPC clients need; set "protocol": "h2c" in the manifest too.
 func WithH2C() Option { return func(c *config) { c.h2c = true } }
 
+// WithH2COnly makes Serve accept HTTP/2 without TLS only, as gRPC servers
+// do: an HTTP/1.1 request gets its connection closed. An agent whose
+// manifest names no protocol detects it and speaks h2c to the function.
+func WithH2COnly() Option { return func(c *config) { c.h2c, c.h2cOnly = true, true } }
+
 // WithHost makes Serve listen on host instead of 127.0.0.1.
 func WithHost(host string) Option { return func(c *config) { c.host = host } }
 
-// WithLogger sets the logger for the SDK's own messages. Default: a text
-// handler on stderr, which the agent records line by line.
+// WithLogger sets the logger for the SDK's own messages. Default: JSON
+// lines on stderr, which the agent turns into structured records.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithShutdownTimeout bounds the graceful shutdown after SIGTERM. Default
@@ -68,7 +74,7 @@ func newConfig(opts []Option) config {
 		o(&c)
 	}
 	if c.logger == nil {
-		c.logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		c.logger = slog.New(stderrJSON())
 	}
 	return c
 }
@@ -178,7 +184,7 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, opts ..
 	}
 	if c.h2c {
 		var p http.Protocols
-		p.SetHTTP1(true)
+		p.SetHTTP1(!c.h2cOnly)
 		p.SetUnencryptedHTTP2(true)
 		srv.Protocols = &p
 	}

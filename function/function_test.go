@@ -173,3 +173,30 @@ func TestServeReadsPortAndStopsOnSIGTERM(t *testing.T) {
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
 	require.NoError(t, <-done)
 }
+
+// TestServeListenerH2COnly: HTTP/2 works, an HTTP/1.1 request does not,
+// as with a gRPC server.
+func TestServeListenerH2COnly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeListener(ctx, ln, hello, WithH2COnly()) }()
+
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + ln.Addr().String() + "/g")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "hello /g via HTTP/2.0", string(b))
+
+	tr1 := &http.Transport{}
+	defer tr1.CloseIdleConnections()
+	_, err = (&http.Client{Transport: tr1}).Get("http://" + ln.Addr().String() + "/g")
+	require.Error(t, err, "HTTP/1.1 is refused")
+	cancel()
+	require.NoError(t, <-done)
+}

@@ -32,6 +32,25 @@
 //	                 as root); default: the agent's own user
 //	-log-level       debug, info, warn or error (default info)
 //	-log-format      text or json (default text); logs go to stderr
+//	-pod             the pod's ID: it tags the function's log records and the
+//	                 agent's statistics (default: none)
+//	-bootstrap       the runtime's bootstrap (RUNTIMES.md): "auto" (default:
+//	                 the shipped one when -runtime is python or node, else
+//	                 none), "builtin:NAME" (a shipped runtime: python, node),
+//	                 "none" (every load starts the manifest's command), or a
+//	                 command line (words separated by spaces). Also
+//	                 $FAAS_BOOTSTRAP when the flag is not given.
+//	-bootstrap-mode  hot (default: the bootstrap starts with the agent and a
+//	                 load hot-loads the function into it) or exec (a
+//	                 bootstrap is started for each load)
+//	-memory-limit    how a load's memory limit is enforced: auto (default: a
+//	                 cgroup when the agent can create one, else a process
+//	                 limit), cgroup, rlimit or none
+//	-cgroup-parent   the cgroup under which function cgroups are created
+//	                 (default: the agent's own)
+//	-log-rate        lines of function output per second (default 1000;
+//	                 negative: unbounded), -log-burst its burst (default 2000),
+//	                 -log-line-bytes the longest line kept (default 16384)
 //
 // Once it listens, faas-agent prints one line to stdout, before anything
 // else, so that a supervisor (pods/local) learns the bound addresses,
@@ -45,6 +64,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -61,6 +81,7 @@ import (
 	"github.com/faasplane/faas/agent"
 	"github.com/faasplane/faas/coldstart/code"
 	"github.com/faasplane/faas/lifecycle"
+	"github.com/faasplane/faas/runtimes"
 )
 
 // ListeningPrefix starts the line that announces the bound address.
@@ -83,6 +104,10 @@ type options struct {
 	cacheBytes                       int64
 	runAs                            string
 	logLevel, logFormat              string
+	pod, bootstrap, bootstrapMode    string
+	memoryLimit, cgroupParent        string
+	logRate                          float64
+	logBurst, logLineBytes           int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -102,8 +127,32 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.fileRoot, "file-root", "/", "directory that file:// code URIs may name")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.pod, "pod", "", "the pod's ID, for log records and statistics")
+	fs.StringVar(&o.bootstrap, "bootstrap", "", `the runtime's bootstrap: auto, none, builtin:NAME or a command line (default: $FAAS_BOOTSTRAP, else auto)`)
+	fs.StringVar(&o.bootstrapMode, "bootstrap-mode", "hot", "hot (load into the bootstrap started with the agent) or exec (a bootstrap per load)")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "how memory limits are enforced: auto, cgroup, rlimit or none")
+	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "the cgroup under which function cgroups are created (default: the agent's own)")
+	fs.Float64Var(&o.logRate, "log-rate", agent.DefaultLogRate, "lines of function output per second (negative: unbounded)")
+	fs.IntVar(&o.logBurst, "log-burst", agent.DefaultLogBurst, "burst of lines of function output")
+	fs.IntVar(&o.logLineBytes, "log-line-bytes", agent.DefaultLogLineBytes, "longest line of function output kept")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.bootstrap == "" {
+		o.bootstrap = cmp.Or(os.Getenv(BootstrapEnv), "auto")
+	}
+	switch o.bootstrapMode {
+	case "hot", "exec":
+	default:
+		return o, fmt.Errorf("-bootstrap-mode: want hot or exec, got %q", o.bootstrapMode)
+	}
+	switch o.memoryLimit {
+	case "auto", "cgroup", "rlimit", "none":
+	default:
+		return o, fmt.Errorf("-memory-limit: want auto, cgroup, rlimit or none, got %q", o.memoryLimit)
+	}
+	if o.logBurst <= 0 || o.logLineBytes <= 0 || o.logRate == 0 {
+		return o, errors.New("-log-rate, -log-burst and -log-line-bytes must not be zero")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -133,6 +182,45 @@ func newLogger(o options, stderr io.Writer) (*slog.Logger, error) {
 // TokenEnv is the environment variable that carries the control token when
 // -control-token-file is not given.
 const TokenEnv = "FAAS_CONTROL_TOKEN"
+
+// BootstrapEnv is the environment variable that names the bootstrap when
+// -bootstrap is not given (same values).
+const BootstrapEnv = "FAAS_BOOTSTRAP"
+
+// bootstrapFor returns the bootstrap that -bootstrap names, installing a
+// shipped runtime into the work directory; nil for none.
+func bootstrapFor(ctx context.Context, o options) (*agent.Bootstrap, error) {
+	name, builtin := strings.CutPrefix(o.bootstrap, "builtin:")
+	switch {
+	case o.bootstrap == "none":
+		return nil, nil
+	case o.bootstrap == "auto":
+		if _, ok := runtimes.Builtin(o.runtime); !ok {
+			return nil, nil
+		}
+		name, builtin = o.runtime, true
+	}
+	var b agent.Bootstrap
+	if builtin {
+		rt, ok := runtimes.Builtin(name)
+		if !ok {
+			return nil, fmt.Errorf("-bootstrap: no shipped runtime %q (have %s)", name, strings.Join(runtimes.Names(), ", "))
+		}
+		c, err := rt.Install(ctx, filepath.Join(o.workDir, ".runtime", name))
+		if err != nil {
+			return nil, err
+		}
+		b = agent.Bootstrap{Path: c.Path, Args: c.Args, Env: c.Env}
+	} else {
+		words := strings.Fields(o.bootstrap)
+		if len(words) == 0 {
+			return nil, errors.New("-bootstrap: empty command")
+		}
+		b = agent.Bootstrap{Path: words[0], Args: words[1:]}
+	}
+	b.Exec = o.bootstrapMode == "exec"
+	return &b, nil
+}
 
 // controlToken reads the pod's control token from the file named by
 // -control-token-file ("-": stdin), else from $FAAS_CONTROL_TOKEN, which it
@@ -224,9 +312,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		treeDir = filepath.Join(o.cacheDir, "trees")
 	}
 
+	boot, err := bootstrapFor(ctx, o)
+	if err != nil {
+		return err
+	}
+	mem := agent.MemoryEnforcement(o.memoryLimit)
+	if o.memoryLimit == "auto" {
+		mem = agent.MemoryAuto
+	}
 	a, err := agent.New(agent.Config{
 		Store: store, WorkDir: o.workDir, Runtime: o.runtime, Node: o.node,
 		ControlToken: token, RunAs: runAs, TreeDir: treeDir, Logger: logger,
+		Bootstrap: boot, Instance: o.pod, MemoryEnforcement: mem, CgroupParent: o.cgroupParent,
+		LogRate: o.logRate, LogBurst: o.logBurst, LogLineBytes: o.logLineBytes,
 	})
 	if err != nil {
 		return err

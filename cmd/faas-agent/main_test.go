@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -278,9 +279,90 @@ func TestBadFlags(t *testing.T) {
 		{"-listen", "127.0.0.1:0", "-control-listen", "256.0.0.1:0"},
 		{"-run-as", "nobody"},
 		{"-control-token-file", "/nonexistent/token"},
+		{"-bootstrap-mode", "warm"},
+		{"-memory-limit", "lots"},
+		{"-log-rate", "0"},
+		{"-bootstrap", "builtin:cobol"},
 	} {
 		var stderr syncBuffer
 		err := run(context.Background(), append([]string{"-control-token-file", "-"}, args...), strings.NewReader(token+"\n"), io.Discard, &stderr)
 		require.Error(t, err, "%v", args)
 	}
+}
+
+// TestBinaryHotLoadsAPythonFunction: with -runtime python the agent runs
+// the shipped Python runtime's bootstrap from its start, and a load puts
+// the function into it.
+func TestBinaryHotLoadsAPythonFunction(t *testing.T) {
+	work, origin := t.TempDir(), t.TempDir()
+	p := startAgent(t, "-work-dir", work, "-runtime", "python", "-pod", "pod-9")
+	pkg, err := code.PackDir("../../examples/functions/hello-py")
+	require.NoError(t, err)
+	path := filepath.Join(origin, "hello-py.tar.gz")
+	require.NoError(t, os.WriteFile(path, pkg, 0o644))
+	ref := code.RefFor("file://"+path, pkg)
+	c := new(lifecycle.Client)
+	ctx := context.Background()
+	lr, err := c.Load(ctx, p.ctl, lifecycle.LoadRequest{FunctionID: "hello-py", Runtime: "python",
+		Code: lifecycle.CodeRef{URI: ref.URI, Digest: ref.Digest, Size: ref.Size}})
+	require.NoError(t, err, "stderr: %s", p.stderr.String())
+	require.True(t, lr.HotLoad)
+	_, err = c.Initialize(ctx, p.ctl, lifecycle.InitializeRequest{FunctionID: "hello-py"})
+	require.NoError(t, err)
+
+	req, _ := http.NewRequest("GET", "http://"+p.addr+"/?name=python", nil)
+	req.Header.Set(lifecycle.HeaderFunctionID, "hello-py")
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "hello, python\n", string(body))
+	st, err := c.Stats(ctx, p.ctl)
+	require.NoError(t, err)
+	require.Equal(t, "pod-9", st.Instance)
+	require.True(t, st.HotLoad)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, <-p.done, "exit status; stderr: %s", p.stderr.String())
+	p.done <- nil
+	requireGone(t, lr.PID)
+}
+
+func TestBootstrapFlag(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		bootstrap, runtime, mode string
+		want                     string // the bootstrap's program's base name; "" for none
+		args                     []string
+		err                      string
+	}{
+		{bootstrap: "none", runtime: "python"},
+		{bootstrap: "auto", runtime: "go"},
+		{bootstrap: "auto", runtime: "python", want: "python3", args: []string{"-u", filepath.Join(dir, ".runtime", "python", "bootstrap.py")}},
+		{bootstrap: "builtin:node", runtime: "node-exec", mode: "exec", want: "node", args: []string{filepath.Join(dir, ".runtime", "node", "bootstrap.js")}},
+		{bootstrap: "builtin:java", runtime: "java", err: "no shipped runtime"},
+		{bootstrap: "/opt/ruby/bin/ruby boot.rb -w", runtime: "ruby", want: "ruby", args: []string{"boot.rb", "-w"}},
+	} {
+		o := options{bootstrap: c.bootstrap, runtime: c.runtime, bootstrapMode: cmp.Or(c.mode, "hot"), workDir: dir}
+		b, err := bootstrapFor(ctx, o)
+		if c.err != "" {
+			require.ErrorContains(t, err, c.err)
+			continue
+		}
+		require.NoError(t, err, "%+v", c)
+		if c.want == "" {
+			require.Nil(t, b, "%+v", c)
+			continue
+		}
+		require.True(t, strings.HasPrefix(filepath.Base(b.Path), c.want), "%s for %+v", b.Path, c)
+		require.Equal(t, c.args, b.Args)
+		require.Equal(t, c.mode == "exec", b.Exec)
+	}
+	t.Setenv(BootstrapEnv, "none")
+	o, err := parseFlags([]string{"-runtime", "python"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "none", o.bootstrap, "$FAAS_BOOTSTRAP when the flag is absent")
 }

@@ -21,6 +21,7 @@ type demo struct {
 	w       io.Writer
 	dp      *faas.Dataplane
 	gateway string
+	admin   string // the status page and /metrics, with -serve
 	client  *http.Client
 	scale   float64
 
@@ -185,6 +186,19 @@ func (d *demo) instances(fn string) int {
 	return fs.Routes.Instances
 }
 
+// hellos are the echo functions: Go, Python (hot-loaded) and Node.js
+// (hot-loaded).
+var hellos = []string{"hello", "hello-py", "hello-node"}
+
+// total returns the instances of the functions fns.
+func (d *demo) total(fns []string) int {
+	n := 0
+	for _, fn := range fns {
+		n += d.instances(fn)
+	}
+	return n
+}
+
 func (d *demo) coldStarts(fn string) uint64 {
 	fs, _ := d.dp.FunctionStats(fn)
 	return fs.ColdStarts.Count
@@ -215,14 +229,20 @@ func (d *demo) expectOnly(r *result, allowed ...string) {
 
 func (d *demo) phases(ctx context.Context) error {
 	// 1. Warm-up: the first request of each function cold-starts it.
-	r := d.phase(1, "warm-up", "10 sequential requests to hello and to sleep (5 ms)")
+	r := d.phase(1, "warm-up", "10 sequential requests to hello, hello-py, hello-node and to sleep (5 ms)")
 	for i := range 10 {
-		d.send(ctx, r, "hello", "", fmt.Sprintf("hi %d", i))
+		for _, fn := range hellos {
+			d.send(ctx, r, fn, "", fmt.Sprintf("hi %d", i))
+		}
 		d.send(ctx, r, "sleep", "?ms=5", "")
 	}
 	d.expectOnly(r, "200")
-	cs, _ := d.dp.FunctionStats("hello")
-	fmt.Fprintf(d.w, "           %s; cold starts: hello %d, sleep %d (p50 %v)\n", r.summary(), cs.ColdStarts.Count, d.coldStarts("sleep"), d.dp.Stats().ColdStarts.P50.Total.Round(100*time.Microsecond))
+	var cold []string
+	for _, fn := range append(slices.Clone(hellos), "sleep") {
+		fs, _ := d.dp.FunctionStats(fn)
+		cold = append(cold, fmt.Sprintf("%s %d (%v)", fn, fs.ColdStarts.Count, fs.ColdStarts.P50.Total.Round(100*time.Microsecond)))
+	}
+	fmt.Fprintf(d.w, "           %s; cold starts: %s\n", r.summary(), strings.Join(cold, ", "))
 
 	// 2. Burst: more concurrency than one instance takes; the autoscaler
 	// scales out before requests wait long.
@@ -267,30 +287,40 @@ func (d *demo) phases(ctx context.Context) error {
 	fmt.Fprintf(d.w, "           %s; shed requests carried Retry-After: %v; admitted p50 %v p99 %v\n", r.summary(), d.retryAfter,
 		r.quantile(.5).Round(100*time.Microsecond), r.quantile(.99).Round(100*time.Microsecond))
 
-	// 4. Idle: no traffic; after the keep-alive both functions scale to zero.
+	// 4. Idle: no traffic; after the keep-alive every function scales to
+	// zero.
 	d.phase(4, "idle", "no traffic: waiting for scale to zero")
 	t := time.Now()
 	deadline := time.After(d.dur(30*time.Second) + 10*time.Second)
-	for d.instances("hello")+d.instances("sleep") > 0 {
+	all := append(slices.Clone(hellos), "sleep")
+	for d.total(all) > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
-			return fmt.Errorf("functions did not scale to zero (hello %d, sleep %d instances)", d.instances("hello"), d.instances("sleep"))
+			return fmt.Errorf("functions did not scale to zero (%d instances left)", d.total(all))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	d.zeroAfter = time.Since(t)
-	fmt.Fprintf(d.w, "           hello and sleep at 0 instances after %v\n", d.zeroAfter.Round(100*time.Millisecond))
+	fmt.Fprintf(d.w, "           hello, hello-py, hello-node and sleep at 0 instances after %v\n", d.zeroAfter.Round(100*time.Millisecond))
 
 	// 5. Return: traffic comes back; the first request cold-starts again.
-	r = d.phase(5, "return", "10 requests to hello")
-	coldBefore := d.coldStarts("hello")
+	r = d.phase(5, "return", "10 requests to hello, hello-py and hello-node")
+	coldBefore := map[string]uint64{}
+	for _, fn := range hellos {
+		coldBefore[fn] = d.coldStarts(fn)
+	}
 	for i := range 10 {
-		d.send(ctx, r, "hello", "", fmt.Sprintf("back %d", i))
+		for _, fn := range hellos {
+			d.send(ctx, r, fn, "", fmt.Sprintf("back %d", i))
+		}
 	}
 	d.expectOnly(r, "200")
-	d.returnCold = d.coldStarts("hello") > coldBefore
+	d.returnCold = true
+	for _, fn := range hellos {
+		d.returnCold = d.returnCold && d.coldStarts(fn) > coldBefore[fn]
+	}
 	fmt.Fprintf(d.w, "           %s; cold-started again: %v\n\n", r.summary(), d.returnCold)
 	return ctx.Err()
 }
@@ -322,7 +352,7 @@ func (d *demo) report() {
 	c := st.ColdStarts
 	fmt.Fprintf(d.w, "\ncold starts: %d (failed %d), p50 %s ms = take %s + load %s (fetch %s) + init %s; p99 %s ms\n",
 		c.Count, c.Failed, ms(c.P50.Total), ms(c.P50.Take), ms(c.P50.Load), ms(c.P50.Fetch), ms(c.P50.Init), ms(c.P99))
-	fmt.Fprintln(d.w, "(take: a warm pod from the pool; load: the agent fetches the code through its node's cache and starts the process; init: the function's init hook)")
+	fmt.Fprintln(d.w, "(take: a warm pod from the pool; load: the agent fetches the code through its node's cache and starts the process, or, for hello-py and hello-node, hot-loads it into the runtime already running in the pod; init: the function's init hook)")
 }
 
 // verdict checks that every phase did what it is there to show.

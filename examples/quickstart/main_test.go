@@ -23,6 +23,11 @@ func TestQuickstartSmoke(t *testing.T) {
 		assert.Contains(t, s, want)
 	}
 	assert.True(t, strings.Contains(s, "hello") && strings.Contains(s, "sleep"))
+	// The Python and Node.js hellos were cold-started (hot-loaded) twice,
+	// and answered every request.
+	for _, fn := range []string{"hello-py", "hello-node"} {
+		assert.Regexp(t, `(?m)^\s+`+fn+`\s+20\s+20\s+2\s`, s, "%s: 20 requests, 20 ok, 2 cold starts", fn)
+	}
 }
 
 func TestQuickstartRejectsBadScale(t *testing.T) {

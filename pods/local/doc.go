@@ -18,4 +18,11 @@
 // in its own process group: Delete, Close and context cancellation kill the
 // group and reap it, and an agent that dies on its own is noticed at once,
 // logged, dropped from List and reported to watchers as deleted.
+//
+// Each agent learns its pod's ID (-pod) and its runtime (-runtime). A pod of
+// runtime "python" or "node" starts the shipped runtime's bootstrap with its
+// agent (package runtimes, embedded in the faas-agent binary), so that a
+// cold start hot-loads the function into a running interpreter;
+// Config.RuntimeArgs passes other agent flags per runtime, e.g. a runtime
+// "python-exec" whose pods start the same bootstrap per load.
 package local

@@ -39,6 +39,12 @@ type Config struct {
 	AgentPath string
 	// AgentArgs are extra flags passed to every agent.
 	AgentArgs []string
+	// RuntimeArgs are extra flags passed to the agents of one runtime,
+	// after AgentArgs: e.g. {"python-exec": {"-bootstrap", "builtin:python",
+	// "-bootstrap-mode", "exec"}}. The agents of runtimes "python" and
+	// "node" start the shipped runtime's bootstrap without any (their
+	// -bootstrap defaults to it).
+	RuntimeArgs map[string][]string
 	// Dir holds the pods' work directories (Dir/pods/<id>) and the nodes'
 	// code caches (Dir/nodes/<node>/code-cache). Empty means a temporary
 	// directory that Close removes.
@@ -210,7 +216,9 @@ func (p *Provider) start(ctx context.Context, pr *proc, spec warmpool.PodSpec) e
 		"-runtime", spec.Runtime,
 		"-node", pr.pod.Node,
 		"-code-cache-dir", cache,
+		"-pod", pr.pod.ID,
 	}, p.cfg.AgentArgs...)
+	args = append(args, p.cfg.RuntimeArgs[spec.Runtime]...)
 	cmd := exec.Command(p.cfg.AgentPath, args...)
 	cmd.Env = append(os.Environ(), p.cfg.Env...)
 	cmd.Stdin = strings.NewReader(token + "\n")

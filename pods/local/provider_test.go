@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -220,4 +221,37 @@ func ExampleProvider() {
 	}
 	fmt.Println(pod.ID, pod.Node)
 	// Output: local-1 node-1
+}
+
+// TestRuntimePodsRunTheirBootstrap: the agents of runtime "python" start
+// the shipped runtime's bootstrap with the pod; RuntimeArgs reach the
+// agents of their runtime only; every agent knows its pod's ID.
+func TestRuntimePodsRunTheirBootstrap(t *testing.T) {
+	p, err := New(context.Background(), Config{AgentPath: agentPath, RuntimeArgs: map[string][]string{
+		"python-exec": {"-bootstrap", "builtin:python", "-bootstrap-mode", "exec"},
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	ctx := context.Background()
+	c := new(lifecycle.Client)
+	for _, tc := range []struct {
+		runtime  string
+		children int // processes of the pod before any load: the bootstrap
+	}{{"python", 1}, {"python-exec", 0}, {"go", 0}} {
+		pod, err := p.Create(ctx, warmpool.PodSpec{Runtime: tc.runtime})
+		require.NoError(t, err)
+		st, err := c.Stats(ctx, pod.Control)
+		require.NoError(t, err)
+		assert.Equal(t, pod.ID, st.Instance, "-pod")
+		assert.Equal(t, tc.runtime, st.Runtime)
+		// The children of all the agent's threads (any may have forked).
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pidOf(t, pod)))
+		require.NoError(t, err)
+		var children []string
+		for _, f := range tasks {
+			b, _ := os.ReadFile(f)
+			children = append(children, strings.Fields(string(b))...)
+		}
+		assert.Len(t, children, tc.children, "%s: %v", tc.runtime, children)
+	}
 }

@@ -2,7 +2,9 @@
 // greets ?name= (default "world") when there is none, and reports the HTTP
 // version it was called with in X-Hello-Proto. It is the function of the
 // agent's end-to-end tests and of the proxy benchmark. With HELLO_H2C=1 it
-// also accepts HTTP/2 without TLS (set "protocol": "h2c" in the manifest).
+// also accepts HTTP/2 without TLS (set "protocol": "h2c" in the manifest);
+// with HELLO_H2C=only it speaks HTTP/2 without TLS only, as a gRPC server
+// does (the agent detects it).
 //
 // Package it with a manifest naming the binary:
 //
@@ -23,8 +25,11 @@ import (
 
 func main() {
 	var opts []function.Option
-	if os.Getenv("HELLO_H2C") == "1" {
+	switch os.Getenv("HELLO_H2C") {
+	case "1":
 		opts = append(opts, function.WithH2C())
+	case "only":
+		opts = append(opts, function.WithH2COnly())
 	}
 	if err := function.Serve(handler(), opts...); err != nil {
 		log.Fatal(err)
